@@ -1,0 +1,1 @@
+"""Bundled YAML registries (installed as the package ``lampctl.configs``)."""

@@ -1,0 +1,3 @@
+from lampctl.cli import main
+
+main()

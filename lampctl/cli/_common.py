@@ -1,0 +1,204 @@
+"""What every command shares: output mode, the progress display, and option declarations."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from lampctl.encoder import EncoderConfig
+from lampctl.tasks import Registry, load_registry
+
+
+@dataclass
+class State:
+    """Global options, set on the top-level callback (or per command for ``--json``)."""
+
+    json: bool = False
+    quiet: bool = False
+    config: Path | None = None
+    _registry: Registry | None = field(default=None, repr=False)
+
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = load_registry(self.config)
+        return self._registry
+
+
+def get_state(ctx: typer.Context, json_flag: bool = False) -> State:
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    if json_flag:
+        root.obj.json = True
+    return root.obj
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+class CliReporter:
+    """Progress bars and messages on stderr; silent under ``--json``/``--quiet`` or no TTY."""
+
+    def __init__(self, state: State) -> None:
+        self._console = stderr_console()
+        self._quiet = state.json or state.quiet
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        if not self._quiet and self._console.is_terminal:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[unit]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self._console,
+                transient=False,
+            )
+
+    def __enter__(self) -> CliReporter:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def start(self, label: str, total: int | None, unit: str = "questions") -> None:
+        if self._progress is not None:
+            self._task = self._progress.add_task(label, total=total, unit=unit)
+
+    def advance(self, amount: int = 1) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, amount)
+
+    def log(self, message: str) -> None:
+        if not self._quiet:
+            if self._progress is not None:
+                self._progress.console.print(message, markup=False)
+            else:
+                self._console.print(message, markup=False)
+
+
+def emit(state: State, payload: dict[str, Any], human: Callable[[Console], None]) -> None:
+    """The command's result on stdout: one JSON object under ``--json``, else human text."""
+    if state.json:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    elif not state.quiet:
+        human(stdout_console())
+
+
+# --------------------------------------------------------------------------- shared options
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object describing what was done.")
+]
+DataDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="LAMPCTL_DATA_DIR",
+        help="Folder holding {user,time}/LaMP_N/ files.",
+        show_default=True,
+    ),
+]
+TaskOpt = Annotated[
+    str, typer.Option("--task", "-t", help="Task: LaMP-3, LaMP_3 or 3.", show_default=False)
+]
+TasksOpt = Annotated[
+    list[str] | None,
+    typer.Option("--task", "-t", help="Only these tasks (repeatable; default: all)."),
+]
+SplitOpt = Annotated[str, typer.Option("--split", "-s", help="user or time.")]
+SplitsOpt = Annotated[
+    list[str] | None, typer.Option("--split", "-s", help="Only this split (repeatable).")
+]
+SetsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Only these sets: train, dev, test (repeatable; default: all present)."
+    ),
+]
+RankerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ranker", "-r", help="bm25, recency or contriever (default: the task's, per split)."
+    ),
+]
+CheckpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--checkpoint", help="Encoder: hub id or local folder (default: facebook/contriever)."
+    ),
+]
+RevisionOpt = Annotated[
+    str | None, typer.Option("--revision", help="Encoder: hub revision (tag, branch or commit).")
+]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (auto: cuda, mps, cpu).")
+]
+BatchSizeOpt = Annotated[
+    int | None, typer.Option("--batch-size", min=1, help="Encoder: most texts per batch.")
+]
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option("--max-tokens-per-batch", min=1, help="Encoder: most padded tokens per batch."),
+]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="Encoder: fp32 (matches the reference), fp16 or bf16.")
+]
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="Encoder: keep embeddings on disk here for later runs."),
+]
+UseDateOpt = Annotated[
+    bool, typer.Option("--use-date", help='Rank "{text} date: {date}", as the reference option.')
+]
+TopKOpt = Annotated[
+    int | None, typer.Option("--top-k", min=1, help="Keep the first N items (default: all).")
+]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="json or trec.")]
+
+
+def encoder_config(
+    registry: Registry,
+    checkpoint: str | None,
+    revision: str | None,
+    device: str,
+    precision: str,
+    batch_size: int | None,
+    max_tokens: int | None,
+    cache_dir: Path | None,
+) -> EncoderConfig:
+    defaults = registry.encoder
+    return EncoderConfig(
+        checkpoint=checkpoint or defaults.checkpoint,
+        revision=revision if revision is not None else defaults.revision,
+        device=device,
+        precision=precision,
+        batch_size=batch_size or defaults.batch_size,
+        max_tokens_per_batch=max_tokens or defaults.max_tokens_per_batch,
+        cache_dir=cache_dir,
+    )

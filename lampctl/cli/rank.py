@@ -1,0 +1,145 @@
+"""``lampctl rank``: ranking files for one task and split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lampctl.cli._common import (
+    BatchSizeOpt,
+    CacheDirOpt,
+    CheckpointOpt,
+    CliReporter,
+    DataDirOpt,
+    DeviceOpt,
+    FormatOpt,
+    JsonOpt,
+    MaxTokensOpt,
+    PrecisionOpt,
+    RankerOpt,
+    RevisionOpt,
+    SetsOpt,
+    SplitOpt,
+    TaskOpt,
+    TopKOpt,
+    UseDateOpt,
+    emit,
+    encoder_config,
+    get_state,
+)
+from lampctl.ranking import (
+    RankResult,
+    check_ranker_name,
+    default_output,
+    make_ranker,
+    planned_sets,
+    rank_file,
+)
+
+
+def rank(
+    ctx: typer.Context,
+    task: TaskOpt,
+    split: SplitOpt = "user",
+    sets: SetsOpt = None,
+    ranker: RankerOpt = None,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Rank this one questions file instead.")
+    ] = None,
+    output_path: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where --input's ranking goes (default: beside it)."),
+    ] = None,
+    fmt: FormatOpt = "json",
+    top_k: TopKOpt = None,
+    use_date: UseDateOpt = False,
+    data_dir: DataDirOpt = Path("data_raw"),
+    checkpoint: CheckpointOpt = None,
+    revision: RevisionOpt = None,
+    device: DeviceOpt = "auto",
+    batch_size: BatchSizeOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    precision: PrecisionOpt = "fp32",
+    cache_dir: CacheDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rank every question's profile against the question, best item first.
+
+    Writes {set}_questions_rank.json = {question id: \\[profile ids, best first]} beside each
+    questions file, using the task's default ranker for the split unless --ranker says otherwise.
+
+    Examples:
+
+      lampctl rank --task LaMP-3 --split time
+
+      lampctl rank -t 5 --set dev --ranker bm25 --format trec --top-k 10
+
+      lampctl rank -t LaMP-2 --input my_questions.json --output my_rank.json --device cuda:1
+    """
+    state = get_state(ctx, json_out)
+    if output_path is not None and input_path is None:
+        raise typer.BadParameter("--output needs --input", param_hint="--output")
+    if sets and input_path is not None:
+        raise typer.BadParameter("--set and --input exclude each other", param_hint="--set")
+    registry = state.registry()
+    spec = registry.task(task)
+    split = registry.check_split(split)
+    ranker_name = check_ranker_name(ranker) if ranker else spec.default_ranker[split]
+
+    if input_path is not None:
+        jobs = [(input_path, output_path or default_output(input_path, fmt))]
+    else:
+        jobs = []
+        for set_name in planned_sets(registry, data_dir, spec, split, sets or []):
+            questions = registry.path("questions", data_dir, spec, split, set_name)
+            ranking = registry.path("ranking", data_dir, spec, split, set_name)
+            jobs.append((questions, ranking.with_suffix(".trec") if fmt == "trec" else ranking))
+
+    results: list[RankResult] = []
+    with CliReporter(state) as reporter:
+        config = encoder_config(
+            registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
+        )
+        engine = make_ranker(ranker_name, config, log=reporter.log)
+        for questions_path, ranking_path in jobs:
+            results.append(
+                rank_file(
+                    spec,
+                    questions_path,
+                    ranking_path,
+                    engine,
+                    use_date=use_date,
+                    top_k=top_k,
+                    fmt=fmt,
+                    reporter=reporter,
+                )
+            )
+
+    def human(console: Console) -> None:
+        table = Table("input", "questions", "items", "ranker", "seconds", "output")
+        for r in results:
+            table.add_row(
+                r.input,
+                str(r.questions),
+                str(r.profile_items),
+                r.ranker,
+                f"{r.seconds:.2f}",
+                r.output,
+            )
+        console.print(table)
+
+    emit(
+        state,
+        {
+            "command": "rank",
+            "task": spec.name,
+            "split": split,
+            "ranker": ranker_name,
+            "files": [r.as_dict() for r in results],
+        },
+        human,
+    )

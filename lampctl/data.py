@@ -1,0 +1,149 @@
+"""Reading LaMP files with errors that name the culprit, and writing files atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from lampctl.errors import InputError
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """Parse a JSON file; any problem becomes one ``InputError`` naming the file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, expected a {what}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    return parse_json_bytes(raw, str(path))
+
+
+def parse_json_bytes(raw: bytes, name: str) -> Any:
+    if not raw.strip():
+        raise InputError(f"{name}: file is empty")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{name}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    head = text.lstrip()[:15].lower()
+    if head.startswith(("<!doctype", "<html", "<?xml", "<head", "<body")):
+        raise InputError(f"{name}: is an HTML page, not JSON (a failed download?)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = " (truncated file?)" if exc.pos >= len(text.rstrip()) else ""
+        raise InputError(
+            f"{name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    input: str
+    profile: list[dict[str, Any]]
+    raw: dict[str, Any]
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [str(item["id"]) for item in self.profile]
+
+
+def _as_id(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def validate_questions(data: Any, name: str) -> list[Question]:
+    """Check the questions schema: a list of ``{id, input, profile: [{id, ...}]}``."""
+    if not isinstance(data, list):
+        raise InputError(f"{name}: expected a JSON list of questions, got {type(data).__name__}")
+    questions: list[Question] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(data):
+        if not isinstance(raw, dict):
+            raise InputError(f"{name}: question #{index} is not an object")
+        qid = _as_id(raw.get("id"))
+        if qid is None:
+            raise InputError(f"{name}: question #{index} has no string 'id'")
+        if qid in seen:
+            raise InputError(f"{name}: duplicate question id {qid!r}")
+        seen.add(qid)
+        if not isinstance(raw.get("input"), str):
+            raise InputError(f"{name}: question {qid!r} has no string 'input'")
+        profile = raw.get("profile")
+        if not isinstance(profile, list):
+            raise InputError(f"{name}: question {qid!r} has no 'profile' list")
+        for position, item in enumerate(profile):
+            if not isinstance(item, dict) or _as_id(item.get("id")) is None:
+                raise InputError(
+                    f"{name}: question {qid!r}, profile item #{position} has no string 'id'"
+                )
+        questions.append(Question(id=qid, input=raw["input"], profile=profile, raw=raw))
+    return questions
+
+
+def load_questions(path: Path) -> list[Question]:
+    return validate_questions(read_json(path, "questions file"), str(path))
+
+
+def load_outputs(path: Path) -> dict[str, Any]:
+    """Outputs ``{"task": ..., "golds": [{"id", "output"}]}`` as ``{id: output}``."""
+    data = read_json(path, "outputs file")
+    if not isinstance(data, dict) or not isinstance(data.get("golds"), list):
+        raise InputError(f"{path}: expected an object with a 'golds' list")
+    golds: dict[str, Any] = {}
+    for index, gold in enumerate(data["golds"]):
+        gid = _as_id(gold.get("id")) if isinstance(gold, dict) else None
+        if gid is None or "output" not in gold:
+            raise InputError(f"{path}: gold #{index} has no 'id' and 'output'")
+        golds[gid] = gold["output"]
+    return golds
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write to a temp file beside ``path``; fsync and rename into place only on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with open(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_writer(path) as handle:
+        json.dump(data, handle)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,267 @@
+"""Mean-pooling text encoder (Contriever and other BERT-family checkpoints).
+
+torch and transformers are imported only when an encoder is built, so BM25 and recency runs
+never load them. A model is loaded once per process and reused for every file and question.
+
+Speed comes from work not done, not from changed maths:
+- each distinct text is encoded once (an in-memory cache, optionally an on-disk one too);
+- texts are tokenized once, sorted by length and batched by a token budget, so batches carry
+  little padding;
+- the model runs under ``torch.inference_mode``.
+Pooling is the reference's: mean over the attention mask, in fp32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lampctl.errors import ModelLoadError
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+LogFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    checkpoint: str = "facebook/contriever"
+    revision: str | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 32
+    max_tokens_per_batch: int = 16384
+    cache_dir: Path | None = None
+    memory_cache_items: int = 1_000_000
+
+
+def resolve_device(spec: str) -> str:
+    """``auto`` picks cuda, then mps, then cpu; explicit devices are checked to exist."""
+    import torch
+
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if spec == "cpu":
+        return "cpu"
+    if spec == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ModelLoadError("device 'mps' is not available on this machine")
+        return "mps"
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"device {spec!r} requested but CUDA is not available")
+        index = spec.partition(":")[2]
+        if index:
+            if not index.isdigit():
+                raise ModelLoadError(f"bad device {spec!r} (use cuda or cuda:N)")
+            if int(index) >= torch.cuda.device_count():
+                raise ModelLoadError(
+                    f"device {spec!r} does not exist ({torch.cuda.device_count()} CUDA devices)"
+                )
+        return spec
+    raise ModelLoadError(f"unknown device {spec!r} (use auto, cpu, cuda, cuda:N or mps)")
+
+
+_LOADED: dict[tuple[str, str | None, str, str], tuple[Any, Any]] = {}
+
+
+def _load(checkpoint: str, revision: str | None, device: str, precision: str) -> tuple[Any, Any]:
+    key = (checkpoint, revision, device, precision)
+    if key in _LOADED:
+        return _LOADED[key]
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    looks_local = checkpoint.startswith((".", "/", "~")) or os.sep in checkpoint.strip("/")
+    local = Path(checkpoint).expanduser()
+    if looks_local and not local.is_dir() and checkpoint.count("/") != 1:
+        raise ModelLoadError(f"checkpoint folder {checkpoint} does not exist")
+    source = str(local) if local.is_dir() else checkpoint
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+        model = AutoModel.from_pretrained(source, revision=revision)
+    except (OSError, ValueError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        why = "HF_HUB_OFFLINE is set" if offline else "the hub is unreachable or has no such model"
+        raise ModelLoadError(
+            f"cannot load checkpoint {checkpoint!r}: it is not in the Hugging Face cache and "
+            f"{why}; download it where there is network, or pass a local folder with "
+            f"--checkpoint PATH ({type(exc).__name__})"
+        ) from exc
+    finally:
+        hf_logging.set_verbosity(previous)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"checkpoint {checkpoint!r} has no fast tokenizer")
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    model = model.to(device=device, dtype=dtype).eval()
+    _LOADED[key] = (tokenizer, model)
+    return tokenizer, model
+
+
+def max_length_of(tokenizer: Any, model: Any) -> int:
+    """The smaller of the tokenizer's maximum and the model's position limit."""
+    limits = [int(tokenizer.model_max_length)]
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions:
+        limits.append(int(positions))
+    return min(limits)
+
+
+@dataclass
+class EncoderStats:
+    requested: int = 0
+    encoded: int = 0
+    memory_hits: int = 0
+    disk_hits: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class Encoder:
+    """Texts to mean-pooled fp32 vectors, each distinct text encoded at most once."""
+
+    def __init__(self, config: EncoderConfig, log: LogFn | None = None) -> None:
+        if config.precision not in PRECISIONS:
+            raise ModelLoadError(
+                f"unknown precision {config.precision!r} (use {', '.join(PRECISIONS)})"
+            )
+        self.config = config
+        self.device = resolve_device(config.device)
+        if log:
+            log(f"encoder {config.checkpoint} on {self.device} ({config.precision})")
+        self.tokenizer, self.model = _load(
+            config.checkpoint, config.revision, self.device, config.precision
+        )
+        self.max_length = max_length_of(self.tokenizer, self.model)
+        self.stats = EncoderStats()
+        self._memory: dict[str, np.ndarray] = {}
+        identity = "\0".join(
+            [config.checkpoint, config.revision or "", str(self.max_length), config.precision]
+        )
+        self.cache_namespace = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        self._disk = None
+        if config.cache_dir is not None:
+            from lampctl.embcache import EmbeddingCache
+
+            self._disk = EmbeddingCache(config.cache_dir, self.cache_namespace)
+
+    def close(self) -> None:
+        if self._disk is not None:
+            self._disk.close()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for ``texts`` (one row each, fp32), from cache where possible."""
+        self.stats.requested += len(texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in self._memory]
+        self.stats.memory_hits += len(texts) - len(missing)
+        if missing and self._disk is not None:
+            found = self._disk.get_many(missing)
+            self.stats.disk_hits += len(found)
+            self._remember(found)
+            missing = [t for t in missing if t not in found]
+        if missing:
+            fresh = dict(zip(missing, self._encode_uncached(missing), strict=True))
+            if self._disk is not None:
+                self._disk.put_many(fresh)
+            self._remember(fresh)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([self._memory[t] for t in texts])
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def _remember(self, vectors: dict[str, np.ndarray]) -> None:
+        limit = self.config.memory_cache_items
+        overflow = len(self._memory) + len(vectors) - limit
+        if overflow > 0:  # drop the oldest entries (dicts keep insertion order)
+            for key in list(self._memory)[:overflow]:
+                del self._memory[key]
+        self._memory.update(vectors)
+
+    def _batches(self, lengths: list[int]) -> list[list[int]]:
+        """Indices grouped longest first, each batch within the token budget and batch size."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for index in order:
+            width = lengths[current[0]] if current else lengths[index]
+            fits = (len(current) + 1) * width <= self.config.max_tokens_per_batch
+            if current and (len(current) >= self.config.batch_size or not fits):
+                batches.append(current)
+                current = []
+            current.append(index)
+        if current:
+            batches.append(current)
+        return batches
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        encoded = self.tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.max_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return list(encoded["input_ids"])
+
+    def _encode_uncached(self, texts: list[str]) -> list[np.ndarray]:
+        import torch
+
+        token_ids = self._tokenize(texts)
+        lengths = [len(ids) for ids in token_ids]
+        pad_id = self.tokenizer.pad_token_id or 0
+        out: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(texts)
+
+        def collate(batch: list[int]) -> tuple[Any, Any]:
+            width = max(lengths[i] for i in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, index in enumerate(batch):
+                ids[row, : lengths[index]] = torch.tensor(token_ids[index])
+                mask[row, : lengths[index]] = 1
+            if self.device != "cpu":
+                ids, mask = ids.pin_memory(), mask.pin_memory()
+            return ids, mask
+
+        batches = self._batches(lengths)
+        # Tensors for later batches are built on a thread while the model runs on this one.
+        with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
+            for batch, (ids, mask) in zip(batches, pool.map(collate, batches), strict=True):
+                ids = ids.to(self.device, non_blocking=True)
+                mask = mask.to(self.device, non_blocking=True)
+                hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+                vectors = mean_pool(hidden.float(), mask).cpu().numpy()
+                for row, index in enumerate(batch):
+                    out[index] = vectors[row]
+                self.stats.tokens += sum(lengths[i] for i in batch)
+                self.stats.padded_tokens += ids.numel()
+        self.stats.encoded += len(texts)
+        return out
+
+
+def mean_pool(hidden: Any, mask: Any) -> Any:
+    """Mean of the token vectors over the attention mask (the LaMP reference's pooling)."""
+    hidden = hidden.masked_fill(~mask[..., None].bool(), 0.0)
+    return hidden.sum(dim=1) / mask.sum(dim=1)[..., None]

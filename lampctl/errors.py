@@ -1,0 +1,29 @@
+"""Typed errors. The CLI turns each into one ``Error: ...`` line and exit code 1."""
+
+
+class LampctlError(Exception):
+    """Base class for every error lampctl reports to the user."""
+
+
+class ConfigError(LampctlError):
+    """A registry or user config file is invalid."""
+
+
+class InputError(LampctlError):
+    """A data file (questions, outputs, rankings, id files) is missing or malformed."""
+
+
+class ModelLoadError(LampctlError):
+    """An encoder checkpoint could not be loaded."""
+
+
+class DownloadError(LampctlError):
+    """A download failed or a downloaded file did not verify."""
+
+
+class AvocadoError(LampctlError):
+    """The Avocado corpus is missing, corrupt or lacks emails that LaMP-6 needs."""
+
+
+class ShardError(LampctlError):
+    """Shard files are missing or were made with different parameters."""

@@ -1,0 +1,52 @@
+"""Dense retrieval: dot product of mean-pooled query and item vectors (Contriever)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from lampctl.encoder import Encoder, EncoderConfig, LogFn
+from lampctl.rankers.base import PreparedQuestion, ProgressFn, Ranker
+
+
+class ContrieverRanker(Ranker):
+    name = "contriever"
+
+    def __init__(
+        self, config: EncoderConfig, log: LogFn | None = None, chunk_texts: int = 8192
+    ) -> None:
+        self.config = config
+        self.encoder = Encoder(config, log=log)
+        self.chunk_texts = chunk_texts
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "ranker": self.name,
+            "checkpoint": self.config.checkpoint,
+            "revision": self.config.revision,
+            "precision": self.config.precision,
+            "max_length": self.encoder.max_length,
+        }
+
+    def score(
+        self, questions: Sequence[PreparedQuestion], progress: ProgressFn | None = None
+    ) -> Iterator[np.ndarray]:
+        # Encode many questions' texts together, so batches are long and sorted by length.
+        start = 0
+        while start < len(questions):
+            end, budget = start, 0
+            while end < len(questions) and (end == start or budget < self.chunk_texts):
+                budget += len(questions[end].texts) + 1
+                end += 1
+            chunk = questions[start:end]
+            vectors = self.encoder.encode([t for q in chunk for t in (q.query, *q.texts)])
+            offset = 0
+            for question in chunk:
+                count = len(question.texts)
+                query = vectors[offset]
+                yield vectors[offset + 1 : offset + 1 + count] @ query
+                offset += 1 + count
+                if progress:
+                    progress(1)
+            start = end

@@ -1,0 +1,201 @@
+"""Ranking question files: build queries and texts from the registry, score, order, write."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lampctl.data import Question, atomic_writer, load_questions
+from lampctl.encoder import EncoderConfig, LogFn
+from lampctl.errors import ConfigError, InputError
+from lampctl.rankers.base import PreparedQuestion, Ranker, order_by_scores
+from lampctl.reporting import Reporter, SilentReporter
+from lampctl.tasks import RANKERS, Registry, TaskSpec, build_query, item_text, parse_date
+
+FORMATS = ("json", "trec")
+
+
+def make_ranker(
+    name: str, encoder: EncoderConfig | None = None, log: LogFn | None = None
+) -> Ranker:
+    """The ranker registry: one place that maps a ranker name to its implementation."""
+    if name == "bm25":
+        from lampctl.rankers.bm25 import BM25Ranker
+
+        return BM25Ranker()
+    if name == "recency":
+        from lampctl.rankers.recency import RecencyRanker
+
+        return RecencyRanker()
+    if name == "contriever":
+        from lampctl.rankers.contriever import ContrieverRanker
+
+        return ContrieverRanker(encoder or EncoderConfig(), log=log)
+    raise ConfigError(f"unknown ranker {name!r} (known: {', '.join(RANKERS)})")
+
+
+def check_ranker_name(name: str) -> str:
+    if name not in RANKERS:
+        raise ConfigError(f"unknown ranker {name!r} (known: {', '.join(RANKERS)})")
+    return name
+
+
+def prepare(
+    task: TaskSpec,
+    questions: Sequence[Question],
+    ranker: Ranker,
+    use_date: bool,
+    source: str,
+) -> list[PreparedQuestion]:
+    """Queries and ranked texts (or dates) for every question, by the task's registry entry."""
+    prepared = []
+    for question in questions:
+        try:
+            query = build_query(task, question.input, question.id) if ranker.needs_text else ""
+            texts = (
+                [item_text(task, item, question.id, use_date) for item in question.profile]
+                if ranker.needs_text
+                else []
+            )
+            dates = (
+                [parse_date(item, question.id) for item in question.profile]
+                if ranker.needs_dates
+                else []
+            )
+        except InputError as exc:
+            if task.needs_build and looks_unbuilt(question):
+                raise InputError(
+                    f"{source}: question {question.id!r} holds ids, not text: run "
+                    f"'lampctl {task.needs_build} build' first"
+                ) from None
+            raise InputError(f"{source}: {exc}") from None
+        prepared.append(
+            PreparedQuestion(question.id, query, question.item_ids, texts=texts, dates=dates)
+        )
+    return prepared
+
+
+def looks_unbuilt(question: Question) -> bool:
+    """LaMP-6 as released: the input is an email file name, not a prompt."""
+    text = question.input.strip()
+    return text.endswith(".txt") and " " not in text
+
+
+@dataclass(frozen=True)
+class RankedQuestion:
+    id: str
+    item_ids: list[str]
+    scores: list[float]
+
+
+def rank_prepared(
+    questions: Sequence[PreparedQuestion], ranker: Ranker, reporter: Reporter
+) -> list[RankedQuestion]:
+    ranked = []
+    for question, scores in zip(questions, ranker.score(questions, reporter.advance), strict=True):
+        scores = np.asarray(scores, dtype=np.float64)
+        order = order_by_scores(scores)
+        ranked.append(
+            RankedQuestion(
+                question.id,
+                [question.item_ids[i] for i in order],
+                scores[order].tolist(),
+            )
+        )
+    return ranked
+
+
+def render(ranked: Sequence[RankedQuestion], fmt: str, ranker: str, top_k: int | None) -> str:
+    """``{question id: [profile ids, best first]}`` as JSON, or TREC run lines."""
+    if fmt == "json":
+        return json.dumps({q.id: q.item_ids[:top_k] for q in ranked})
+    if fmt == "trec":
+        lines = []
+        for q in ranked:
+            for rank, (pid, score) in enumerate(zip(q.item_ids[:top_k], q.scores, strict=False)):
+                lines.append(f"{q.id} Q0 {pid} {rank + 1} {score!r} lampctl-{ranker}")
+        return "\n".join(lines) + ("\n" if lines else "")
+    raise ConfigError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+
+
+@dataclass(frozen=True)
+class RankResult:
+    task: str
+    input: str
+    output: str
+    ranker: str
+    format: str
+    questions: int
+    profile_items: int
+    seconds: float
+    parameters: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def rank_file(
+    task: TaskSpec,
+    input_path: Path,
+    output_path: Path,
+    ranker: Ranker,
+    *,
+    use_date: bool = False,
+    top_k: int | None = None,
+    fmt: str = "json",
+    reporter: Reporter | None = None,
+) -> RankResult:
+    """Rank one questions file and write the ranking atomically (whole or not at all)."""
+    reporter = reporter or SilentReporter()
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {top_k}")
+    started = time.perf_counter()
+    questions = load_questions(input_path)
+    prepared = prepare(task, questions, ranker, use_date, str(input_path))
+    reporter.start(f"{task.name} {input_path.name}", len(prepared))
+    ranked = rank_prepared(prepared, ranker, reporter)
+    text = render(ranked, fmt, ranker.name, top_k)
+    try:
+        with atomic_writer(output_path) as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise InputError(f"{output_path}: cannot write ranking: {exc.strerror}") from None
+    return RankResult(
+        task=task.name,
+        input=str(input_path),
+        output=str(output_path),
+        ranker=ranker.name,
+        format=fmt,
+        questions=len(prepared),
+        profile_items=sum(len(q.item_ids) for q in prepared),
+        seconds=round(time.perf_counter() - started, 3),
+        parameters={**ranker.describe(), "use_date": use_date, "top_k": top_k},
+    )
+
+
+def default_output(input_path: Path, fmt: str) -> Path:
+    """``train_questions.json`` -> ``train_questions_rank.json`` (or ``.trec``)."""
+    suffix = ".trec" if fmt == "trec" else ".json"
+    return input_path.with_name(f"{input_path.stem}_rank{suffix}")
+
+
+def planned_sets(
+    registry: Registry, data_dir: Path, task: TaskSpec, split: str, sets: Sequence[str]
+) -> list[str]:
+    """The requested sets, or every set whose questions file is present."""
+    if sets:
+        return [registry.check_set(s) for s in sets]
+    present = [
+        s for s in registry.sets if registry.path("questions", data_dir, task, split, s).exists()
+    ]
+    if not present:
+        folder = registry.task_dir(data_dir, task, split)
+        raise InputError(f"{folder}: no questions files for {task.name} ({split} split)")
+    return present

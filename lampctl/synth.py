@@ -1,0 +1,161 @@
+"""Synthetic LaMP-shaped data, for tests, benchmarks and trying lampctl without the real files.
+
+The files follow the real schemas and prompt templates (shared/LAMP_FORMAT.md); the text is
+random words. The time split mimics LaMP's: each user's questions in train, dev and test share
+one growing history, so later questions see the earlier profile plus newer items.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+WORDS = (
+    "model data user paper review movie tweet news email title learning neural graph "
+    "retrieval language network personal profile benchmark query rank dense sparse vector "
+    "the of and a to in for on with by from story film plot great bad good product quality "
+    "price fast slow service team game city market health science study result method"
+).split()
+
+INPUT_TEMPLATES = {
+    1: 'For an author who has written the paper with the title "{a}", which reference is '
+    'related? Just answer with [1] or [2] without explanation. [1]: "{b}" [2]: "{c}"',
+    2: "Which tag does this movie relate to among the following tags? Just answer with the tag "
+    "name without further explanation. tags: [sci-fi, comedy, action] description: {a}",
+    3: "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, "
+    "3, 4, or 5 without further explanation. review: {a}",
+    4: "Generate a headline for the following article: {a}",
+    5: "Generate a title for the following abstract of a paper: {a}",
+    6: "Generate a subject for the following email: {a}",
+    7: "Paraphrase the following tweet without any explanation before or after it: {a}",
+}
+
+ITEM_FIELDS = {
+    1: ("title", "abstract"),
+    2: ("description", "tag"),
+    3: ("text", "score"),
+    4: ("title", "text"),
+    5: ("title", "abstract"),
+    6: ("text", "title"),
+    7: ("text",),
+}
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    questions: int = 20
+    profile_min: int = 0
+    profile_max: int = 30
+    words_min: int = 3
+    words_max: int = 40
+    seed: int = 0
+
+
+def _words(rng: random.Random, low: int, high: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+
+
+def _date(rng: random.Random) -> str:
+    year = rng.randint(2005, 2020)
+    shape = rng.random()
+    if shape < 0.1:
+        return str(year)
+    return f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+
+
+def make_item(rng: random.Random, task: int, item_id: str, spec: SynthSpec) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": item_id}
+    for field in ITEM_FIELDS[task]:
+        if field == "score":
+            item[field] = str(rng.randint(1, 5))
+        elif field == "tag":
+            item[field] = rng.choice(["sci-fi", "comedy", "action"])
+        else:
+            item[field] = _words(rng, spec.words_min, spec.words_max)
+    item["date"] = _date(rng)
+    return item
+
+
+def make_input(rng: random.Random, task: int, spec: SynthSpec) -> str:
+    parts = {k: _words(rng, spec.words_min, spec.words_max) for k in "abc"}
+    return INPUT_TEMPLATES[task].format(**parts)
+
+
+def user_split(task: int, spec: SynthSpec, id_offset: int = 0) -> list[dict[str, Any]]:
+    """Questions of distinct users, each with a profile of its own."""
+    rng = random.Random(f"{spec.seed}-{task}-{id_offset}")
+    questions = []
+    for q in range(spec.questions):
+        qid = f"{task}{id_offset + q:05d}"
+        size = rng.randint(spec.profile_min, spec.profile_max)
+        profile = [make_item(rng, task, f"{qid}{i:03d}", spec) for i in range(size)]
+        questions.append({"id": qid, "input": make_input(rng, task, spec), "profile": profile})
+    return questions
+
+
+def time_split(task: int, spec: SynthSpec, users: int) -> dict[str, list[dict[str, Any]]]:
+    """train/dev/test questions whose users' histories grow over time and are shared."""
+    rng = random.Random(f"{spec.seed}-{task}-time")
+    sets: dict[str, list[dict[str, Any]]] = {"train": [], "dev": [], "test": []}
+    per_user = max(1, spec.questions // max(users, 1))
+    counter = 0
+    for user in range(users):
+        history = [
+            make_item(rng, task, f"{user:04d}{i:04d}", spec)
+            for i in range(rng.randint(spec.profile_min, spec.profile_max))
+        ]
+        for step in range(per_user + 2):
+            set_name = "train" if step < per_user else ("dev" if step == per_user else "test")
+            counter += 1
+            sets[set_name].append(
+                {
+                    "id": f"{task}{counter:06d}",
+                    "input": make_input(rng, task, spec),
+                    "profile": [dict(item) for item in history],
+                    "user_id": 1000 + user,
+                }
+            )
+            grown = rng.randint(0, 3)
+            history = history + [
+                make_item(rng, task, f"{user:04d}{len(history) + i:04d}", spec)
+                for i in range(grown)
+            ]
+    return sets
+
+
+def outputs_for(task: int, questions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "task": f"LaMP_{task}",
+        "golds": [{"id": q["id"], "output": f"gold {q['id']}"} for q in questions],
+    }
+
+
+def write_tree(
+    root: Path,
+    tasks: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7),
+    spec: SynthSpec | None = None,
+    time_users: int = 5,
+) -> Path:
+    """A whole ``{user,time}/LaMP_N/{set}_{questions,outputs}.json`` tree under ``root``."""
+    spec = spec or SynthSpec()
+    for task in tasks:
+        by_split = {
+            "user": {
+                s: user_split(task, spec, id_offset=o * spec.questions)
+                for o, s in enumerate(("train", "dev", "test"))
+            },
+            "time": time_split(task, spec, users=time_users),
+        }
+        for split, sets in by_split.items():
+            folder = root / split / f"LaMP_{task}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for set_name, questions in sets.items():
+                (folder / f"{set_name}_questions.json").write_text(json.dumps(questions))
+                if set_name != "test":
+                    (folder / f"{set_name}_outputs.json").write_text(
+                        json.dumps(outputs_for(task, questions))
+                    )
+    return root

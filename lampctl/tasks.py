@@ -1,0 +1,302 @@
+"""The task registry: LaMP tasks as data, loaded from ``configs/tasks.yaml``.
+
+One routine (``build_query`` / ``item_text``) turns any task's question into a query and
+its profile into ranked texts, driven only by the registry.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lampctl.errors import ConfigError, InputError
+
+RANKERS = ("bm25", "recency", "contriever")
+QUERY_RULES = ("after", "quoted")
+CONFIG_ENV = "LAMPCTL_CONFIG"
+
+
+@dataclass(frozen=True)
+class QueryRule:
+    rule: str
+    marker: str | None = None
+    pick: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    number: int
+    title: str
+    profile_text: tuple[str, ...]
+    query: QueryRule
+    default_ranker: Mapping[str, str]
+    needs_build: str | None = None
+
+    @property
+    def dir_name(self) -> str:
+        return f"LaMP_{self.number}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    task_dir: str
+    questions: str
+    outputs: str
+    ranking: str
+    merged: str
+    id_questions: str
+    id_outputs: str
+
+
+@dataclass(frozen=True)
+class EncoderDefaults:
+    checkpoint: str
+    revision: str | None
+    batch_size: int
+    max_tokens_per_batch: int
+
+
+@dataclass(frozen=True)
+class Registry:
+    tasks: Mapping[str, TaskSpec]
+    layout: Layout
+    splits: tuple[str, ...]
+    sets: tuple[str, ...]
+    encoder: EncoderDefaults
+
+    def task(self, name: str) -> TaskSpec:
+        """Resolve ``LaMP-3``, ``LaMP_3``, ``lamp3`` or ``3`` to a task."""
+        match = re.fullmatch(r"(?i)(?:lamp[-_ ]?)?(\d+)", name.strip())
+        if match:
+            for spec in self.tasks.values():
+                if spec.number == int(match.group(1)):
+                    return spec
+        known = ", ".join(self.tasks)
+        raise ConfigError(f"unknown task {name!r} (known: {known})")
+
+    def task_dir(self, data_dir: Path, task: TaskSpec, split: str) -> Path:
+        return data_dir / self.layout.task_dir.format(split=split, number=task.number)
+
+    def path(self, kind: str, data_dir: Path, task: TaskSpec, split: str, set_name: str) -> Path:
+        """Path of a file of the layout; ``kind`` is a field of ``Layout``."""
+        pattern: str = getattr(self.layout, kind)
+        return self.task_dir(data_dir, task, split) / pattern.format(set=set_name)
+
+    def check_split(self, split: str) -> str:
+        if split not in self.splits:
+            raise ConfigError(f"unknown split {split!r} (known: {', '.join(self.splits)})")
+        return split
+
+    def check_set(self, set_name: str) -> str:
+        if set_name not in self.sets:
+            raise ConfigError(f"unknown set {set_name!r} (known: {', '.join(self.sets)})")
+        return set_name
+
+
+# --------------------------------------------------------------------------- queries and texts
+
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def build_query(task: TaskSpec, text: str, question_id: str) -> str:
+    """The query of a question, by the task's query rule."""
+    rule = task.query
+    if rule.rule == "after":
+        marker = rule.marker or ""
+        at = text.find(marker)
+        if at < 0:
+            raise InputError(
+                f"question {question_id!r}: input has no {marker!r} marker "
+                f"({task.name} queries are the text after it)"
+            )
+        return text[at + len(marker) :].strip()
+    quoted = _QUOTED.findall(text)
+    if len(quoted) < max(rule.pick):
+        raise InputError(
+            f"question {question_id!r}: {task.name} input needs {max(rule.pick)} double-quoted "
+            f"strings (the paper title and its two candidate references), found {len(quoted)}"
+        )
+    return " ".join(quoted[i - 1] for i in rule.pick)
+
+
+def item_text(task: TaskSpec, item: Mapping[str, Any], question_id: str, use_date: bool) -> str:
+    """The ranked text of one profile item: its fields joined by a space (plus the date)."""
+    parts = []
+    for field in task.profile_text:
+        value = item.get(field)
+        if not isinstance(value, str):
+            what = "has no" if value is None else f"has a non-string ({type(value).__name__})"
+            raise InputError(
+                f"question {question_id!r}, profile item {item.get('id')!r}: "
+                f"{what} {field!r} field, which {task.name} ranks on"
+            )
+        parts.append(value)
+    text = " ".join(parts)
+    if use_date:
+        text = f"{text} date: {item_date_text(item, question_id)}"
+    return text
+
+
+_DATE = re.compile(r"\d+(?:-\d+)*")
+
+
+def item_date_text(item: Mapping[str, Any], question_id: str) -> str:
+    date = item.get("date")
+    if isinstance(date, int) and not isinstance(date, bool):
+        date = str(date)
+    if not isinstance(date, str) or not _DATE.fullmatch(date.strip()):
+        problem = "has no date" if date is None else f"has a malformed date {date!r}"
+        raise InputError(
+            f"question {question_id!r}, profile item {item.get('id')!r}: {problem} "
+            "(expected YYYY, YYYY-MM or YYYY-MM-DD)"
+        )
+    return date.strip()
+
+
+def parse_date(item: Mapping[str, Any], question_id: str) -> tuple[int, ...]:
+    """Dates as integer tuples split on ``-``, as the reference does: 2012 < 2012-03-06."""
+    return tuple(int(part) for part in item_date_text(item, question_id).split("-"))
+
+
+# --------------------------------------------------------------------------- loading
+
+_TOP_KEYS = {"layout", "splits", "sets", "encoder", "tasks"}
+_TASK_KEYS = {"number", "title", "profile_text", "query", "default_ranker", "needs_build"}
+_QUERY_KEYS = {"rule", "marker", "pick"}
+
+
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _merge(base.get(key), value) if key in base else value
+        return merged
+    return override
+
+
+def _read_yaml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: invalid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping at the top level")
+    return data
+
+
+def _check_keys(where: str, data: Any, allowed: set[str], origin: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: {where} must be a mapping")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{origin}: unknown key {where}.{unknown[0]} (allowed: {', '.join(sorted(allowed))})"
+        )
+    return data
+
+
+def _need(where: str, data: dict[str, Any], key: str, kind: type, origin: str) -> Any:
+    if key not in data:
+        raise ConfigError(f"{origin}: {where}.{key} is missing")
+    value = data[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{origin}: {where}.{key} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _parse_task(name: str, raw: Any, splits: tuple[str, ...], origin: str) -> TaskSpec:
+    where = f"tasks.{name}"
+    raw = _check_keys(where, raw, _TASK_KEYS, origin)
+    number = _need(where, raw, "number", int, origin)
+    fields = _need(where, raw, "profile_text", list, origin)
+    if not fields or not all(isinstance(f, str) and f for f in fields):
+        raise ConfigError(f"{origin}: {where}.profile_text must be a non-empty list of fields")
+    query_raw = _check_keys(f"{where}.query", raw.get("query"), _QUERY_KEYS, origin)
+    rule = _need(f"{where}.query", query_raw, "rule", str, origin)
+    if rule not in QUERY_RULES:
+        raise ConfigError(
+            f"{origin}: {where}.query.rule {rule!r} is not one of {', '.join(QUERY_RULES)}"
+        )
+    if rule == "after":
+        query = QueryRule(rule, marker=_need(f"{where}.query", query_raw, "marker", str, origin))
+    else:
+        pick = _need(f"{where}.query", query_raw, "pick", list, origin)
+        if not pick or not all(isinstance(p, int) and p >= 1 for p in pick):
+            raise ConfigError(f"{origin}: {where}.query.pick must list positions from 1")
+        query = QueryRule(rule, pick=tuple(pick))
+    rankers = _check_keys(f"{where}.default_ranker", raw.get("default_ranker"), set(splits), origin)
+    for split in splits:
+        ranker = _need(f"{where}.default_ranker", rankers, split, str, origin)
+        if ranker not in RANKERS:
+            raise ConfigError(
+                f"{origin}: {where}.default_ranker.{split} {ranker!r} is not a ranker "
+                f"({', '.join(RANKERS)})"
+            )
+    return TaskSpec(
+        name=name,
+        number=number,
+        title=str(raw.get("title", name)),
+        profile_text=tuple(fields),
+        query=query,
+        default_ranker=dict(rankers),
+        needs_build=raw.get("needs_build"),
+    )
+
+
+def parse_registry(data: dict[str, Any], origin: str) -> Registry:
+    _check_keys("(top level)", data, _TOP_KEYS, origin)
+    layout_raw = _check_keys("layout", data.get("layout"), set(Layout.__dataclass_fields__), origin)
+    layout = Layout(
+        **{k: _need("layout", layout_raw, k, str, origin) for k in Layout.__dataclass_fields__}
+    )
+    splits = tuple(_need("", data, "splits", list, origin))
+    sets = tuple(_need("", data, "sets", list, origin))
+    enc_raw = _check_keys(
+        "encoder", data.get("encoder"), set(EncoderDefaults.__dataclass_fields__), origin
+    )
+    revision = enc_raw.get("revision")
+    if revision is not None and not isinstance(revision, str):
+        raise ConfigError(f"{origin}: encoder.revision must be a string or null")
+    encoder = EncoderDefaults(
+        checkpoint=_need("encoder", enc_raw, "checkpoint", str, origin),
+        revision=revision,
+        batch_size=_need("encoder", enc_raw, "batch_size", int, origin),
+        max_tokens_per_batch=_need("encoder", enc_raw, "max_tokens_per_batch", int, origin),
+    )
+    tasks_raw = _need("", data, "tasks", dict, origin)
+    tasks = {name: _parse_task(name, raw, splits, origin) for name, raw in tasks_raw.items()}
+    numbers = [t.number for t in tasks.values()]
+    if len(set(numbers)) != len(numbers):
+        raise ConfigError(f"{origin}: two tasks share a number")
+    return Registry(tasks=tasks, layout=layout, splits=splits, sets=sets, encoder=encoder)
+
+
+def bundled_text(name: str) -> str:
+    """A YAML file shipped in ``lampctl.configs`` (the repository's ``configs/``)."""
+    return resources.files("lampctl.configs").joinpath(name).read_text(encoding="utf-8")
+
+
+def load_registry(user_config: Path | None = None) -> Registry:
+    """The bundled registry, with ``user_config`` (or ``$LAMPCTL_CONFIG``) layered over it."""
+    data = _read_yaml(bundled_text("tasks.yaml"), "bundled tasks.yaml")
+    if user_config is None and os.environ.get(CONFIG_ENV):
+        user_config = Path(os.environ[CONFIG_ENV])
+    origin = "bundled tasks.yaml"
+    if user_config is not None:
+        try:
+            text = user_config.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{user_config}: cannot read config: {exc.strerror}") from None
+        origin = str(user_config)
+        data = _merge(data, _read_yaml(text, origin))
+    return parse_registry(data, origin)
