@@ -93,11 +93,21 @@ def _load(checkpoint: str, revision: str | None, device: str, precision: str) ->
     source = str(local) if local.is_dir() else checkpoint
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
-        model = AutoModel.from_pretrained(source, revision=revision)
+        # The cache first: compute nodes without network should not wait on the hub's retries.
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                source, revision=revision, local_files_only=True
+            )
+            model = AutoModel.from_pretrained(source, revision=revision, local_files_only=True)
+        except OSError:
+            if offline:
+                raise
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+            model = AutoModel.from_pretrained(source, revision=revision)
     except (OSError, ValueError) as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         why = "HF_HUB_OFFLINE is set" if offline else "the hub is unreachable or has no such model"
         raise ModelLoadError(
             f"cannot load checkpoint {checkpoint!r}: it is not in the Hugging Face cache and "
@@ -106,6 +116,7 @@ def _load(checkpoint: str, revision: str | None, device: str, precision: str) ->
         ) from exc
     finally:
         hf_logging.set_verbosity(previous)
+        hf_logging.enable_progress_bar()
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(f"checkpoint {checkpoint!r} has no fast tokenizer")
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]

@@ -159,3 +159,31 @@ def write_tree(
                         json.dumps(outputs_for(task, questions))
                     )
     return root
+
+
+def write_tiny_bert(
+    folder: Path, hidden: int = 32, layers: int = 2, heads: int = 2, max_positions: int = 64
+) -> Path:
+    """A small random BERT with a WordPiece vocabulary of ``WORDS``, saved like a checkpoint."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ":", '"', ".", ",", "-", "[", "]"]
+    vocab += sorted(set(WORDS)) + ["##s", "##ing", "##ed", "date"] + [str(d) for d in range(10)]
+    vocab_file = folder / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n")
+    # Positional: transformers 4 calls this argument vocab_file, transformers 5 calls it vocab.
+    tokenizer = BertTokenizerFast(str(vocab_file), do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden * 4,
+        max_position_embeddings=max_positions,
+    )
+    BertModel(config).eval().save_pretrained(folder)
+    return folder

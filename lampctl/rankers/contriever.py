@@ -17,8 +17,16 @@ class ContrieverRanker(Ranker):
         self, config: EncoderConfig, log: LogFn | None = None, chunk_texts: int = 8192
     ) -> None:
         self.config = config
-        self.encoder = Encoder(config, log=log)
         self.chunk_texts = chunk_texts
+        self._log = log
+        self._encoder: Encoder | None = None
+
+    @property
+    def encoder(self) -> Encoder:
+        """Loaded on first use, so bad input files fail before a model loads."""
+        if self._encoder is None:
+            self._encoder = Encoder(self.config, log=self._log)
+        return self._encoder
 
     def describe(self) -> dict[str, object]:
         return {

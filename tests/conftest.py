@@ -1,0 +1,101 @@
+"""Shared fixtures: an isolated environment, LaMP-shaped trees and a tiny BERT."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from lampctl.cli import app
+from lampctl.synth import SynthSpec, write_tiny_bert, write_tree
+
+# Set before transformers / huggingface_hub are imported anywhere: they read these at import.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="lampctl-test-hf-")
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the user's config, data, cache or the network."""
+    for name in (
+        "LAMPCTL_CONFIG",
+        "LAMPCTL_DATA_DIR",
+        "LAMPCTL_BASE_URL",
+        "LAMPCTL_DEBUG",
+        "LAMPCTL_AVOCADO_DIR",
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "SLURM_ARRAY_TASK_MIN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+class Cli:
+    """Runs lampctl in-process and keeps stdout and stderr apart."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: Any, env: dict[str, str] | None = None) -> Any:
+        result = self.runner.invoke(app, [str(a) for a in args], env=env)
+        result.out = ANSI.sub("", result.stdout)
+        result.err = ANSI.sub("", result.stderr)
+        return result
+
+    def json(self, *args: Any) -> dict[str, Any]:
+        result = self("--json", *args)
+        assert result.exit_code == 0, result.err
+        return json.loads(result.out)
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A small LaMP-shaped data_raw tree: all 7 tasks, both splits, train/dev/test."""
+    return write_tree(tmp_path / "data_raw", spec=SynthSpec(questions=6, profile_max=12))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def reference_scores(checkpoint: Path, query: str, texts: list[str]) -> list[float]:
+    """The LaMP reference's pattern, written plainly: pad per batch of 16, mean-pool, dot."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModel.from_pretrained(checkpoint).eval()
+    limit = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+
+    def embed(batch: list[str]) -> torch.Tensor:
+        tokens = tokenizer(
+            batch, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+        )
+        with torch.no_grad():
+            hidden = model(**tokens).last_hidden_state
+        mask = tokens["attention_mask"].unsqueeze(-1).float()
+        return (hidden * mask).sum(1) / mask.sum(1)
+
+    q = embed([query])[0]
+    scores: list[float] = []
+    for start in range(0, len(texts), 16):
+        scores.extend((embed(texts[start : start + 16]) @ q).tolist())
+    return scores

@@ -1,0 +1,105 @@
+"""CLI wiring: exit codes, stdout versus stderr, --json, help, lazy imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from lampctl import __version__
+from lampctl.cli import app
+from lampctl.errors import LampctlError
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert result.out.strip() == f"lampctl {__version__}"
+
+
+def test_python_dash_m_runs(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lampctl", "--version"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == f"lampctl {__version__}"
+
+
+def _commands(group: typer.Typer, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [(*prefix, c.name or c.callback.__name__) for c in group.registered_commands]
+    for sub in group.registered_groups:
+        found += _commands(sub.typer_instance, (*prefix, sub.name))
+    return found
+
+
+def test_every_command_has_help_with_an_example(cli):
+    commands = _commands(app)
+    assert ("rank",) in commands
+    for command in commands:
+        result = cli(*command, "--help")
+        assert result.exit_code == 0, command
+        assert "Examples" in result.out, command
+        assert f"lampctl {' '.join(command)}" in result.out, command
+
+
+def test_rank_success_writes_ranking_and_table(cli, tree):
+    result = cli("rank", "--task", "LaMP-3", "--split", "time", "--data-dir", tree)
+    assert result.exit_code == 0, result.err
+    assert "recency" in result.out
+    ranking = json.loads((tree / "time/LaMP_3/dev_questions_rank.json").read_text())
+    questions = json.loads((tree / "time/LaMP_3/dev_questions.json").read_text())
+    assert list(ranking) == [q["id"] for q in questions]
+
+
+def test_json_output_is_one_object_and_stderr_is_quiet(cli, tree):
+    for args in (("--json", "rank"), ("rank", "--json")):
+        result = cli(*args, "-t", "5", "--data-dir", tree)
+        assert result.exit_code == 0, result.err
+        payload = json.loads(result.out)
+        assert payload["command"] == "rank" and payload["ranker"] == "bm25"
+        assert [Path(f["output"]).name for f in payload["files"]] == [
+            "train_questions_rank.json",
+            "dev_questions_rank.json",
+            "test_questions_rank.json",
+        ]
+        assert all(f["questions"] == 6 for f in payload["files"])
+        assert result.err == ""
+
+
+def test_lampctl_error_is_one_line_exit_1(cli, tree):
+    result = cli("rank", "-t", "LaMP-9", "--data-dir", tree)
+    assert result.exit_code == 1
+    assert result.out == ""
+    assert result.err.strip().splitlines() == [
+        "Error: unknown task 'LaMP-9' (known: LaMP-1, LaMP-2, LaMP-3, LaMP-4, LaMP-5, LaMP-6, "
+        "LaMP-7)"
+    ]
+
+
+def test_usage_error_exits_2(cli, tree):
+    assert cli("rank", "-t", "3", "--no-such-flag").exit_code == 2
+    assert cli("rank").exit_code == 2  # no --task: shows help, which is a usage error
+    result = cli("rank", "-t", "3", "--output", "x.json")
+    assert result.exit_code == 2 and "--input" in result.err
+
+
+def test_debug_env_shows_the_exception(cli, tree):
+    result = cli("rank", "-t", "LaMP-9", env={"LAMPCTL_DEBUG": "1"})
+    assert result.exit_code == 1
+    assert isinstance(result.exception, LampctlError)
+
+
+def test_bm25_run_never_imports_torch(tree):
+    code = (
+        "import sys\n"
+        "from lampctl.cli import main\n"
+        f"sys.argv = ['lampctl', '--quiet', 'rank', '-t', '5', '--data-dir', {str(tree)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
