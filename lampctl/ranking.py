@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +23,13 @@ FORMATS = ("json", "trec")
 
 
 def make_ranker(
-    name: str, encoder: EncoderConfig | None = None, log: LogFn | None = None
+    name: str, encoder: EncoderConfig | None = None, log: LogFn | None = None, jobs: int = 1
 ) -> Ranker:
     """The ranker registry: one place that maps a ranker name to its implementation."""
     if name == "bm25":
         from lampctl.rankers.bm25 import BM25Ranker
 
-        return BM25Ranker()
+        return BM25Ranker(jobs=jobs)
     if name == "recency":
         from lampctl.rankers.recency import RecencyRanker
 
@@ -84,6 +86,22 @@ def looks_unbuilt(question: Question) -> bool:
     """LaMP-6 as released: the input is an email file name, not a prompt."""
     text = question.input.strip()
     return text.endswith(".txt") and " " not in text
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building acyclic data.
+
+    Loading a LaMP file creates millions of containers that live until the end; each
+    collection would walk all of them again (a third of BM25's run time on LaMP-4).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -157,10 +175,11 @@ def rank_file(
     if top_k is not None and top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
     started = time.perf_counter()
-    questions = load_questions(input_path)
-    prepared = prepare(task, questions, ranker, use_date, str(input_path))
-    reporter.start(f"{task.name} {input_path.name}", len(prepared))
-    ranked = rank_prepared(prepared, ranker, reporter)
+    with gc_paused():
+        questions = load_questions(input_path)
+        prepared = prepare(task, questions, ranker, use_date, str(input_path))
+        reporter.start(f"{task.name} {input_path.name}", len(prepared))
+        ranked = rank_prepared(prepared, ranker, reporter)
     text = render(ranked, fmt, ranker.name, top_k)
     try:
         with atomic_writer(output_path) as handle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -178,6 +179,19 @@ UseDateOpt = Annotated[
 ]
 TopKOpt = Annotated[
     int | None, typer.Option("--top-k", min=1, help="Keep the first N items (default: all).")
+]
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+JobsOpt = Annotated[
+    int | None,
+    typer.Option("--jobs", "-j", min=1, help="CPU processes for BM25 (default: all usable cores)."),
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="json or trec.")]
 

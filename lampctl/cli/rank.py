@@ -17,6 +17,7 @@ from lampctl.cli._common import (
     DataDirOpt,
     DeviceOpt,
     FormatOpt,
+    JobsOpt,
     JsonOpt,
     MaxTokensOpt,
     PrecisionOpt,
@@ -30,6 +31,7 @@ from lampctl.cli._common import (
     emit,
     encoder_config,
     get_state,
+    usable_cpus,
 )
 from lampctl.ranking import (
     RankResult,
@@ -65,6 +67,7 @@ def rank(
     max_tokens: MaxTokensOpt = None,
     precision: PrecisionOpt = "fp32",
     cache_dir: CacheDirOpt = None,
+    jobs: JobsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Rank every question's profile against the question, best item first.
@@ -91,21 +94,21 @@ def rank(
     ranker_name = check_ranker_name(ranker) if ranker else spec.default_ranker[split]
 
     if input_path is not None:
-        jobs = [(input_path, output_path or default_output(input_path, fmt))]
+        files = [(input_path, output_path or default_output(input_path, fmt))]
     else:
-        jobs = []
+        files = []
         for set_name in planned_sets(registry, data_dir, spec, split, sets or []):
             questions = registry.path("questions", data_dir, spec, split, set_name)
             ranking = registry.path("ranking", data_dir, spec, split, set_name)
-            jobs.append((questions, ranking.with_suffix(".trec") if fmt == "trec" else ranking))
+            files.append((questions, ranking.with_suffix(".trec") if fmt == "trec" else ranking))
 
     results: list[RankResult] = []
     with CliReporter(state) as reporter:
         config = encoder_config(
             registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
         )
-        engine = make_ranker(ranker_name, config, log=reporter.log)
-        for questions_path, ranking_path in jobs:
+        engine = make_ranker(ranker_name, config, log=reporter.log, jobs=jobs or usable_cpus())
+        for questions_path, ranking_path in files:
             results.append(
                 rank_file(
                     spec,
