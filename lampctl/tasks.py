@@ -283,7 +283,16 @@ def parse_registry(data: dict[str, Any], origin: str) -> Registry:
 
 def bundled_text(name: str) -> str:
     """A YAML file shipped in ``lampctl.configs`` (the repository's ``configs/``)."""
-    return resources.files("lampctl.configs").joinpath(name).read_text(encoding="utf-8")
+    try:
+        folder = resources.files("lampctl.configs")
+    except ModuleNotFoundError:  # running from a source checkout that was not installed
+        folder = Path(__file__).resolve().parent.parent / "configs"  # type: ignore[assignment]
+    try:
+        return folder.joinpath(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"bundled config {name} is missing from the installation: {exc}"
+        ) from None
 
 
 def load_registry(user_config: Path | None = None) -> Registry:

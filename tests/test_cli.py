@@ -100,6 +100,8 @@ def test_bm25_run_never_imports_torch(tree):
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tree.parent
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
