@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from lampctl import __version__
 from lampctl.cli._common import JsonOpt, State, stderr_console
+from lampctl.cli.download import download
 from lampctl.cli.rank import rank
 from lampctl.errors import LampctlError
 
@@ -95,6 +96,7 @@ def _root(
     ctx.obj = State(json=json_out, quiet=quiet, config=config)
 
 
+app.command()(download)
 app.command(no_args_is_help=True)(rank)
 
 

@@ -1,0 +1,232 @@
+"""``lampctl download``: every LaMP file, resumable and verified."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from lampctl.cli._common import (
+    DataDirOpt,
+    JsonOpt,
+    SetsOpt,
+    SplitsOpt,
+    State,
+    TasksOpt,
+    emit,
+    get_state,
+    stderr_console,
+)
+from lampctl.download import (
+    BASE_URL_ENV,
+    Downloader,
+    DownloadOptions,
+    FileOutcome,
+    Manifest,
+    PlannedFile,
+    acquire_lock,
+    load_download_registry,
+    plan_downloads,
+)
+
+
+class RichTransfers:
+    """One display: overall bytes, plus a bar per file in flight."""
+
+    def __init__(self, state: State, plan: list[PlannedFile]) -> None:
+        console = stderr_console()
+        self.enabled = not (state.json or state.quiet) and console.is_terminal
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+        )
+        self.overall: TaskID | None = None
+        self.files: dict[str, TaskID] = {}
+        self.count = len(plan)
+
+    def __enter__(self) -> RichTransfers:
+        if self.enabled:
+            self.progress.start()
+            self.overall = self.progress.add_task(f"0/{self.count} files", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def begin(self, item: PlannedFile, total: int | None, already: int) -> None:
+        if not self.enabled:
+            return
+        task = self.files.get(item.rel)
+        if task is None:
+            self.files[item.rel] = self.progress.add_task(item.rel, total=total, completed=already)
+        else:
+            self.progress.reset(task, total=total, completed=already)
+
+    def advance(self, item: PlannedFile, amount: int) -> None:
+        if self.enabled and item.rel in self.files:
+            self.progress.advance(self.files[item.rel], amount)
+            if self.overall is not None:
+                self.progress.advance(self.overall, amount)
+
+    def end(self, item: PlannedFile, outcome: FileOutcome) -> None:
+        if not self.enabled:
+            return
+        if item.rel in self.files:
+            self.progress.remove_task(self.files.pop(item.rel))
+        if self.overall is not None:
+            done = int(self.progress.tasks[0].fields.get("done", 0)) + 1
+            self.progress.update(self.overall, description=f"{done}/{self.count} files", done=done)
+
+
+def download(
+    ctx: typer.Context,
+    tasks: TasksOpt = None,
+    splits: SplitsOpt = None,
+    sets: SetsOpt = None,
+    data_dir: DataDirOpt = Path("data_raw"),
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            envvar=BASE_URL_ENV,
+            help="Mirror to use instead of https://ciir.cs.umass.edu/downloads/LaMP/.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print each url -> path and its state; fetch nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Download again, even if verified.")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Re-hash present files against the manifest.")
+    ] = False,
+    no_fixes: Annotated[
+        bool, typer.Option("--no-fixes", help="Keep the raw files (no known-data fixes).")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files at once.")] = 4,
+    retries: Annotated[
+        int, typer.Option("--retries", min=0, help="Retries per file on network errors, 429, 5xx.")
+    ] = 5,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download LaMP tasks 1-5 and 7 and the LaMP-6 id files, both splits, into the data layout.
+
+    Bytes go to <file>.part and resume with HTTP Range; a file is renamed into place only when
+    its size, JSON and shape check out, and its sha256 is recorded in MANIFEST.json.
+
+    Examples:
+
+      lampctl download
+
+      lampctl download --task LaMP-3 --split time --set dev --dry-run
+
+      lampctl download --verify
+
+      lampctl download --base-url http://127.0.0.1:8000/ --jobs 8
+    """
+    state = get_state(ctx, json_out)
+    registry = state.registry()
+    downloads = load_download_registry()
+    manifest = Manifest.load(data_dir)
+    plan = plan_downloads(
+        registry,
+        downloads,
+        data_dir,
+        base_url,
+        tasks or [],
+        splits or [],
+        sets or [],
+        apply_fixes=not no_fixes,
+        manifest=manifest,
+    )
+    if dry_run:
+        _show_plan(state, plan)
+        return
+    lock = acquire_lock(data_dir)
+    started = time.perf_counter()
+    try:
+        with RichTransfers(state, plan) as display:
+            options = DownloadOptions(jobs=jobs, force=force, verify=verify, retries=retries)
+            outcomes = Downloader(data_dir, options, display, manifest).run(plan)
+    except KeyboardInterrupt:
+        stderr_console().print("Interrupted: run the same command again to resume.")
+        raise typer.Exit(130) from None
+    finally:
+        lock.release()
+    seconds = time.perf_counter() - started
+    _show_outcomes(state, data_dir, outcomes, seconds)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        console = stderr_console()
+        for outcome in failed:
+            console.print(f"Error: {outcome.error}", markup=False)
+        raise typer.Exit(1)
+
+
+def _show_plan(state: State, plan: list[PlannedFile]) -> None:
+    def human(console: Console) -> None:
+        for item in plan:
+            console.print(f"{item.url} -> {item.dest}  [{item.state}]", markup=False)
+        console.print(f"{len(plan)} files", markup=False)
+
+    emit(
+        state, {"command": "download", "dry_run": True, "files": [p.as_dict() for p in plan]}, human
+    )
+
+
+def _show_outcomes(
+    state: State, data_dir: Path, outcomes: list[FileOutcome], seconds: float
+) -> None:
+    fetched = sum(o.bytes_fetched for o in outcomes)
+    counts: dict[str, Any] = {
+        status: sum(o.status == status for o in outcomes)
+        for status in ("downloaded", "skipped", "failed")
+    }
+    counts["fixed"] = sum(bool(o.fixes) for o in outcomes)
+
+    def human(console: Console) -> None:
+        table = Table("file", "status", "size", "fixes / error")
+        for o in outcomes:
+            note = o.error or ", ".join(o.fixes)
+            table.add_row(o.rel, o.status, f"{o.size or 0:,}", note, style=_style(o.status))
+        console.print(table)
+        console.print(
+            f"{counts['downloaded']} downloaded, {counts['skipped']} skipped, "
+            f"{counts['fixed']} fixed, {counts['failed']} failed; "
+            f"{fetched / 1e6:.1f} MB in {seconds:.1f} s",
+            markup=False,
+        )
+
+    emit(
+        state,
+        {
+            "command": "download",
+            "data_dir": str(data_dir),
+            **counts,
+            "bytes_fetched": fetched,
+            "seconds": round(seconds, 3),
+            "files": [o.as_dict() for o in outcomes],
+        },
+        human,
+    )
+
+
+def _style(status: str) -> str:
+    return {"failed": "red", "downloaded": "green"}.get(status, "")

@@ -1,0 +1,577 @@
+"""Downloading the LaMP files: resumable, retried, verified, and never half-written.
+
+Bytes stream into ``<file>.part``; an interrupted transfer continues with an HTTP Range request
+(on a retry or on the next run). A file is renamed into place only after its size, its kind
+(JSON, not an HTML error page) and its shape are checked; its sha256 then goes into
+``MANIFEST.json`` so later runs can skip it, and ``--verify`` can re-check it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from lampctl import __version__
+from lampctl.data import atomic_writer, parse_json_bytes, read_json, sha256_file
+from lampctl.errors import ConfigError, DownloadError, InputError
+from lampctl.tasks import Registry, TaskSpec, bundled_text
+
+BASE_URL_ENV = "LAMPCTL_BASE_URL"
+MANIFEST_NAME = "MANIFEST.json"
+LOCK_NAME = ".lampctl-download.lock"
+USER_AGENT = f"lampctl/{__version__} (LaMP benchmark downloader; python-httpx)"
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    task: int
+    split: str
+    set: str
+    kind: str  # "questions" or "outputs"
+    path: str  # relative to the base url
+
+
+@dataclass(frozen=True)
+class DataFix:
+    task: int
+    split: str
+    set: str
+    drop_first: bool
+    why: str
+
+    @property
+    def name(self) -> str:
+        return f"drop-first-sample (LaMP-{self.task} {self.split} {self.set})"
+
+
+@dataclass(frozen=True)
+class DownloadRegistry:
+    base_url: str
+    files: tuple[RemoteFile, ...]
+    fixes: tuple[DataFix, ...]
+
+
+def load_download_registry() -> DownloadRegistry:
+    origin = "bundled downloads.yaml"
+    try:
+        data = yaml.safe_load(bundled_text("downloads.yaml"))
+        files = tuple(
+            RemoteFile(int(f["task"]), f["split"], f["set"], f["kind"], f["path"])
+            for f in data["files"]
+        )
+        fixes = tuple(
+            DataFix(int(f["task"]), f["split"], f["set"], bool(f["drop_first"]), f["why"])
+            for f in data.get("fixes", [])
+        )
+        return DownloadRegistry(str(data["base_url"]), files, fixes)
+    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{origin}: malformed ({type(exc).__name__}: {exc})") from None
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    task: TaskSpec
+    remote: RemoteFile
+    url: str
+    dest: Path
+    rel: str  # path relative to the data dir, as recorded in the manifest
+    fix: DataFix | None
+    state: str  # missing | partial | present (not in manifest) | verified | changed
+
+    @property
+    def part(self) -> Path:
+        return self.dest.with_name(self.dest.name + ".part")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task.name,
+            "split": self.remote.split,
+            "set": self.remote.set,
+            "kind": self.remote.kind,
+            "url": self.url,
+            "path": str(self.dest),
+            "state": self.state,
+            "fix": self.fix.name if self.fix else None,
+        }
+
+
+def local_name(registry: Registry, task: TaskSpec, remote: RemoteFile) -> str:
+    """Files that need a build step (LaMP-6 ids) keep an ``_ids`` name of their own."""
+    if task.needs_build:
+        kind = "id_questions" if remote.kind == "questions" else "id_outputs"
+    else:
+        kind = remote.kind
+    return registry.path(kind, Path(), task, remote.split, remote.set).as_posix()
+
+
+def plan_downloads(
+    registry: Registry,
+    downloads: DownloadRegistry,
+    data_dir: Path,
+    base_url: str | None = None,
+    tasks: Sequence[str] = (),
+    splits: Sequence[str] = (),
+    sets: Sequence[str] = (),
+    apply_fixes: bool = True,
+    manifest: Manifest | None = None,
+) -> list[PlannedFile]:
+    base = (base_url or downloads.base_url).rstrip("/") + "/"
+    wanted_tasks = {registry.task(t).number for t in tasks}
+    wanted_splits = {registry.check_split(s) for s in splits}
+    wanted_sets = {registry.check_set(s) for s in sets}
+    manifest = manifest if manifest is not None else Manifest.load(data_dir)
+    plan = []
+    for remote in downloads.files:
+        if wanted_tasks and remote.task not in wanted_tasks:
+            continue
+        if (wanted_splits and remote.split not in wanted_splits) or (
+            wanted_sets and remote.set not in wanted_sets
+        ):
+            continue
+        task = registry.task(str(remote.task))
+        rel = local_name(registry, task, remote)
+        fix = None
+        if apply_fixes:
+            fix = next(
+                (
+                    f
+                    for f in downloads.fixes
+                    if (f.task, f.split, f.set) == (remote.task, remote.split, remote.set)
+                ),
+                None,
+            )
+        dest = data_dir / rel
+        planned = PlannedFile(task, remote, base + remote.path, dest, rel, fix, "missing")
+        plan.append(_with_state(planned, manifest))
+    return plan
+
+
+def _with_state(item: PlannedFile, manifest: Manifest) -> PlannedFile:
+    entry = manifest.get(item.rel)
+    if item.dest.exists():
+        if entry is None:
+            state = "present"
+        elif entry.get("size") == item.dest.stat().st_size:
+            state = "verified"
+        else:
+            state = "changed"
+    elif item.part.exists():
+        state = "partial"
+    else:
+        state = "missing"
+    return PlannedFile(item.task, item.remote, item.url, item.dest, item.rel, item.fix, state)
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+class Manifest:
+    """``data_raw/MANIFEST.json``: what was downloaded, from where, and its sha256."""
+
+    def __init__(self, path: Path, files: dict[str, dict[str, Any]]) -> None:
+        self.path = path
+        self.files = files
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, data_dir: Path) -> Manifest:
+        path = data_dir / MANIFEST_NAME
+        if not path.exists():
+            return cls(path, {})
+        data = read_json(path, "download manifest")
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+            raise InputError(f"{path}: not a lampctl download manifest")
+        return cls(path, data["files"])
+
+    def get(self, rel: str) -> dict[str, Any] | None:
+        return self.files.get(rel)
+
+    def record(self, rel: str, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.files[rel] = entry
+            with atomic_writer(self.path) as handle:
+                json.dump(
+                    {"lampctl": __version__, "files": dict(sorted(self.files.items()))},
+                    handle,
+                    indent=1,
+                )
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    jobs: int = 4
+    force: bool = False
+    verify: bool = False
+    retries: int = 5
+    backoff: float = 0.5
+    connect_timeout: float = 15.0
+    read_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    rel: str
+    url: str
+    status: str  # downloaded | skipped | failed
+    bytes_fetched: int = 0
+    size: int | None = None
+    sha256: str | None = None
+    seconds: float = 0.0
+    fixes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class TransferObserver(Protocol):
+    def begin(self, item: PlannedFile, total: int | None, already: int) -> None: ...
+
+    def advance(self, item: PlannedFile, amount: int) -> None: ...
+
+    def end(self, item: PlannedFile, outcome: FileOutcome) -> None: ...
+
+
+class SilentObserver:
+    def begin(self, item: PlannedFile, total: int | None, already: int) -> None:
+        pass
+
+    def advance(self, item: PlannedFile, amount: int) -> None:
+        pass
+
+    def end(self, item: PlannedFile, outcome: FileOutcome) -> None:
+        pass
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _Stopped(Exception):
+    """The user interrupted the run; the ``.part`` file stays for the next one."""
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+def _content_range_start_total(value: str | None) -> tuple[int | None, int | None]:
+    """``bytes 100-199/200`` -> (100, 200)."""
+    if not value or not value.startswith("bytes "):
+        return None, None
+    span, _, total = value[6:].partition("/")
+    start = span.partition("-")[0]
+    return (
+        int(start) if start.isdigit() else None,
+        int(total) if total.isdigit() else None,
+    )
+
+
+class Downloader:
+    def __init__(
+        self,
+        data_dir: Path,
+        options: DownloadOptions,
+        observer: TransferObserver | None = None,
+        manifest: Manifest | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.options = options
+        self.observer = observer or SilentObserver()
+        self.manifest = manifest if manifest is not None else Manifest.load(data_dir)
+        self._stop = threading.Event()
+        self._parse_gate = threading.Semaphore(1)  # one big JSON parse at a time (memory)
+
+    # ---- one file
+
+    def run_one(self, client: Any, item: PlannedFile) -> FileOutcome:
+        started = time.perf_counter()
+        entry = self.manifest.get(item.rel)
+        if not self.options.force and item.dest.exists() and entry is not None:
+            if self.options.verify:
+                digest = sha256_file(item.dest)
+                if digest != entry.get("sha256"):
+                    return FileOutcome(
+                        item.rel,
+                        item.url,
+                        "failed",
+                        error=f"{item.dest}: sha256 mismatch: the file changed since it was "
+                        "downloaded (--force fetches it again)",
+                    )
+            elif entry.get("size") != item.dest.stat().st_size:
+                return FileOutcome(
+                    item.rel,
+                    item.url,
+                    "failed",
+                    error=f"{item.dest}: size differs from the manifest: the file changed since "
+                    "it was downloaded (--force fetches it again)",
+                )
+            return FileOutcome(
+                item.rel, item.url, "skipped", size=entry.get("size"), sha256=entry.get("sha256")
+            )
+        if self.options.force:
+            item.part.unlink(missing_ok=True)
+        try:
+            fetched, total = self._fetch(client, item)
+            return self._finish(item, fetched, total, started)
+        except _Stopped:
+            raise
+        except DownloadError as exc:
+            return FileOutcome(item.rel, item.url, "failed", error=str(exc))
+        except OSError as exc:
+            why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            return FileOutcome(item.rel, item.url, "failed", error=f"{item.dest}: {why}")
+
+    def _fetch(self, client: Any, item: PlannedFile) -> tuple[int, int | None]:
+        import httpx
+        from tenacity import (
+            RetryError,
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_exponential,
+            wait_random,
+        )
+
+        step = self.options.backoff
+        backoff = wait_exponential(multiplier=step, max=30.0) + wait_random(0, step)
+
+        def wait_for(state: Any) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, _RetryableStatus) and exc.retry_after is not None:
+                return min(exc.retry_after, 120.0)
+            return float(backoff(state))
+
+        received = [0]  # bytes over the wire, failed attempts included
+        total: int | None = None
+        retrying = Retrying(
+            stop=stop_after_attempt(self.options.retries + 1),
+            wait=wait_for,
+            retry=retry_if_exception_type((httpx.TransportError, _RetryableStatus)),
+            reraise=False,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    total = self._attempt(client, item, received)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise DownloadError(self._describe_failure(item, last)) from None
+        except httpx.HTTPError as exc:  # non-retryable transport problems (bad URL, ...)
+            raise DownloadError(f"{item.url}: {type(exc).__name__}: {exc}") from None
+        return received[0], total
+
+    def _describe_failure(self, item: PlannedFile, exc: BaseException | None) -> str:
+        import httpx
+
+        tries = self.options.retries + 1
+        if isinstance(exc, _RetryableStatus):
+            return f"{item.url}: HTTP {exc.status} (server error) after {tries} attempts"
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return f"{item.url}: cannot reach the host after {tries} attempts ({exc})"
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.ReadTimeout):
+            have = item.part.stat().st_size if item.part.exists() else 0
+            return (
+                f"{item.url}: truncated body: the connection dropped after {have} bytes, "
+                f"{tries} attempts; run again to resume"
+            )
+        return f"{item.url}: {type(exc).__name__}: {exc}"
+
+    def _attempt(self, client: Any, item: PlannedFile, received: list[int]) -> int | None:
+        """One GET, resuming from ``.part``; returns the expected total size if known."""
+        item.dest.parent.mkdir(parents=True, exist_ok=True)
+        have = item.part.stat().st_size if item.part.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with client.stream("GET", item.url, headers=headers) as response:
+            status = response.status_code
+            if status == 416 and have:  # our .part is not a prefix the server knows: restart
+                item.part.unlink()
+                raise _RetryableStatus(416, 0.0)
+            if status == 429 or status >= 500:
+                raise _RetryableStatus(status, _retry_after(response.headers.get("retry-after")))
+            if status >= 400:
+                raise DownloadError(f"{item.url}: HTTP {status}")
+            length = response.headers.get("content-length")
+            if status == 206 and have:
+                start, total = _content_range_start_total(response.headers.get("content-range"))
+                if start != have:
+                    raise DownloadError(f"{item.url}: server resumed at {start}, not at {have}")
+                mode = "ab"
+            else:  # 200: the server ignored Range, or this is a fresh start
+                have, mode = 0, "wb"
+                total = int(length) if length and length.isdigit() else None
+            self.observer.begin(item, total, have)
+            with item.part.open(mode) as handle:
+                for chunk in response.iter_bytes():  # as received: a drop keeps what came
+                    if self._stop.is_set():
+                        raise _Stopped()
+                    handle.write(chunk)
+                    received[0] += len(chunk)
+                    self.observer.advance(item, len(chunk))
+                handle.flush()
+                os.fsync(handle.fileno())
+        return total
+
+    def _finish(
+        self, item: PlannedFile, fetched: int, total: int | None, started: float
+    ) -> FileOutcome:
+        size = item.part.stat().st_size
+        if total is not None and size != total:
+            raise DownloadError(f"{item.url}: truncated body: got {size} of {total} bytes")
+        raw = item.part.read_bytes()
+        with self._parse_gate:
+            try:
+                data = parse_json_bytes(raw, item.url)
+                check_shape(data, item.remote.kind, item.url)
+            except InputError as exc:
+                item.part.unlink(missing_ok=True)  # not resumable: it is the wrong content
+                raise DownloadError(str(exc)) from None
+            source_sha = hashlib.sha256(raw).hexdigest()
+            del raw
+            fixes = []
+            if item.fix is not None and item.fix.drop_first:
+                data = apply_drop_first(data, item.remote.kind)
+                fixes.append(item.fix.name)
+                with atomic_writer(item.dest) as handle:
+                    json.dump(data, handle)
+                item.part.unlink()
+            else:
+                os.replace(item.part, item.dest)
+            del data
+        digest = sha256_file(item.dest) if fixes else source_sha
+        final_size = item.dest.stat().st_size
+        self.manifest.record(
+            item.rel,
+            {
+                "url": item.url,
+                "size": final_size,
+                "sha256": digest,
+                "source_size": size,
+                "source_sha256": source_sha,
+                "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "fixes": fixes,
+            },
+        )
+        return FileOutcome(
+            item.rel,
+            item.url,
+            "downloaded",
+            bytes_fetched=fetched,
+            size=final_size,
+            sha256=digest,
+            seconds=round(time.perf_counter() - started, 3),
+            fixes=fixes,
+        )
+
+    # ---- many files
+
+    def run(self, plan: Sequence[PlannedFile]) -> list[FileOutcome]:
+        import httpx
+
+        timeout = httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout)
+        outcomes: dict[str, FileOutcome] = {}
+        with (
+            httpx.Client(
+                timeout=timeout,
+                headers={"User-Agent": USER_AGENT},
+                follow_redirects=True,
+                trust_env=True,
+            ) as client,
+            ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool,
+        ):
+            futures: dict[Future[FileOutcome], PlannedFile] = {
+                pool.submit(self.run_one, client, item): item for item in plan
+            }
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        item = futures[future]
+                        outcome = future.result()
+                        outcomes[item.rel] = outcome
+                        self.observer.end(item, outcome)
+            except (KeyboardInterrupt, _Stopped):
+                self._stop.set()
+                for future in pending:
+                    future.cancel()
+                raise KeyboardInterrupt from None
+        return [outcomes[item.rel] for item in plan]
+
+
+# --------------------------------------------------------------------------- checks and fixes
+
+
+def check_shape(data: Any, kind: str, name: str) -> None:
+    if kind == "questions":
+        if not isinstance(data, list):
+            raise InputError(f"{name}: expected a list of questions, got {type(data).__name__}")
+        for index, question in enumerate(data):
+            if not isinstance(question, dict) or not {"id", "input", "profile"} <= set(question):
+                raise InputError(f"{name}: question #{index} lacks id, input or profile")
+    elif kind == "outputs":
+        if (
+            not isinstance(data, dict)
+            or "task" not in data
+            or not isinstance(data.get("golds"), list)
+        ):
+            raise InputError(f"{name}: expected an object with 'task' and a 'golds' list")
+    else:
+        raise InputError(f"{name}: unknown file kind {kind!r}")
+
+
+def apply_drop_first(data: Any, kind: str) -> Any:
+    if kind == "questions":
+        return data[1:]
+    return {**data, "golds": data["golds"][1:]}
+
+
+def acquire_lock(data_dir: Path) -> Any:
+    """A lock on the data dir, so two downloads never write the same files."""
+    from filelock import FileLock, Timeout
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(data_dir / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise DownloadError(
+            f"{data_dir}: another lampctl download is running on this folder "
+            f"(lock {data_dir / LOCK_NAME}); wait for it to finish"
+        ) from None
+    return lock
