@@ -136,9 +136,11 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any, **options: Any) -> None:
+    """Atomically write ``data`` as JSON (``json.dumps`` uses the C encoder; ``dump`` does not)."""
+    text = json.dumps(data, **options)
     with atomic_writer(path) as handle:
-        json.dump(data, handle)
+        handle.write(text)
 
 
 def sha256_file(path: Path) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import threading
 import time
@@ -25,7 +24,7 @@ from typing import Any, Protocol
 import yaml
 
 from lampctl import __version__
-from lampctl.data import atomic_writer, parse_json_bytes, read_json, sha256_file
+from lampctl.data import parse_json_bytes, read_json, sha256_file, write_json
 from lampctl.errors import ConfigError, DownloadError, InputError
 from lampctl.tasks import Registry, TaskSpec, bundled_text
 
@@ -208,12 +207,11 @@ class Manifest:
     def record(self, rel: str, entry: dict[str, Any]) -> None:
         with self._lock:
             self.files[rel] = entry
-            with atomic_writer(self.path) as handle:
-                json.dump(
-                    {"lampctl": __version__, "files": dict(sorted(self.files.items()))},
-                    handle,
-                    indent=1,
-                )
+            write_json(
+                self.path,
+                {"lampctl": __version__, "files": dict(sorted(self.files.items()))},
+                indent=1,
+            )
 
 
 # --------------------------------------------------------------------------- transfer
@@ -467,8 +465,7 @@ class Downloader:
             if item.fix is not None and item.fix.drop_first:
                 data = apply_drop_first(data, item.remote.kind)
                 fixes.append(item.fix.name)
-                with atomic_writer(item.dest) as handle:
-                    json.dump(data, handle)
+                write_json(item.dest, data)
                 item.part.unlink()
             else:
                 os.replace(item.part, item.dest)

@@ -187,3 +187,71 @@ def write_tiny_bert(
     )
     BertModel(config).eval().save_pretrained(folder)
     return folder
+
+
+def email_id(archive: int, number: int) -> str:
+    return f"{archive:03d}-{number:06d}-EM.txt"
+
+
+def plain_email(subject: str, body: str) -> bytes:
+    return (
+        f"From: someone@avocado.example\r\nTo: other@avocado.example\r\n"
+        f"Subject: {subject}\r\nDate: Mon, 4 Jun 2001 10:00:00 -0700\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def write_avocado_corpus(
+    folder: Path, archives: int, per_archive: int, seed: int = 0
+) -> dict[str, tuple[str, str]]:
+    """Zip archives of plain RFC-822 emails named like Avocado's; returns id -> (subject, body)."""
+    import zipfile
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, tuple[str, str]] = {}
+    for archive in range(1, archives + 1):
+        with zipfile.ZipFile(folder / f"{archive:03d}.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+            for number in range(per_archive):
+                name = email_id(archive, number)
+                subject = _words(rng, 2, 6)
+                body = _words(rng, 10, 80)
+                zf.writestr(f"{archive:03d}/{name}", plain_email(subject, body))
+                truth[name] = (subject, body)
+    return truth
+
+
+def write_lamp6_ids(
+    root: Path,
+    email_ids: list[str],
+    questions: int,
+    profile_max: int,
+    seed: int = 0,
+    splits: tuple[str, ...] = ("user", "time"),
+) -> None:
+    """LaMP-6 id files as released (inputs and profile texts are email ids) for both splits."""
+    rng = random.Random(seed)
+    for split in splits:
+        folder = root / split / "LaMP_6"
+        folder.mkdir(parents=True, exist_ok=True)
+        for offset, set_name in enumerate(("train", "dev", "test")):
+            data = []
+            for q in range(questions):
+                qid = f"{offset}{q:05d}"
+                profile = [
+                    {"text": rng.choice(email_ids), "id": f"{qid}{i:03d}", "date": _date(rng)}
+                    for i in range(rng.randint(1, profile_max))
+                ]
+                question: dict[str, Any] = {
+                    "id": qid,
+                    "input": rng.choice(email_ids),
+                    "profile": profile,
+                }
+                if split == "time":
+                    question["user_id"] = 7000 + q % 5
+                data.append(question)
+            (folder / f"{set_name}_questions_ids.json").write_text(json.dumps(data))
+            if set_name != "test":
+                golds = [{"id": q["id"], "output": q["input"]} for q in data]
+                (folder / f"{set_name}_outputs_ids.json").write_text(
+                    json.dumps({"task": "LaMP_6", "golds": golds})
+                )

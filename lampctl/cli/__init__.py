@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from lampctl import __version__
 from lampctl.cli._common import JsonOpt, State, stderr_console
+from lampctl.cli.avocado import avocado_app
 from lampctl.cli.download import download
 from lampctl.cli.rank import rank
 from lampctl.errors import LampctlError
@@ -98,6 +99,7 @@ def _root(
 
 app.command()(download)
 app.command(no_args_is_help=True)(rank)
+app.add_typer(avocado_app)
 
 
 def main() -> None:

@@ -10,14 +10,13 @@ the same operation, in the same order, as rank_bm25's, so the scores are bit-ide
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
-import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import chain
 
 import numpy as np
 
+from lampctl.parallel import fork_is_safe, pool_context
 from lampctl.rankers.base import PreparedQuestion, ProgressFn, Ranker
 
 
@@ -142,7 +141,7 @@ def parallel_scores(
     here instead.
     """
     global _SHARED
-    if "fork" not in mp.get_all_start_methods() or "torch" in sys.modules:
+    if not fork_is_safe():
         for question in questions:
             yield ranker.scores_for(question.query, question.texts)
             if progress:
@@ -151,7 +150,7 @@ def parallel_scores(
     bounds = [(i, min(i + _CHUNK, len(questions))) for i in range(0, len(questions), _CHUNK)]
     _SHARED = (ranker, questions)
     try:
-        with mp.get_context("fork").Pool(ranker.jobs) as pool:
+        with pool_context().Pool(ranker.jobs) as pool:
             for chunk in pool.imap(_score_chunk, bounds):
                 yield from chunk
                 if progress:
