@@ -99,7 +99,7 @@ def _root(
 
 app.command()(download)
 app.command(no_args_is_help=True)(rank)
-app.add_typer(avocado_app)
+app.add_typer(avocado_app, name="avocado")
 
 
 def main() -> None:
