@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -24,15 +25,23 @@ class EmbeddingCache:
     def __init__(self, folder: Path, namespace: str) -> None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(folder / f"embeddings-{namespace}.sqlite", timeout=60)
+            # Used from the encoder's look-up thread and its main thread, one at a time.
+            self._db = sqlite3.connect(
+                folder / f"embeddings-{namespace}.sqlite", timeout=60, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)"
             )
         except (OSError, sqlite3.Error) as exc:
             raise LampctlError(f"{folder}: cannot open the embedding cache: {exc}") from None
+        self._lock = threading.Lock()
 
     def get_many(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._get_many(texts)
+
+    def _get_many(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         by_key = {_key(t): t for t in texts}
         keys = list(by_key)
@@ -48,7 +57,7 @@ class EmbeddingCache:
 
     def put_many(self, vectors: Mapping[str, np.ndarray]) -> None:
         rows = [(_key(t), np.asarray(v, dtype=np.float32).tobytes()) for t, v in vectors.items()]
-        with self._db:
+        with self._lock, self._db:
             self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
 
     def close(self) -> None:

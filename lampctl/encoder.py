@@ -75,6 +75,21 @@ def resolve_device(spec: str) -> str:
     raise ModelLoadError(f"unknown device {spec!r} (use auto, cpu, cuda, cuda:N or mps)")
 
 
+def resolve_devices(spec: str) -> list[str]:
+    """``auto``: every CUDA device, else one device chosen as by ``resolve_device``;
+    otherwise a comma-separated list such as ``cuda:0,cuda:1`` (``cpu,cpu`` is allowed)."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(count)] if count > 1 else [resolve_device("auto")]
+    devices = [part.strip() for part in spec.split(",") if part.strip()]
+    if not devices:
+        raise ModelLoadError(f"no devices in {spec!r}")
+    return [resolve_device(d) for d in devices]
+
+
 _LOADED: dict[tuple[str, str | None, str, str], tuple[Any, Any]] = {}
 
 
@@ -135,10 +150,17 @@ def max_length_of(tokenizer: Any, model: Any) -> int:
 
 
 @dataclass
+class PendingBatch:
+    texts: list[str]
+    missing: list[str]
+    token_ids: list[list[int]]
+    found: dict[str, np.ndarray]
+
+
+@dataclass
 class EncoderStats:
     requested: int = 0
     encoded: int = 0
-    memory_hits: int = 0
     disk_hits: int = 0
     tokens: int = 0
     padded_tokens: int = 0
@@ -181,22 +203,39 @@ class Encoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for ``texts`` (one row each, fp32), from cache where possible."""
-        self.stats.requested += len(texts)
-        missing = [t for t in dict.fromkeys(texts) if t not in self._memory]
-        self.stats.memory_hits += len(texts) - len(missing)
+        return self.finish(self.prepare(texts))
+
+    def prepare(self, texts: Sequence[str]) -> PendingBatch:
+        """Cache look-ups and tokenization: the part that can run on a thread while the model
+        encodes the previous chunk."""
+        distinct = list(dict.fromkeys(texts))
+        found = {t: self._memory[t] for t in distinct if t in self._memory}
+        missing = [t for t in distinct if t not in found]
         if missing and self._disk is not None:
-            found = self._disk.get_many(missing)
-            self.stats.disk_hits += len(found)
-            self._remember(found)
-            missing = [t for t in missing if t not in found]
-        if missing:
-            fresh = dict(zip(missing, self._encode_uncached(missing), strict=True))
+            from_disk = self._disk.get_many(missing)
+            self.stats.disk_hits += len(from_disk)
+            found.update(from_disk)
+            missing = [t for t in missing if t not in from_disk]
+        return PendingBatch(list(texts), missing, self._tokenize(missing) if missing else [], found)
+
+    def finish(self, pending: PendingBatch) -> np.ndarray:
+        """Encode what ``prepare`` left, remember it, and return one row per requested text."""
+        found = pending.found
+        todo = [i for i, t in enumerate(pending.missing) if t not in self._memory]
+        found.update({t: self._memory[t] for t in pending.missing if t in self._memory})
+        if todo:
+            texts = [pending.missing[i] for i in todo]
+            vectors = self._run_model([pending.token_ids[i] for i in todo])
+            fresh = dict(zip(texts, vectors, strict=True))
             if self._disk is not None:
                 self._disk.put_many(fresh)
             self._remember(fresh)
-        if not texts:
+            found.update(fresh)
+            self.stats.encoded += len(texts)
+        self.stats.requested += len(pending.texts)
+        if not pending.texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.stack([self._memory[t] for t in texts])
+        return np.stack([found[t] for t in pending.texts])
 
     @property
     def dimension(self) -> int:
@@ -211,14 +250,20 @@ class Encoder:
         self._memory.update(vectors)
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
-        """Indices grouped longest first, each batch within the token budget and batch size."""
+        """Indices longest first, in batches of one padded width, within the token budget.
+
+        Every text is padded to its own width bucket (``_padded``), never to a longer
+        neighbour's: on CPU a vector then depends only on its text, not on what it was batched
+        with, so caching, resuming and splitting work across devices cannot change a ranking.
+        """
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         batches: list[list[int]] = []
         current: list[int] = []
         for index in order:
-            width = lengths[current[0]] if current else lengths[index]
+            width = self._padded(lengths[index])
+            same_width = bool(current) and self._padded(lengths[current[0]]) == width
             fits = (len(current) + 1) * width <= self.config.max_tokens_per_batch
-            if current and (len(current) >= self.config.batch_size or not fits):
+            if current and (not same_width or len(current) >= self.config.batch_size or not fits):
                 batches.append(current)
                 current = []
             current.append(index)
@@ -237,16 +282,15 @@ class Encoder:
         )
         return list(encoded["input_ids"])
 
-    def _encode_uncached(self, texts: list[str]) -> list[np.ndarray]:
+    def _run_model(self, token_ids: list[list[int]]) -> list[np.ndarray]:
         import torch
 
-        token_ids = self._tokenize(texts)
         lengths = [len(ids) for ids in token_ids]
         pad_id = self.tokenizer.pad_token_id or 0
-        out: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(texts)
+        out: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(token_ids)
 
         def collate(batch: list[int]) -> tuple[Any, Any]:
-            width = max(lengths[i] for i in batch)
+            width = self._padded(max(lengths[i] for i in batch))
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for row, index in enumerate(batch):
@@ -268,8 +312,11 @@ class Encoder:
                     out[index] = vectors[row]
                 self.stats.tokens += sum(lengths[i] for i in batch)
                 self.stats.padded_tokens += ids.numel()
-        self.stats.encoded += len(texts)
         return out
+
+    def _padded(self, width: int) -> int:
+        """Pad to a multiple of 8 (tensor-core friendly; fewer distinct shapes)."""
+        return min(-(-width // 8) * 8, self.max_length)
 
 
 def mean_pool(hidden: Any, mask: Any) -> Any:

@@ -18,6 +18,7 @@ from lampctl.cli._common import JsonOpt, State, stderr_console
 from lampctl.cli.avocado import avocado_app
 from lampctl.cli.download import download
 from lampctl.cli.rank import rank
+from lampctl.cli.rank_all import rank_all
 from lampctl.errors import LampctlError
 
 DEBUG_ENV = "LAMPCTL_DEBUG"
@@ -99,6 +100,7 @@ def _root(
 
 app.command()(download)
 app.command(no_args_is_help=True)(rank)
+app.command("rank-all")(rank_all)
 app.add_typer(avocado_app, name="avocado")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -40,21 +41,35 @@ class ContrieverRanker(Ranker):
     def score(
         self, questions: Sequence[PreparedQuestion], progress: ProgressFn | None = None
     ) -> Iterator[np.ndarray]:
-        # Encode many questions' texts together, so batches are long and sorted by length.
+        # Encode many questions' texts together, so batches are long and sorted by length;
+        # the next chunk is looked up and tokenized on a thread while this one encodes.
+        chunks: list[Sequence[PreparedQuestion]] = []
         start = 0
         while start < len(questions):
             end, budget = start, 0
             while end < len(questions) and (end == start or budget < self.chunk_texts):
                 budget += len(questions[end].texts) + 1
                 end += 1
-            chunk = questions[start:end]
-            vectors = self.encoder.encode([t for q in chunk for t in (q.query, *q.texts)])
-            offset = 0
-            for question in chunk:
-                count = len(question.texts)
-                query = vectors[offset]
-                yield vectors[offset + 1 : offset + 1 + count] @ query
-                offset += 1 + count
-                if progress:
-                    progress(1)
+            chunks.append(questions[start:end])
             start = end
+        if not chunks:
+            return
+        encoder = self.encoder
+
+        def texts_of(chunk: Sequence[PreparedQuestion]) -> list[str]:
+            return [t for q in chunk for t in (q.query, *q.texts)]
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            upcoming = pool.submit(encoder.prepare, texts_of(chunks[0]))
+            for number, chunk in enumerate(chunks):
+                pending = upcoming.result()
+                if number + 1 < len(chunks):
+                    upcoming = pool.submit(encoder.prepare, texts_of(chunks[number + 1]))
+                vectors = encoder.finish(pending)
+                offset = 0
+                for question in chunk:
+                    count = len(question.texts)
+                    yield vectors[offset + 1 : offset + 1 + count] @ vectors[offset]
+                    offset += 1 + count
+                    if progress:
+                        progress(1)

@@ -1,0 +1,267 @@
+"""``lampctl rank-all``: every task and split with the paper's best ranker, resumable."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from lampctl.cli._common import (
+    BatchSizeOpt,
+    CacheDirOpt,
+    CheckpointOpt,
+    DataDirOpt,
+    JobsOpt,
+    JsonOpt,
+    MaxTokensOpt,
+    PrecisionOpt,
+    RankerOpt,
+    RevisionOpt,
+    SetsOpt,
+    SplitsOpt,
+    State,
+    TasksOpt,
+    UseDateOpt,
+    emit,
+    encoder_config,
+    get_state,
+    stderr_console,
+    usable_cpus,
+)
+from lampctl.encoder import resolve_devices
+from lampctl.rankall import CPU_RANKERS, JobOutcome, JobPlan, plan_rank_all, run_rank_all
+from lampctl.ranking import check_ranker_name
+
+STYLES = {"done": "green", "failed": "red", "running": "cyan", "skipped": "dim"}
+
+
+class LiveJobs:
+    """One line per job (queued, running, done, skipped, failed, with questions/s)."""
+
+    def __init__(self, state: State, plans: list[JobPlan]) -> None:
+        self.console = stderr_console()
+        self.enabled = not (state.json or state.quiet) and self.console.is_terminal
+        self.rows: dict[str, dict[str, Any]] = {
+            p.job.key: {
+                "plan": p,
+                "status": "planned",
+                "done": 0,
+                "total": p.questions,
+                "started": None,
+            }
+            for p in plans
+        }
+        self.live = Live(
+            get_renderable=self.render, console=self.console, refresh_per_second=4, transient=False
+        )
+
+    def __enter__(self) -> LiveJobs:
+        if self.enabled:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.live.stop()
+
+    def update(self, key: str, status: str, done: int = 0, total: int | None = None) -> None:
+        row = self.rows[key]
+        if status == "running" and row["started"] is None:
+            row["started"] = time.perf_counter()
+        row["status"] = status
+        row["done"] = max(row["done"], done)
+        if total is not None:
+            row["total"] = total
+
+    def render(self) -> Table:
+        table = Table("task", "split", "set", "ranker", "status", "questions", "q/s")
+        for row in self.rows.values():
+            plan: JobPlan = row["plan"]
+            rate = ""
+            if row["started"] is not None and row["done"]:
+                rate = f"{row['done'] / max(time.perf_counter() - row['started'], 1e-6):.0f}"
+            total = row["total"] if row["total"] is not None else "?"
+            table.add_row(
+                plan.job.task.name,
+                plan.job.split,
+                plan.job.set,
+                plan.job.ranker,
+                row["status"],
+                f"{row['done']}/{total}",
+                rate,
+                style=STYLES.get(row["status"], ""),
+            )
+        return table
+
+
+def rank_all(
+    ctx: typer.Context,
+    tasks: TasksOpt = None,
+    splits: SplitsOpt = None,
+    sets: SetsOpt = None,
+    ranker: RankerOpt = None,
+    data_dir: DataDirOpt = Path("data_raw"),
+    checkpoint: CheckpointOpt = None,
+    revision: RevisionOpt = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="One device: auto, cpu, cuda, cuda:N or mps.")
+    ] = None,
+    devices: Annotated[
+        str,
+        typer.Option(
+            "--devices",
+            help="auto (every GPU, else one device) or a list: cuda:0,cuda:1 - one encoder "
+            "worker per device.",
+        ),
+    ] = "auto",
+    batch_size: BatchSizeOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    precision: PrecisionOpt = "fp32",
+    cache_dir: CacheDirOpt = None,
+    use_date: UseDateOpt = False,
+    jobs: JobsOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Redo jobs that are up to date.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan (with --json: as JSON); rank nothing.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rank every task, split and set present in the data dir with the paper's best ranker.
+
+    Up-to-date rankings (same input sha256, ranker and parameters) are skipped, so an
+    interrupted run finishes the rest when run again. The encoder is loaded once per worker.
+
+    Examples:
+
+      lampctl rank-all
+
+      lampctl rank-all --dry-run
+
+      lampctl rank-all --task LaMP-4 --split user --devices cuda:0,cuda:1 --precision bf16
+
+      lampctl --json rank-all --ranker bm25 --jobs 8
+    """
+    state = get_state(ctx, json_out)
+    if device is not None and devices != "auto":
+        raise typer.BadParameter("use --device or --devices, not both", param_hint="--device")
+    registry = state.registry()
+    name = check_ranker_name(ranker) if ranker else None
+    config = encoder_config(
+        registry,
+        checkpoint,
+        revision,
+        device or "auto",
+        precision,
+        batch_size,
+        max_tokens,
+        cache_dir,
+    )
+    plans = plan_rank_all(
+        registry,
+        data_dir,
+        tasks or [],
+        splits or [],
+        sets or [],
+        name,
+        config,
+        use_date,
+        count=dry_run,
+    )
+    if dry_run:
+        _show_plan(state, plans)
+        return
+    needs_encoder = any(
+        p.job.ranker not in CPU_RANKERS
+        and (force or p.state != "up to date")
+        and not p.state.startswith("needs ")
+        for p in plans
+    )
+    chosen = [device] if device is not None else (resolve_devices(devices) if needs_encoder else [])
+    started = time.perf_counter()
+    with LiveJobs(state, plans) as display:
+        outcomes = run_rank_all(
+            plans,
+            encoder=config,
+            devices=chosen or ["auto"],
+            jobs=jobs or usable_cpus(),
+            use_date=use_date,
+            force=force,
+            observer=display,
+        )
+    _show_outcomes(state, outcomes, chosen, time.perf_counter() - started)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        console = stderr_console()
+        for outcome in failed:
+            console.print(f"Error: {outcome.key}: {outcome.error}", markup=False)
+        raise typer.Exit(1)
+
+
+def _show_plan(state: State, plans: list[JobPlan]) -> None:
+    def human(console: Console) -> None:
+        table = Table("task", "split", "set", "ranker", "questions", "items", "state", "output")
+        for p in plans:
+            table.add_row(
+                p.job.task.name,
+                p.job.split,
+                p.job.set,
+                p.job.ranker,
+                "" if p.questions is None else str(p.questions),
+                "" if p.profile_items is None else str(p.profile_items),
+                p.state,
+                str(p.job.output),
+            )
+        console.print(table)
+
+    emit(
+        state, {"command": "rank-all", "dry_run": True, "jobs": [p.as_dict() for p in plans]}, human
+    )
+
+
+def _show_outcomes(
+    state: State, outcomes: list[JobOutcome], devices: list[str], seconds: float
+) -> None:
+    counts = {
+        status: sum(o.status == status for o in outcomes)
+        for status in ("done", "skipped", "failed")
+    }
+    counts["needs_build"] = sum(o.status.startswith("needs ") for o in outcomes)
+
+    def human(console: Console) -> None:
+        table = Table("task", "split", "set", "ranker", "status", "questions", "q/s", "note")
+        for o in outcomes:
+            table.add_row(
+                o.task,
+                o.split,
+                o.set,
+                o.ranker,
+                o.status,
+                "" if o.questions is None else str(o.questions),
+                "" if o.questions_per_second is None else f"{o.questions_per_second:.1f}",
+                o.error or "",
+                style=STYLES.get(o.status, ""),
+            )
+        console.print(table)
+        console.print(
+            f"{counts['done']} ranked, {counts['skipped']} up to date, "
+            f"{counts['needs_build']} need a build, {counts['failed']} failed "
+            f"in {seconds:.1f} s",
+            markup=False,
+        )
+
+    emit(
+        state,
+        {
+            "command": "rank-all",
+            **counts,
+            "devices": devices,
+            "seconds": round(seconds, 3),
+            "jobs": [o.as_dict() for o in outcomes],
+        },
+        human,
+    )

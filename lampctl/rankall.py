@@ -1,0 +1,481 @@
+"""``rank-all``: plan every (task, split, set), skip what is up to date, rank the rest.
+
+Each ranking file gets a sidecar record (``{set}_questions_rank.meta.json``) holding the input's
+sha256, the ranker and the parameters that decide the ranking, and the lampctl version. A job
+whose output and record match is skipped; an interrupted run leaves only whole files behind
+(ranking first, record second), so a re-run finishes the rest.
+
+Encoder jobs run in one worker per device; each worker loads the model once for the whole run
+and takes whole (task, split) groups, so a split's train/dev/test share one embedding cache.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from lampctl import __version__
+from lampctl.data import read_json, sha256_file, write_json
+from lampctl.encoder import EncoderConfig
+from lampctl.errors import LampctlError
+from lampctl.rankers.base import Ranker
+from lampctl.ranking import RankResult, make_ranker, rank_file
+from lampctl.tasks import Registry, TaskSpec
+
+RECORD_SUFFIX = ".meta.json"
+CPU_RANKERS = ("bm25", "recency")
+
+
+@dataclass(frozen=True)
+class RankJob:
+    task: TaskSpec
+    split: str
+    set: str
+    ranker: str
+    input: Path
+    output: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.task.name} {self.split} {self.set}"
+
+    @property
+    def record(self) -> Path:
+        return record_path(self.output)
+
+
+def record_path(output: Path) -> Path:
+    """``dev_questions_rank.json`` -> ``dev_questions_rank.meta.json``."""
+    return output.with_name(output.name.removesuffix(".json") + RECORD_SUFFIX)
+
+
+def ranking_parameters(ranker: str, encoder: EncoderConfig, use_date: bool) -> dict[str, Any]:
+    """What decides a ranking's content (batching and devices do not)."""
+    params: dict[str, Any] = {"ranker": ranker, "use_date": use_date}
+    if ranker == "bm25":
+        params.update(k1=1.5, b=0.75, epsilon=0.25)
+    elif ranker == "contriever":
+        params.update(
+            checkpoint=encoder.checkpoint, revision=encoder.revision, precision=encoder.precision
+        )
+    return params
+
+
+# --------------------------------------------------------------------------- records
+
+
+def input_fingerprint(path: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """sha256, size and mtime of an input; the recorded sha is reused when size and mtime match."""
+    stat = path.stat()
+    if (
+        previous
+        and previous.get("input_size") == stat.st_size
+        and previous.get("input_mtime_ns") == stat.st_mtime_ns
+        and previous.get("input_sha256")
+    ):
+        digest = previous["input_sha256"]
+    else:
+        digest = sha256_file(path)
+    return {"input_sha256": digest, "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = read_json(path, "ranking record")
+    except LampctlError:
+        return None  # unreadable record: the job is simply redone
+    return data if isinstance(data, dict) else None
+
+
+def freshness(
+    output: Path, source: Path, parameters: dict[str, Any], extra: dict[str, Any] | None = None
+) -> tuple[str, dict[str, Any] | None]:
+    """("up to date" | "stale: why" | "new", record) for an output made from ``source``."""
+    record = read_record(record_path(output))
+    if not output.exists():
+        return "new", record
+    if record is None:
+        return "stale: no record", record
+    if record.get("parameters") != parameters:
+        return "stale: other parameters", record
+    if extra and any(record.get(k) != v for k, v in extra.items()):
+        return "stale: other parameters", record
+    if record.get("output_size") != output.stat().st_size:
+        return "stale: ranking changed", record
+    if input_fingerprint(source, record)["input_sha256"] != record.get("input_sha256"):
+        return "stale: input changed", record
+    return "up to date", record
+
+
+def write_record(
+    output: Path,
+    source: Path,
+    parameters: dict[str, Any],
+    result: RankResult,
+    previous: dict[str, Any] | None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    write_json(
+        record_path(output),
+        {
+            "lampctl": __version__,
+            "input": str(source),
+            **input_fingerprint(source, previous),
+            "output_size": output.stat().st_size,
+            "parameters": parameters,
+            "questions": result.questions,
+            "profile_items": result.profile_items,
+            **(extra or {}),
+        },
+        indent=1,
+    )
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    job: RankJob
+    state: str  # new | stale: ... | up to date | needs avocado build
+    parameters: dict[str, Any]
+    questions: int | None = None
+    profile_items: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.job.task.name,
+            "split": self.job.split,
+            "set": self.job.set,
+            "ranker": self.job.ranker,
+            "questions": self.questions,
+            "profile_items": self.profile_items,
+            "output": str(self.job.output),
+            "state": self.state,
+            "up_to_date": self.state == "up to date",
+        }
+
+
+def plan_rank_all(
+    registry: Registry,
+    data_dir: Path,
+    tasks: Sequence[str] = (),
+    splits: Sequence[str] = (),
+    sets: Sequence[str] = (),
+    ranker: str | None = None,
+    encoder: EncoderConfig | None = None,
+    use_date: bool = False,
+    count: bool = False,
+) -> list[JobPlan]:
+    """Every (task, split, set) whose questions file is present, with its default ranker."""
+    encoder = encoder or EncoderConfig()
+    chosen = [registry.task(t) for t in tasks] if tasks else list(registry.tasks.values())
+    chosen_splits = [registry.check_split(s) for s in splits] if splits else registry.splits
+    chosen_sets = [registry.check_set(s) for s in sets] if sets else registry.sets
+    plans = []
+    for task in chosen:
+        for split in chosen_splits:
+            name = ranker or task.default_ranker[split]
+            for set_name in chosen_sets:
+                questions = registry.path("questions", data_dir, task, split, set_name)
+                output = registry.path("ranking", data_dir, task, split, set_name)
+                job = RankJob(task, split, set_name, name, questions, output)
+                params = ranking_parameters(name, encoder, use_date)
+                if not questions.exists():
+                    ids = registry.path("id_questions", data_dir, task, split, set_name)
+                    if task.needs_build and ids.exists():
+                        job = replace(job, input=ids)
+                        plans.append(JobPlan(job, f"needs {task.needs_build} build", params))
+                    continue
+                state, record = freshness(output, questions, params)
+                counts: tuple[int | None, int | None] = (None, None)
+                if record and state == "up to date":
+                    counts = (record.get("questions"), record.get("profile_items"))
+                elif count:
+                    counts = _count(questions)
+                plans.append(JobPlan(job, state, params, *counts))
+    return plans
+
+
+def _count(path: Path) -> tuple[int | None, int | None]:
+    try:
+        data = read_json(path, "questions file")
+    except LampctlError:
+        return None, None
+    if not isinstance(data, list):
+        return None, None
+    items = sum(len(q.get("profile") or []) for q in data if isinstance(q, dict))
+    return len(data), items
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    key: str
+    task: str
+    split: str
+    set: str
+    ranker: str
+    status: str  # done | skipped | failed | needs avocado build
+    output: str
+    questions: int | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def questions_per_second(self) -> float | None:
+        if self.status != "done" or not self.questions or not self.seconds:
+            return None
+        return round(self.questions / self.seconds, 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "questions_per_second": self.questions_per_second}
+
+
+class RankAllObserver(Protocol):
+    def update(self, key: str, status: str, done: int = 0, total: int | None = None) -> None: ...
+
+
+class SilentObserver:
+    def update(self, key: str, status: str, done: int = 0, total: int | None = None) -> None:
+        pass
+
+
+def _outcome(plan: JobPlan, status: str, **fields: Any) -> JobOutcome:
+    job = plan.job
+    return JobOutcome(
+        job.key, job.task.name, job.split, job.set, job.ranker, status, str(job.output), **fields
+    )
+
+
+Message = tuple[str, str, dict[str, Any]]  # (kind, job key, fields)
+
+
+def _run_jobs(
+    plans: Sequence[JobPlan],
+    make: Callable[[], Ranker],
+    use_date: bool,
+    emit: Callable[[Message], None],
+) -> None:
+    """Rank ``plans`` with one ranker made once; report through ``emit``."""
+    ranker: Ranker | None = None
+    for plan in plans:
+        job = plan.job
+        emit(("running", job.key, {}))
+        started = time.perf_counter()
+        try:
+            if ranker is None:
+                ranker = make()
+            _, record = freshness(job.output, job.input, plan.parameters)
+            progress = _Throttled(lambda n, key=job.key: emit(("progress", key, {"done": n})))
+            reporter = _JobReporter(
+                progress, lambda total, key=job.key: emit(("total", key, {"total": total}))
+            )
+            result = rank_file(
+                job.task, job.input, job.output, ranker, use_date=use_date, reporter=reporter
+            )
+            progress.flush()
+            write_record(job.output, job.input, plan.parameters, result, record)
+            emit(
+                (
+                    "done",
+                    job.key,
+                    {"questions": result.questions, "seconds": time.perf_counter() - started},
+                )
+            )
+        except LampctlError as exc:
+            emit(("failed", job.key, {"error": str(exc)}))
+        except OSError as exc:
+            emit(("failed", job.key, {"error": f"{exc.filename or job.output}: {exc.strerror}"}))
+
+
+class _Throttled:
+    """Progress counts sent at most a few times a second (they may cross a process boundary)."""
+
+    def __init__(self, send: Callable[[int], None]) -> None:
+        self.send = send
+        self.done = 0
+        self.last = 0.0
+
+    def __call__(self, amount: int = 1) -> None:
+        self.done += amount
+        now = time.monotonic()
+        if now - self.last > 0.25:
+            self.last = now
+            self.send(self.done)
+
+    def flush(self) -> None:
+        self.send(self.done)
+
+
+class _JobReporter:
+    def __init__(self, progress: _Throttled, total: Callable[[int | None], None]) -> None:
+        self._progress = progress
+        self._total = total
+
+    def start(self, label: str, total: int | None, unit: str = "questions") -> None:
+        self._total(total)
+
+    def advance(self, amount: int = 1) -> None:
+        self._progress(amount)
+
+    def log(self, message: str) -> None:
+        pass
+
+
+def _encoder_worker(
+    config: EncoderConfig, use_date: bool, groups: Any, messages: Any
+) -> None:  # pragma: no cover - runs in a child process; covered through run_rank_all
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    holder: dict[str, Ranker] = {}
+
+    def make() -> Ranker:
+        if "ranker" not in holder:
+            holder["ranker"] = make_ranker("contriever", config)
+        return holder["ranker"]
+
+    while True:
+        group = groups.get()
+        if group is None:
+            break
+        try:
+            _run_jobs(group, make, use_date, messages.put)
+        except BaseException as exc:  # keep the parent informed, whatever happened
+            for plan in group:
+                messages.put(("failed", plan.job.key, {"error": f"worker crashed: {exc!r}"}))
+            raise
+    messages.put(("worker-exit", "", {}))
+
+
+def run_rank_all(
+    plans: Sequence[JobPlan],
+    *,
+    encoder: EncoderConfig,
+    devices: Sequence[str] = ("auto",),
+    jobs: int = 1,
+    use_date: bool = False,
+    force: bool = False,
+    observer: RankAllObserver | None = None,
+) -> list[JobOutcome]:
+    observer = observer or SilentObserver()
+    outcomes: dict[str, JobOutcome] = {}
+    by_key = {plan.job.key: plan for plan in plans}
+    todo: list[JobPlan] = []
+    for plan in plans:
+        if plan.state.startswith("needs "):
+            outcomes[plan.job.key] = _outcome(plan, plan.state)
+        elif plan.state == "up to date" and not force:
+            outcomes[plan.job.key] = _outcome(plan, "skipped", questions=plan.questions)
+        else:
+            todo.append(plan)
+            continue
+        observer.update(plan.job.key, outcomes[plan.job.key].status)
+    for plan in todo:
+        observer.update(plan.job.key, "queued")
+
+    totals: dict[str, int | None] = {}
+
+    def handle(message: Message) -> None:
+        kind, key, fields = message
+        if kind == "total":
+            totals[key] = fields["total"]
+            observer.update(key, "running", 0, fields["total"])
+        elif kind == "running":
+            observer.update(key, "running")
+        elif kind == "progress":
+            observer.update(key, "running", fields["done"], totals.get(key))
+        elif kind == "done":
+            outcomes[key] = _outcome(
+                by_key[key],
+                "done",
+                questions=fields["questions"],
+                seconds=round(fields["seconds"], 3),
+            )
+            observer.update(key, "done", fields["questions"], totals.get(key))
+        elif kind == "failed":
+            outcomes[key] = _outcome(by_key[key], "failed", error=fields["error"])
+            observer.update(key, "failed")
+
+    cpu_jobs = [p for p in todo if p.job.ranker in CPU_RANKERS]
+    for ranker_name in CPU_RANKERS:
+        mine = [p for p in cpu_jobs if p.job.ranker == ranker_name]
+        if mine:
+            _run_jobs(mine, lambda n=ranker_name: make_ranker(n, jobs=jobs), use_date, handle)
+
+    encoder_jobs = [p for p in todo if p.job.ranker not in CPU_RANKERS]
+    groups: dict[tuple[str, str], list[JobPlan]] = {}
+    for plan in encoder_jobs:
+        groups.setdefault((plan.job.task.name, plan.job.split), []).append(plan)
+    if groups and len(devices) <= 1:
+        config = replace(encoder, device=devices[0] if devices else encoder.device)
+        holder: dict[str, Ranker] = {}
+
+        def make() -> Ranker:
+            if "ranker" not in holder:
+                holder["ranker"] = make_ranker("contriever", config)
+            return holder["ranker"]
+
+        for group in groups.values():
+            _run_jobs(group, make, use_date, handle)
+    elif groups:
+        _run_in_workers(list(groups.values()), encoder, devices, use_date, handle)
+    return [
+        outcomes.get(plan.job.key)
+        or _outcome(plan, "failed", error="not ranked: its worker stopped before this job")
+        for plan in plans
+    ]
+
+
+def _run_in_workers(
+    groups: list[list[JobPlan]],
+    encoder: EncoderConfig,
+    devices: Sequence[str],
+    use_date: bool,
+    handle: Callable[[Message], None],
+) -> None:
+    """One spawned process per device; each takes whole (task, split) groups from a queue."""
+    context = mp.get_context("spawn")  # CUDA and threads make fork unsafe here
+    group_queue = context.Queue()
+    messages = context.Queue()
+    for group in groups:
+        group_queue.put(group)
+    workers = []
+    for device in devices:
+        group_queue.put(None)
+        worker = context.Process(
+            target=_encoder_worker,
+            args=(replace(encoder, device=device), use_date, group_queue, messages),
+            daemon=True,
+        )
+        worker.start()
+        workers.append(worker)
+    running = len(workers)
+    try:
+        while running:
+            try:
+                message = messages.get(timeout=1.0)
+            except queue.Empty:
+                if not any(w.is_alive() for w in workers):
+                    break
+                continue
+            if message[0] == "worker-exit":
+                running -= 1
+            else:
+                handle(message)
+    except KeyboardInterrupt:
+        for worker in workers:
+            worker.terminate()
+        raise
+    finally:
+        for worker in workers:
+            worker.join(timeout=5)
