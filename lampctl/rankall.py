@@ -20,15 +20,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from lampctl import __version__
-from lampctl.data import read_json, sha256_file, write_json
+from lampctl.data import read_json
 from lampctl.encoder import EncoderConfig
 from lampctl.errors import LampctlError
 from lampctl.rankers.base import Ranker
-from lampctl.ranking import RankResult, make_ranker, rank_file
+from lampctl.ranking import make_ranker, rank_with_record
+from lampctl.records import freshness, ranking_parameters, record_path
+from lampctl.shards import Shard
 from lampctl.tasks import Registry, TaskSpec
 
-RECORD_SUFFIX = ".meta.json"
 CPU_RANKERS = ("bm25", "recency")
 
 
@@ -40,6 +40,7 @@ class RankJob:
     ranker: str
     input: Path
     output: Path
+    shard: Shard | None = None
 
     @property
     def key(self) -> str:
@@ -48,95 +49,6 @@ class RankJob:
     @property
     def record(self) -> Path:
         return record_path(self.output)
-
-
-def record_path(output: Path) -> Path:
-    """``dev_questions_rank.json`` -> ``dev_questions_rank.meta.json``."""
-    return output.with_name(output.name.removesuffix(".json") + RECORD_SUFFIX)
-
-
-def ranking_parameters(ranker: str, encoder: EncoderConfig, use_date: bool) -> dict[str, Any]:
-    """What decides a ranking's content (batching and devices do not)."""
-    params: dict[str, Any] = {"ranker": ranker, "use_date": use_date}
-    if ranker == "bm25":
-        params.update(k1=1.5, b=0.75, epsilon=0.25)
-    elif ranker == "contriever":
-        params.update(
-            checkpoint=encoder.checkpoint, revision=encoder.revision, precision=encoder.precision
-        )
-    return params
-
-
-# --------------------------------------------------------------------------- records
-
-
-def input_fingerprint(path: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
-    """sha256, size and mtime of an input; the recorded sha is reused when size and mtime match."""
-    stat = path.stat()
-    if (
-        previous
-        and previous.get("input_size") == stat.st_size
-        and previous.get("input_mtime_ns") == stat.st_mtime_ns
-        and previous.get("input_sha256")
-    ):
-        digest = previous["input_sha256"]
-    else:
-        digest = sha256_file(path)
-    return {"input_sha256": digest, "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
-
-
-def read_record(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        data = read_json(path, "ranking record")
-    except LampctlError:
-        return None  # unreadable record: the job is simply redone
-    return data if isinstance(data, dict) else None
-
-
-def freshness(
-    output: Path, source: Path, parameters: dict[str, Any], extra: dict[str, Any] | None = None
-) -> tuple[str, dict[str, Any] | None]:
-    """("up to date" | "stale: why" | "new", record) for an output made from ``source``."""
-    record = read_record(record_path(output))
-    if not output.exists():
-        return "new", record
-    if record is None:
-        return "stale: no record", record
-    if record.get("parameters") != parameters:
-        return "stale: other parameters", record
-    if extra and any(record.get(k) != v for k, v in extra.items()):
-        return "stale: other parameters", record
-    if record.get("output_size") != output.stat().st_size:
-        return "stale: ranking changed", record
-    if input_fingerprint(source, record)["input_sha256"] != record.get("input_sha256"):
-        return "stale: input changed", record
-    return "up to date", record
-
-
-def write_record(
-    output: Path,
-    source: Path,
-    parameters: dict[str, Any],
-    result: RankResult,
-    previous: dict[str, Any] | None,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    write_json(
-        record_path(output),
-        {
-            "lampctl": __version__,
-            "input": str(source),
-            **input_fingerprint(source, previous),
-            "output_size": output.stat().st_size,
-            "parameters": parameters,
-            "questions": result.questions,
-            "profile_items": result.profile_items,
-            **(extra or {}),
-        },
-        indent=1,
-    )
 
 
 # --------------------------------------------------------------------------- planning
@@ -174,6 +86,7 @@ def plan_rank_all(
     encoder: EncoderConfig | None = None,
     use_date: bool = False,
     count: bool = False,
+    shard: Shard | None = None,
 ) -> list[JobPlan]:
     """Every (task, split, set) whose questions file is present, with its default ranker."""
     encoder = encoder or EncoderConfig()
@@ -187,7 +100,9 @@ def plan_rank_all(
             for set_name in chosen_sets:
                 questions = registry.path("questions", data_dir, task, split, set_name)
                 output = registry.path("ranking", data_dir, task, split, set_name)
-                job = RankJob(task, split, set_name, name, questions, output)
+                if shard is not None:
+                    output = shard.path(output)
+                job = RankJob(task, split, set_name, name, questions, output, shard)
                 params = ranking_parameters(name, encoder, use_date)
                 if not questions.exists():
                     ids = registry.path("id_questions", data_dir, task, split, set_name)
@@ -195,7 +110,8 @@ def plan_rank_all(
                         job = replace(job, input=ids)
                         plans.append(JobPlan(job, f"needs {task.needs_build} build", params))
                     continue
-                state, record = freshness(output, questions, params)
+                extra = {"shard": shard.label} if shard else None
+                state, record = freshness(output, questions, params, extra)
                 counts: tuple[int | None, int | None] = (None, None)
                 if record and state == "up to date":
                     counts = (record.get("questions"), record.get("profile_items"))
@@ -276,16 +192,21 @@ def _run_jobs(
         try:
             if ranker is None:
                 ranker = make()
-            _, record = freshness(job.output, job.input, plan.parameters)
             progress = _Throttled(lambda n, key=job.key: emit(("progress", key, {"done": n})))
             reporter = _JobReporter(
                 progress, lambda total, key=job.key: emit(("total", key, {"total": total}))
             )
-            result = rank_file(
-                job.task, job.input, job.output, ranker, use_date=use_date, reporter=reporter
+            result = rank_with_record(
+                job.task,
+                job.input,
+                job.output,
+                ranker,
+                plan.parameters,
+                use_date=use_date,
+                reporter=reporter,
+                shard=job.shard,
             )
             progress.flush()
-            write_record(job.output, job.input, plan.parameters, result, record)
             emit(
                 (
                     "done",

@@ -16,7 +16,10 @@ from lampctl.data import Question, atomic_writer, load_questions
 from lampctl.encoder import EncoderConfig, LogFn
 from lampctl.errors import ConfigError, InputError
 from lampctl.rankers.base import PreparedQuestion, Ranker, order_by_scores
+from lampctl.records import read_record, record_path, write_record
 from lampctl.reporting import Reporter, SilentReporter
+from lampctl.shards import Shard
+from lampctl.shards import select as select_shard
 from lampctl.tasks import RANKERS, Registry, TaskSpec, build_query, item_text, parse_date
 
 FORMATS = ("json", "trec")
@@ -167,8 +170,9 @@ def rank_file(
     top_k: int | None = None,
     fmt: str = "json",
     reporter: Reporter | None = None,
+    shard: Shard | None = None,
 ) -> RankResult:
-    """Rank one questions file and write the ranking atomically (whole or not at all)."""
+    """Rank one questions file (or one shard of it) and write the ranking atomically."""
     reporter = reporter or SilentReporter()
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
@@ -177,6 +181,8 @@ def rank_file(
     started = time.perf_counter()
     with gc_paused():
         questions = load_questions(input_path)
+        if shard is not None:
+            questions = select_shard(questions, shard)
         prepared = prepare(task, questions, ranker, use_date, str(input_path))
         reporter.start(f"{task.name} {input_path.name}", len(prepared))
         ranked = rank_prepared(prepared, ranker, reporter)
@@ -197,6 +203,43 @@ def rank_file(
         seconds=round(time.perf_counter() - started, 3),
         parameters={**ranker.describe(), "use_date": use_date, "top_k": top_k},
     )
+
+
+def rank_with_record(
+    task: TaskSpec,
+    input_path: Path,
+    output_path: Path,
+    ranker: Ranker,
+    parameters: dict[str, object],
+    *,
+    use_date: bool = False,
+    top_k: int | None = None,
+    fmt: str = "json",
+    reporter: Reporter | None = None,
+    shard: Shard | None = None,
+) -> RankResult:
+    """``rank_file``, then the record beside the ranking that says what made it."""
+    previous = read_record(record_path(output_path))
+    result = rank_file(
+        task,
+        input_path,
+        output_path,
+        ranker,
+        use_date=use_date,
+        top_k=top_k,
+        fmt=fmt,
+        reporter=reporter,
+        shard=shard,
+    )
+    write_record(
+        output_path,
+        input_path,
+        dict(parameters),
+        (result.questions, result.profile_items),
+        previous,
+        {"shard": shard.label} if shard else None,
+    )
+    return result
 
 
 def default_output(input_path: Path, fmt: str) -> Path:

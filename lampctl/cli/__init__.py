@@ -17,6 +17,8 @@ from lampctl import __version__
 from lampctl.cli._common import JsonOpt, State, stderr_console
 from lampctl.cli.avocado import avocado_app
 from lampctl.cli.download import download
+from lampctl.cli.inventory import stats_command, status_command
+from lampctl.cli.merge import gather_command, merge
 from lampctl.cli.rank import rank
 from lampctl.cli.rank_all import rank_all
 from lampctl.errors import LampctlError
@@ -101,6 +103,10 @@ def _root(
 app.command()(download)
 app.command(no_args_is_help=True)(rank)
 app.command("rank-all")(rank_all)
+app.command("gather")(gather_command)
+app.command(no_args_is_help=True)(merge)
+app.command("status")(status_command)
+app.command("stats")(stats_command)
 app.add_typer(avocado_app, name="avocado")
 
 

@@ -55,7 +55,9 @@ def stderr_console() -> Console:
 
 
 def stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output is read by scripts and people alike: never cut table cells short there.
+    width = None if sys.stdout.isatty() else 250
+    return Console(highlight=False, soft_wrap=True, width=width)
 
 
 class CliReporter:
@@ -192,6 +194,15 @@ def usable_cpus() -> int:
 JobsOpt = Annotated[
     int | None,
     typer.Option("--jobs", "-j", min=1, help="CPU processes for BM25 (default: all usable cores)."),
+]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        help="Rank only shard i/n (i from 0) of each file; default from SLURM_ARRAY_TASK_ID, "
+        "SLURM_ARRAY_TASK_COUNT and SLURM_ARRAY_TASK_MIN when set.",
+        show_default=False,
+    ),
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="json or trec.")]
 

@@ -24,6 +24,7 @@ from lampctl.cli._common import (
     RankerOpt,
     RevisionOpt,
     SetsOpt,
+    ShardOpt,
     SplitOpt,
     TaskOpt,
     TopKOpt,
@@ -39,8 +40,10 @@ from lampctl.ranking import (
     default_output,
     make_ranker,
     planned_sets,
-    rank_file,
+    rank_with_record,
 )
+from lampctl.records import ranking_parameters
+from lampctl.shards import parse_shard
 
 
 def rank(
@@ -68,6 +71,7 @@ def rank(
     precision: PrecisionOpt = "fp32",
     cache_dir: CacheDirOpt = None,
     jobs: JobsOpt = None,
+    shard_spec: ShardOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Rank every question's profile against the question, best item first.
@@ -82,12 +86,19 @@ def rank(
       lampctl rank -t 5 --set dev --ranker bm25 --format trec --top-k 10
 
       lampctl rank -t LaMP-2 --input my_questions.json --output my_rank.json --device cuda:1
+
+      lampctl rank -t 4 --set train --shard 3/8    (then: lampctl gather -t 4)
     """
     state = get_state(ctx, json_out)
     if output_path is not None and input_path is None:
         raise typer.BadParameter("--output needs --input", param_hint="--output")
     if sets and input_path is not None:
         raise typer.BadParameter("--set and --input exclude each other", param_hint="--set")
+    shard = parse_shard(shard_spec)
+    if shard is not None and fmt != "json":
+        raise typer.BadParameter(
+            "shards are JSON rankings; gather them first", param_hint="--shard"
+        )
     registry = state.registry()
     spec = registry.task(task)
     split = registry.check_split(split)
@@ -101,6 +112,8 @@ def rank(
             questions = registry.path("questions", data_dir, spec, split, set_name)
             ranking = registry.path("ranking", data_dir, spec, split, set_name)
             files.append((questions, ranking.with_suffix(".trec") if fmt == "trec" else ranking))
+    if shard is not None:
+        files = [(source, shard.path(target)) for source, target in files]
 
     results: list[RankResult] = []
     with CliReporter(state) as reporter:
@@ -108,17 +121,20 @@ def rank(
             registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
         )
         engine = make_ranker(ranker_name, config, log=reporter.log, jobs=jobs or usable_cpus())
+        parameters = ranking_parameters(ranker_name, config, use_date, top_k, fmt)
         for questions_path, ranking_path in files:
             results.append(
-                rank_file(
+                rank_with_record(
                     spec,
                     questions_path,
                     ranking_path,
                     engine,
+                    parameters,
                     use_date=use_date,
                     top_k=top_k,
                     fmt=fmt,
                     reporter=reporter,
+                    shard=shard,
                 )
             )
 
@@ -142,6 +158,7 @@ def rank(
             "task": spec.name,
             "split": split,
             "ranker": ranker_name,
+            "shard": shard.label if shard else None,
             "files": [r.as_dict() for r in results],
         },
         human,

@@ -23,6 +23,7 @@ from lampctl.cli._common import (
     RankerOpt,
     RevisionOpt,
     SetsOpt,
+    ShardOpt,
     SplitsOpt,
     State,
     TasksOpt,
@@ -36,6 +37,7 @@ from lampctl.cli._common import (
 from lampctl.encoder import resolve_devices
 from lampctl.rankall import CPU_RANKERS, JobOutcome, JobPlan, plan_rank_all, run_rank_all
 from lampctl.ranking import check_ranker_name
+from lampctl.shards import parse_shard
 
 STYLES = {"done": "green", "failed": "red", "running": "cyan", "skipped": "dim"}
 
@@ -129,6 +131,7 @@ def rank_all(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (with --json: as JSON); rank nothing.")
     ] = False,
+    shard_spec: ShardOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Rank every task, split and set present in the data dir with the paper's best ranker.
@@ -145,6 +148,8 @@ def rank_all(
       lampctl rank-all --task LaMP-4 --split user --devices cuda:0,cuda:1 --precision bf16
 
       lampctl --json rank-all --ranker bm25 --jobs 8
+
+      lampctl rank-all --shard 0/16    (in a SLURM array the shard comes from the environment)
     """
     state = get_state(ctx, json_out)
     if device is not None and devices != "auto":
@@ -161,6 +166,7 @@ def rank_all(
         max_tokens,
         cache_dir,
     )
+    shard = parse_shard(shard_spec)
     plans = plan_rank_all(
         registry,
         data_dir,
@@ -171,6 +177,7 @@ def rank_all(
         config,
         use_date,
         count=dry_run,
+        shard=shard,
     )
     if dry_run:
         _show_plan(state, plans)

@@ -1,0 +1,131 @@
+"""``lampctl status`` and ``lampctl stats``: what a data dir holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lampctl.cli._common import DataDirOpt, JsonOpt, SetsOpt, SplitsOpt, TasksOpt, emit, get_state
+from lampctl.inventory import stats, status
+
+
+def status_command(
+    ctx: typer.Context,
+    tasks: TasksOpt = None,
+    splits: SplitsOpt = None,
+    sets: SetsOpt = None,
+    data_dir: DataDirOpt = Path("data_raw"),
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if anything expected is missing or stale.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show, per task, split and set, which files exist, are verified, stale or incomplete.
+
+    Questions and outputs are checked against the download manifest, rankings against their
+    records (input changed?), and shard files for missing shards.
+
+    Examples:
+
+      lampctl status
+
+      lampctl status --task LaMP-3 --check
+    """
+    state = get_state(ctx, json_out)
+    rows = status(state.registry(), data_dir, tasks or [], splits or [], sets or [])
+    problems = sum(bool(r.problems) for r in rows)
+
+    def human(console: Console) -> None:
+        table = Table(
+            "task",
+            "split",
+            "set",
+            "questions",
+            "outputs",
+            "download",
+            "ranking",
+            "merged",
+            "problems",
+        )
+        for r in rows:
+            table.add_row(
+                r.task,
+                r.split,
+                r.set,
+                r.questions,
+                r.outputs,
+                r.verified,
+                r.ranking,
+                r.merged,
+                "; ".join(r.problems),
+                style="red" if r.problems else "",
+            )
+        console.print(table)
+        console.print(f"{problems} of {len(rows)} rows need attention", markup=False)
+
+    emit(
+        state,
+        {"command": "status", "problems": problems, "rows": [r.as_dict() for r in rows]},
+        human,
+    )
+    if check and problems:
+        raise typer.Exit(1)
+
+
+def stats_command(
+    ctx: typer.Context,
+    tasks: TasksOpt = None,
+    splits: SplitsOpt = None,
+    sets: SetsOpt = None,
+    data_dir: DataDirOpt = Path("data_raw"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Dataset statistics per task, split and set (the LaMP paper's Table 1 numbers).
+
+    Questions, users, profile size (mean, median, max) and whitespace tokens (input, profile
+    item, gold output).
+
+    Examples:
+
+      lampctl stats
+
+      lampctl --json stats --task LaMP-7 --split time
+    """
+    state = get_state(ctx, json_out)
+    rows = stats(state.registry(), data_dir, tasks or [], splits or [], sets or [])
+
+    def human(console: Console) -> None:
+        table = Table(
+            "task",
+            "split",
+            "set",
+            "questions",
+            "users",
+            "profile mean",
+            "median",
+            "max",
+            "input tok",
+            "item tok",
+            "output tok",
+        )
+        for r in rows:
+            table.add_row(
+                r.task,
+                r.split,
+                r.set,
+                str(r.questions),
+                str(r.users),
+                f"{r.profile_mean:.1f}",
+                f"{r.profile_median:g}",
+                str(r.profile_max),
+                f"{r.input_tokens_mean:.1f}",
+                f"{r.item_tokens_mean:.1f}",
+                "-" if r.output_tokens_mean is None else f"{r.output_tokens_mean:.1f}",
+            )
+        console.print(table)
+
+    emit(state, {"command": "stats", "rows": [r.as_dict() for r in rows]}, human)

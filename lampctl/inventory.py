@@ -1,0 +1,231 @@
+"""What is in a data dir: ``status`` (files, verification, staleness, shards) and ``stats``."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lampctl.data import load_outputs, load_questions
+from lampctl.download import Manifest
+from lampctl.records import freshness, read_record, record_path
+from lampctl.shards import missing_shards
+from lampctl.tasks import Registry, TaskSpec, item_text
+
+
+def _tasks(registry: Registry, tasks: Sequence[str]) -> list[TaskSpec]:
+    return [registry.task(t) for t in tasks] if tasks else list(registry.tasks.values())
+
+
+def _splits(registry: Registry, splits: Sequence[str]) -> Sequence[str]:
+    return [registry.check_split(s) for s in splits] if splits else registry.splits
+
+
+def _sets(registry: Registry, sets: Sequence[str]) -> Sequence[str]:
+    return [registry.check_set(s) for s in sets] if sets else registry.sets
+
+
+@dataclass
+class StatusRow:
+    task: str
+    split: str
+    set: str
+    questions: str  # present | ids only | missing
+    outputs: str  # present | missing | none published
+    verified: str  # verified | unverified | changed | built | -
+    ranking: str  # up to date | stale: why | no record | missing
+    shards: str  # "" or "missing 2/4, 3/4"
+    merged: str  # present | missing
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _verified(manifest: Manifest, data_dir: Path, paths: list[Path]) -> str:
+    states = []
+    for path in paths:
+        entry = manifest.get(path.relative_to(data_dir).as_posix())
+        if entry is None:
+            states.append("unverified")
+        elif entry.get("size") != path.stat().st_size:
+            states.append("changed")
+        else:
+            states.append("verified")
+    for state in ("changed", "unverified", "verified"):
+        if state in states:
+            return state
+    return "-"
+
+
+def status(
+    registry: Registry,
+    data_dir: Path,
+    tasks: Sequence[str] = (),
+    splits: Sequence[str] = (),
+    sets: Sequence[str] = (),
+) -> list[StatusRow]:
+    manifest = Manifest.load(data_dir)
+    rows = []
+    for task in _tasks(registry, tasks):
+        for split in _splits(registry, splits):
+            for set_name in _sets(registry, sets):
+                rows.append(_status_row(registry, manifest, data_dir, task, split, set_name))
+    return rows
+
+
+def _status_row(
+    registry: Registry,
+    manifest: Manifest,
+    data_dir: Path,
+    task: TaskSpec,
+    split: str,
+    set_name: str,
+) -> StatusRow:
+    def path(kind: str) -> Path:
+        return registry.path(kind, data_dir, task, split, set_name)
+
+    questions, outputs, ranking = path("questions"), path("outputs"), path("ranking")
+    has_outputs = set_name != "test"
+    problems: list[str] = []
+    downloaded: list[Path] = []
+    if questions.exists():
+        q_state = "present"
+        downloaded.append(questions)
+    elif task.needs_build and path("id_questions").exists():
+        q_state = "ids only"
+        problems.append(f"needs {task.needs_build} build")
+        downloaded.append(path("id_questions"))
+    else:
+        q_state = "missing"
+        problems.append("questions missing")
+    if not has_outputs:
+        o_state = "none published"
+    elif outputs.exists():
+        o_state = "present"
+        downloaded.append(outputs)
+    elif task.needs_build and path("id_outputs").exists():
+        o_state = "ids only"
+        downloaded.append(path("id_outputs"))
+    else:
+        o_state = "missing"
+        problems.append("outputs missing")
+    if task.needs_build:  # built files are made here, so only their id files were downloaded
+        downloaded = [p for p in downloaded if p.name.endswith("_ids.json")]
+    verified = _verified(manifest, data_dir, downloaded)
+    if verified == "changed":
+        problems.append("changed since download")
+    if task.needs_build and q_state == "present":
+        verified = "built" if verified == "-" else verified
+    if ranking.exists():
+        record = read_record(record_path(ranking))
+        if record is None:
+            r_state = "no record"
+        elif not questions.exists():
+            r_state = "stale: questions missing"
+        else:
+            r_state, _ = freshness(ranking, questions, record.get("parameters") or {})
+        if r_state.startswith("stale"):
+            problems.append(f"ranking {r_state}")
+    elif q_state == "present":
+        r_state = "missing"
+        problems.append("ranking missing")
+    else:
+        r_state = "-"
+    absent = missing_shards(ranking)
+    shard_note = ", ".join(f"{i}/{n}" for n, ids in absent.items() for i in ids)
+    if shard_note:
+        problems.append(f"shards missing: {shard_note}")
+    merged = "present" if path("merged").exists() else "missing"
+    return StatusRow(
+        task.name,
+        split,
+        set_name,
+        q_state,
+        o_state,
+        verified,
+        r_state,
+        f"missing {shard_note}" if shard_note else "",
+        merged,
+        problems,
+    )
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    task: str
+    split: str
+    set: str
+    questions: int
+    users: int
+    profile_mean: float
+    profile_median: float
+    profile_max: int
+    input_tokens_mean: float
+    item_tokens_mean: float
+    output_tokens_mean: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def stats(
+    registry: Registry,
+    data_dir: Path,
+    tasks: Sequence[str] = (),
+    splits: Sequence[str] = (),
+    sets: Sequence[str] = (),
+) -> list[StatsRow]:
+    """The LaMP paper's Table 1 numbers, per task, split and set present (whitespace tokens)."""
+    from lampctl.ranking import gc_paused
+
+    rows = []
+    for task in _tasks(registry, tasks):
+        for split in _splits(registry, splits):
+            for set_name in _sets(registry, sets):
+                questions_path = registry.path("questions", data_dir, task, split, set_name)
+                if not questions_path.exists():
+                    continue
+                with gc_paused():
+                    questions = load_questions(questions_path)
+                    rows.append(_stats_row(registry, data_dir, task, split, set_name, questions))
+    return rows
+
+
+def _stats_row(
+    registry: Registry,
+    data_dir: Path,
+    task: TaskSpec,
+    split: str,
+    set_name: str,
+    questions: list[Any],
+) -> StatsRow:
+    sizes = [len(q.profile) for q in questions] or [0]
+    users = {q.raw.get("user_id", q.id) for q in questions}
+    item_tokens = [
+        len(item_text(task, item, q.id, use_date=False).split())
+        for q in questions
+        for item in q.profile
+        if all(isinstance(item.get(f), str) for f in task.profile_text)
+    ]
+    outputs_path = registry.path("outputs", data_dir, task, split, set_name)
+    output_mean = None
+    if outputs_path.exists():
+        golds = load_outputs(outputs_path)
+        lengths = [len(str(v).split()) for v in golds.values()]
+        output_mean = round(statistics.fmean(lengths), 2) if lengths else 0.0
+    return StatsRow(
+        task.name,
+        split,
+        set_name,
+        len(questions),
+        len(users),
+        round(statistics.fmean(sizes), 2),
+        float(statistics.median(sizes)),
+        max(sizes),
+        round(statistics.fmean([len(q.input.split()) for q in questions] or [0]), 2),
+        round(statistics.fmean(item_tokens), 2) if item_tokens else 0.0,
+        output_mean,
+    )

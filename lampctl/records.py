@@ -1,0 +1,112 @@
+"""Records beside ranking files: what made them, so a re-run can tell what is up to date.
+
+``dev_questions_rank.json`` gets ``dev_questions_rank.meta.json`` holding the input's sha256
+(with size and mtime, so an unchanged input is not hashed again), the parameters that decide
+the ranking, the counts and the lampctl version. Rankings are written before their record, so
+a ranking without a matching record is simply redone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lampctl import __version__
+from lampctl.data import read_json, sha256_file, write_json
+from lampctl.encoder import EncoderConfig
+from lampctl.errors import LampctlError
+
+RECORD_SUFFIX = ".meta.json"
+
+
+def ranking_parameters(
+    ranker: str,
+    encoder: EncoderConfig,
+    use_date: bool,
+    top_k: int | None = None,
+    fmt: str = "json",
+) -> dict[str, Any]:
+    """What decides a ranking's content (batching, devices and sharding do not)."""
+    params: dict[str, Any] = {"ranker": ranker, "use_date": use_date, "top_k": top_k, "format": fmt}
+    if ranker == "bm25":
+        params.update(k1=1.5, b=0.75, epsilon=0.25)
+    elif ranker == "contriever":
+        params.update(
+            checkpoint=encoder.checkpoint, revision=encoder.revision, precision=encoder.precision
+        )
+    return params
+
+
+def record_path(output: Path) -> Path:
+    """``dev_questions_rank.json`` -> ``dev_questions_rank.meta.json``."""
+    return output.with_name(output.name.removesuffix(".json") + RECORD_SUFFIX)
+
+
+def input_fingerprint(path: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """sha256, size and mtime of an input; the recorded sha is reused when size and mtime match."""
+    stat = path.stat()
+    if (
+        previous
+        and previous.get("input_size") == stat.st_size
+        and previous.get("input_mtime_ns") == stat.st_mtime_ns
+        and previous.get("input_sha256")
+    ):
+        digest = previous["input_sha256"]
+    else:
+        digest = sha256_file(path)
+    return {"input_sha256": digest, "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = read_json(path, "ranking record")
+    except LampctlError:
+        return None  # unreadable record: the job is simply redone
+    return data if isinstance(data, dict) else None
+
+
+def freshness(
+    output: Path, source: Path, parameters: dict[str, Any], extra: dict[str, Any] | None = None
+) -> tuple[str, dict[str, Any] | None]:
+    """("up to date" | "stale: why" | "new", record) for an output made from ``source``."""
+    record = read_record(record_path(output))
+    if not output.exists():
+        return "new", record
+    if record is None:
+        return "stale: no record", record
+    if record.get("parameters") != parameters:
+        return "stale: other parameters", record
+    if extra and any(record.get(k) != v for k, v in extra.items()):
+        return "stale: other parameters", record
+    if record.get("output_size") != output.stat().st_size:
+        return "stale: ranking changed", record
+    if input_fingerprint(source, record)["input_sha256"] != record.get("input_sha256"):
+        return "stale: input changed", record
+    return "up to date", record
+
+
+def write_record(
+    output: Path,
+    source: Path,
+    parameters: dict[str, Any],
+    counts: tuple[int, int],
+    previous: dict[str, Any] | None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The record of ``output`` (made from ``source``): (questions, profile items) counted."""
+    write_json(
+        record_path(output),
+        {
+            "lampctl": __version__,
+            "input": str(source),
+            **input_fingerprint(source, previous),
+            "output_size": output.stat().st_size,
+            "parameters": parameters,
+            "questions": counts[0],
+            "profile_items": counts[1],
+            **(extra or {}),
+        },
+        indent=1,
+    )
