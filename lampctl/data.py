@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -117,6 +118,22 @@ def load_outputs(path: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building acyclic data.
+
+    Loading a LaMP file creates millions of containers that live until the end; each
+    collection would walk all of them again (a third of BM25's run time on LaMP-4).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager

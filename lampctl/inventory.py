@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lampctl.data import load_outputs, load_questions
+from lampctl.data import gc_paused, load_outputs, load_questions
 from lampctl.download import Manifest
 from lampctl.records import freshness, read_record, record_path
 from lampctl.shards import missing_shards
@@ -179,8 +179,6 @@ def stats(
     sets: Sequence[str] = (),
 ) -> list[StatsRow]:
     """The LaMP paper's Table 1 numbers, per task, split and set present (whitespace tokens)."""
-    from lampctl.ranking import gc_paused
-
     rows = []
     for task in _tasks(registry, tasks):
         for split in _splits(registry, splits):

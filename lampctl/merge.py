@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lampctl.data import Question, atomic_writer, load_outputs, load_questions, read_json
+from lampctl.data import (
+    Question,
+    atomic_writer,
+    gc_paused,
+    load_outputs,
+    load_questions,
+    read_json,
+)
 from lampctl.errors import InputError
 
 MERGE_FORMATS = ("json", "jsonl")
@@ -81,10 +88,13 @@ def merge_set(
     started = time.perf_counter()
     if fmt not in MERGE_FORMATS:
         raise InputError(f"unknown merge format {fmt!r} (use json or jsonl)")
-    questions = load_questions(questions_path)
-    ranking = load_ranking(ranking_path)
-    golds = load_outputs(outputs_path) if outputs_path is not None else None
-    merged = merge_questions(questions, ranking, golds, str(ranking_path), str(outputs_path), top_k)
+    with gc_paused():
+        questions = load_questions(questions_path)
+        ranking = load_ranking(ranking_path)
+        golds = load_outputs(outputs_path) if outputs_path is not None else None
+        merged = merge_questions(
+            questions, ranking, golds, str(ranking_path), str(outputs_path), top_k
+        )
     if fmt == "json":
         text = json.dumps(merged, ensure_ascii=False)
     else:
