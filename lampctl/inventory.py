@@ -15,18 +15,6 @@ from lampctl.shards import missing_shards
 from lampctl.tasks import Registry, TaskSpec, item_text
 
 
-def _tasks(registry: Registry, tasks: Sequence[str]) -> list[TaskSpec]:
-    return [registry.task(t) for t in tasks] if tasks else list(registry.tasks.values())
-
-
-def _splits(registry: Registry, splits: Sequence[str]) -> Sequence[str]:
-    return [registry.check_split(s) for s in splits] if splits else registry.splits
-
-
-def _sets(registry: Registry, sets: Sequence[str]) -> Sequence[str]:
-    return [registry.check_set(s) for s in sets] if sets else registry.sets
-
-
 @dataclass
 class StatusRow:
     task: str
@@ -69,10 +57,8 @@ def status(
 ) -> list[StatusRow]:
     manifest = Manifest.load(data_dir)
     rows = []
-    for task in _tasks(registry, tasks):
-        for split in _splits(registry, splits):
-            for set_name in _sets(registry, sets):
-                rows.append(_status_row(registry, manifest, data_dir, task, split, set_name))
+    for task, split, set_name in registry.combinations(tasks, splits, sets):
+        rows.append(_status_row(registry, manifest, data_dir, task, split, set_name))
     return rows
 
 
@@ -180,15 +166,13 @@ def stats(
 ) -> list[StatsRow]:
     """The LaMP paper's Table 1 numbers, per task, split and set present (whitespace tokens)."""
     rows = []
-    for task in _tasks(registry, tasks):
-        for split in _splits(registry, splits):
-            for set_name in _sets(registry, sets):
-                questions_path = registry.path("questions", data_dir, task, split, set_name)
-                if not questions_path.exists():
-                    continue
-                with gc_paused():
-                    questions = load_questions(questions_path)
-                    rows.append(_stats_row(registry, data_dir, task, split, set_name, questions))
+    for task, split, set_name in registry.combinations(tasks, splits, sets):
+        questions_path = registry.path("questions", data_dir, task, split, set_name)
+        if not questions_path.exists():
+            continue
+        with gc_paused():
+            questions = load_questions(questions_path)
+            rows.append(_stats_row(registry, data_dir, task, split, set_name, questions))
     return rows
 
 

@@ -90,34 +90,29 @@ def plan_rank_all(
 ) -> list[JobPlan]:
     """Every (task, split, set) whose questions file is present, with its default ranker."""
     encoder = encoder or EncoderConfig()
-    chosen = [registry.task(t) for t in tasks] if tasks else list(registry.tasks.values())
-    chosen_splits = [registry.check_split(s) for s in splits] if splits else registry.splits
-    chosen_sets = [registry.check_set(s) for s in sets] if sets else registry.sets
     plans = []
-    for task in chosen:
-        for split in chosen_splits:
-            name = ranker or task.default_ranker[split]
-            for set_name in chosen_sets:
-                questions = registry.path("questions", data_dir, task, split, set_name)
-                output = registry.path("ranking", data_dir, task, split, set_name)
-                if shard is not None:
-                    output = shard.path(output)
-                job = RankJob(task, split, set_name, name, questions, output, shard)
-                params = ranking_parameters(name, encoder, use_date)
-                if not questions.exists():
-                    ids = registry.path("id_questions", data_dir, task, split, set_name)
-                    if task.needs_build and ids.exists():
-                        job = replace(job, input=ids)
-                        plans.append(JobPlan(job, f"needs {task.needs_build} build", params))
-                    continue
-                extra = {"shard": shard.label} if shard else None
-                state, record = freshness(output, questions, params, extra)
-                counts: tuple[int | None, int | None] = (None, None)
-                if record and state == "up to date":
-                    counts = (record.get("questions"), record.get("profile_items"))
-                elif count:
-                    counts = _count(questions)
-                plans.append(JobPlan(job, state, params, *counts))
+    for task, split, set_name in registry.combinations(tasks, splits, sets):
+        name = ranker or task.default_ranker[split]
+        questions = registry.path("questions", data_dir, task, split, set_name)
+        output = registry.path("ranking", data_dir, task, split, set_name)
+        if shard is not None:
+            output = shard.path(output)
+        job = RankJob(task, split, set_name, name, questions, output, shard)
+        params = ranking_parameters(name, encoder, use_date)
+        if not questions.exists():
+            ids = registry.path("id_questions", data_dir, task, split, set_name)
+            if task.needs_build and ids.exists():
+                job = replace(job, input=ids)
+                plans.append(JobPlan(job, f"needs {task.needs_build} build", params))
+            continue
+        extra = {"shard": shard.label} if shard else None
+        state, record = freshness(output, questions, params, extra)
+        counts: tuple[int | None, int | None] = (None, None)
+        if record and state == "up to date":
+            counts = (record.get("questions"), record.get("profile_items"))
+        elif count:
+            counts = _count(questions)
+        plans.append(JobPlan(job, state, params, *counts))
     return plans
 
 

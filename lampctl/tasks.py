@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -94,6 +94,15 @@ class Registry:
         if split not in self.splits:
             raise ConfigError(f"unknown split {split!r} (known: {', '.join(self.splits)})")
         return split
+
+    def combinations(
+        self, tasks: Sequence[str] = (), splits: Sequence[str] = (), sets: Sequence[str] = ()
+    ) -> list[tuple[TaskSpec, str, str]]:
+        """Every (task, split, set) the filters allow (empty filter: all), task-major order."""
+        chosen = [self.task(t) for t in tasks] if tasks else list(self.tasks.values())
+        chosen_splits = [self.check_split(s) for s in splits] if splits else self.splits
+        chosen_sets = [self.check_set(s) for s in sets] if sets else self.sets
+        return [(t, sp, st) for t in chosen for sp in chosen_splits for st in chosen_sets]
 
     def check_set(self, set_name: str) -> str:
         if set_name not in self.sets:

@@ -19,6 +19,17 @@ from lampctl.synth import SynthSpec, write_tiny_bert, write_tree
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="lampctl-test-hf-")
 
+# The LaMP paper's best retriever per task, (user split, time split): tables 6 and 8.
+PAPER_DEFAULTS = {
+    1: ("contriever", "contriever"),
+    2: ("contriever", "contriever"),
+    3: ("contriever", "recency"),
+    4: ("contriever", "recency"),
+    5: ("bm25", "contriever"),
+    6: ("bm25", "contriever"),
+    7: ("contriever", "contriever"),
+}
+
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import reference_scores
+from conftest import PAPER_DEFAULTS, reference_scores
 
 from lampctl.encoder import Encoder, EncoderConfig
 from lampctl.rankall import plan_rank_all, run_rank_all
@@ -22,15 +22,7 @@ from lampctl.rankers.contriever import ContrieverRanker
 from lampctl.synth import SynthSpec, time_split
 from lampctl.tasks import load_registry
 
-DEFAULTS = {
-    1: ("contriever", "contriever"),
-    2: ("contriever", "contriever"),
-    3: ("contriever", "recency"),
-    4: ("contriever", "recency"),
-    5: ("bm25", "contriever"),
-    6: ("bm25", "contriever"),
-    7: ("contriever", "contriever"),
-}
+DEFAULTS = PAPER_DEFAULTS
 
 
 def _rankings(root: Path) -> dict[str, bytes]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import reference_scores
+from conftest import PAPER_DEFAULTS, reference_scores
 from rank_bm25 import BM25Okapi
 
 # The LaMP reference's per-task rules, restated from shared/LAMP_FORMAT.md.
@@ -20,15 +20,7 @@ TEXT_FIELDS = {
     7: ("text",),
 }
 MARKERS = {2: "description:", 3: "review:", 4: "article:", 5: ":", 6: ":", 7: ":"}
-DEFAULTS = {
-    1: ("contriever", "contriever"),
-    2: ("contriever", "contriever"),
-    3: ("contriever", "recency"),
-    4: ("contriever", "recency"),
-    5: ("bm25", "contriever"),
-    6: ("bm25", "contriever"),
-    7: ("contriever", "contriever"),
-}
+DEFAULTS = PAPER_DEFAULTS
 
 
 def quoted_strings(text):

@@ -113,6 +113,15 @@ def emit(state: State, payload: dict[str, Any], human: Callable[[Console], None]
         human(stdout_console())
 
 
+def fail_with(errors: list[str]) -> None:
+    """Each failure as one ``Error:`` line on stderr, then exit code 1 (if there are any)."""
+    if errors:
+        console = stderr_console()
+        for error in errors:
+            console.print(f"Error: {error}", markup=False)
+        raise typer.Exit(1)
+
+
 # --------------------------------------------------------------------------- shared options
 
 JsonOpt = Annotated[

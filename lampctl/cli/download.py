@@ -26,6 +26,7 @@ from lampctl.cli._common import (
     State,
     TasksOpt,
     emit,
+    fail_with,
     get_state,
     stderr_console,
 )
@@ -172,12 +173,7 @@ def download(
         lock.release()
     seconds = time.perf_counter() - started
     _show_outcomes(state, data_dir, outcomes, seconds)
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        console = stderr_console()
-        for outcome in failed:
-            console.print(f"Error: {outcome.error}", markup=False)
-        raise typer.Exit(1)
+    fail_with([str(o.error) for o in outcomes if o.status == "failed"])
 
 
 def _show_plan(state: State, plan: list[PlannedFile]) -> None:

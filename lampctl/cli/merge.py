@@ -103,18 +103,13 @@ def gather_command(
     """
     state = get_state(ctx, json_out)
     registry = state.registry()
-    chosen = [registry.task(t) for t in tasks] if tasks else list(registry.tasks.values())
-    chosen_splits = [registry.check_split(s) for s in splits] if splits else registry.splits
-    chosen_sets = [registry.check_set(s) for s in sets] if sets else registry.sets
     results: list[GatherResult] = []
-    for spec in chosen:
-        for split in chosen_splits:
-            for set_name in chosen_sets:
-                final = registry.path("ranking", data_dir, spec, split, set_name)
-                if not find_shards(final):
-                    continue
-                questions_path = registry.path("questions", data_dir, spec, split, set_name)
-                results.append(gather(final, questions_path, load_questions(questions_path)))
+    for spec, split, set_name in registry.combinations(tasks or [], splits or [], sets or []):
+        final = registry.path("ranking", data_dir, spec, split, set_name)
+        if not find_shards(final):
+            continue
+        questions_path = registry.path("questions", data_dir, spec, split, set_name)
+        results.append(gather(final, questions_path, load_questions(questions_path)))
     if not results:
         raise ShardError(f"{data_dir}: no shard files to gather for the chosen tasks")
 

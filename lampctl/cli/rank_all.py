@@ -30,6 +30,7 @@ from lampctl.cli._common import (
     UseDateOpt,
     emit,
     encoder_config,
+    fail_with,
     get_state,
     stderr_console,
     usable_cpus,
@@ -201,12 +202,7 @@ def rank_all(
             observer=display,
         )
     _show_outcomes(state, outcomes, chosen, time.perf_counter() - started)
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        console = stderr_console()
-        for outcome in failed:
-            console.print(f"Error: {outcome.key}: {outcome.error}", markup=False)
-        raise typer.Exit(1)
+    fail_with([f"{o.key}: {o.error}" for o in outcomes if o.status == "failed"])
 
 
 def _show_plan(state: State, plans: list[JobPlan]) -> None:
