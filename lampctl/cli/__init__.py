@@ -5,8 +5,10 @@ This file is the table of contents of the CLI: every command is registered here.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +18,7 @@ from typer.core import TyperGroup
 from lampctl import __version__
 from lampctl.cli._common import JsonOpt, State, stderr_console
 from lampctl.cli.avocado import avocado_app
+from lampctl.cli.avocado import build as build_avocado
 from lampctl.cli.download import download
 from lampctl.cli.inventory import stats_command, status_command
 from lampctl.cli.merge import gather_command, merge
@@ -100,13 +103,28 @@ def _root(
     ctx.obj = State(json=json_out, quiet=quiet, config=config)
 
 
-app.command()(download)
-app.command(no_args_is_help=True)(rank)
-app.command("rank-all")(rank_all)
-app.command("gather")(gather_command)
-app.command(no_args_is_help=True)(merge)
-app.command("status")(status_command)
-app.command("stats")(stats_command)
+def _help(function: Callable[..., Any]) -> str:
+    """A command's docstring with prose paragraphs reflowed (example lines, indented, kept):
+    this Typer keeps single line breaks, which would show the source's wrapping in --help."""
+    paragraphs = inspect.cleandoc(function.__doc__ or "").split("\n\n")
+    return "\n\n".join(
+        p if p.startswith(" ") else " ".join(line.strip() for line in p.splitlines())
+        for p in paragraphs
+    )
+
+
+def _register(group: typer.Typer, function: Callable[..., Any], name: str, **options: Any) -> None:
+    group.command(name, help=_help(function), **options)(function)
+
+
+_register(app, download, "download")
+_register(app, rank, "rank", no_args_is_help=True)
+_register(app, rank_all, "rank-all")
+_register(app, gather_command, "gather")
+_register(app, merge, "merge", no_args_is_help=True)
+_register(app, status_command, "status")
+_register(app, stats_command, "stats")
+_register(avocado_app, build_avocado, "build", no_args_is_help=True)
 app.add_typer(avocado_app, name="avocado")
 
 

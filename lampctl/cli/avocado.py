@@ -20,7 +20,6 @@ avocado_app = typer.Typer(
 )
 
 
-@avocado_app.command("build")
 def build(
     ctx: typer.Context,
     avocado_dir: Annotated[
