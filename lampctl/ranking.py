@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,11 +15,11 @@ from lampctl.data import Question, atomic_writer, gc_paused, load_questions
 from lampctl.encoder import EncoderConfig, LogFn
 from lampctl.errors import ConfigError, InputError
 from lampctl.rankers.base import PreparedQuestion, Ranker, order_by_scores
-from lampctl.records import read_record, record_path, write_record
+from lampctl.records import input_fingerprint, read_record, record_path, write_record
 from lampctl.reporting import Reporter, SilentReporter
 from lampctl.shards import Shard
 from lampctl.shards import select as select_shard
-from lampctl.tasks import RANKERS, Registry, TaskSpec, build_query, item_text, parse_date
+from lampctl.tasks import RANKERS, Registry, TaskSpec, build_query, item_texts, parse_date
 
 FORMATS = ("json", "trec")
 
@@ -61,7 +62,7 @@ def prepare(
         try:
             query = build_query(task, question.input, question.id) if ranker.needs_text else ""
             texts = (
-                [item_text(task, item, question.id, use_date) for item in question.profile]
+                item_texts(task, question.profile, question.id, use_date)
                 if ranker.needs_text
                 else []
             )
@@ -202,17 +203,21 @@ def rank_with_record(
 ) -> RankResult:
     """``rank_file``, then the record beside the ranking that says what made it."""
     previous = read_record(record_path(output_path))
-    result = rank_file(
-        task,
-        input_path,
-        output_path,
-        ranker,
-        use_date=use_date,
-        top_k=top_k,
-        fmt=fmt,
-        reporter=reporter,
-        shard=shard,
-    )
+    # Hash the input on a thread while it is ranked (hashlib lets go of the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fingerprint = pool.submit(input_fingerprint, input_path, previous)
+        result = rank_file(
+            task,
+            input_path,
+            output_path,
+            ranker,
+            use_date=use_date,
+            top_k=top_k,
+            fmt=fmt,
+            reporter=reporter,
+            shard=shard,
+        )
+        known = fingerprint.result()
     write_record(
         output_path,
         input_path,
@@ -220,6 +225,7 @@ def rank_with_record(
         (result.questions, result.profile_items),
         previous,
         {"shard": shard.label} if shard else None,
+        fingerprint=known,
     )
     return result
 

@@ -94,14 +94,16 @@ def write_record(
     counts: tuple[int, int],
     previous: dict[str, Any] | None,
     extra: dict[str, Any] | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> None:
-    """The record of ``output`` (made from ``source``): (questions, profile items) counted."""
+    """The record of ``output`` (made from ``source``): (questions, profile items) counted.
+    ``fingerprint``: the input's, taken when it was read (else taken now)."""
     write_json(
         record_path(output),
         {
             "lampctl": __version__,
             "input": str(source),
-            **input_fingerprint(source, previous),
+            **(fingerprint or input_fingerprint(source, previous)),
             "output_size": output.stat().st_size,
             "parameters": parameters,
             "questions": counts[0],

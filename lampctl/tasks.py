@@ -154,6 +154,26 @@ def item_text(task: TaskSpec, item: Mapping[str, Any], question_id: str, use_dat
     return text
 
 
+def item_texts(
+    task: TaskSpec, profile: Sequence[Mapping[str, Any]], question_id: str, use_date: bool
+) -> list[str]:
+    """``item_text`` for a whole profile; the common case (all fields strings) without a call
+    per item, and ``item_text``'s checks and messages when anything is off."""
+    if not use_date:
+        fields = task.profile_text
+        try:
+            if len(fields) == 1:
+                (field,) = fields
+                texts = [item[field] for item in profile]
+                if all(type(t) is str for t in texts):
+                    return texts
+            else:
+                return [" ".join([item[f] for f in fields]) for item in profile]
+        except (KeyError, TypeError):
+            pass
+    return [item_text(task, item, question_id, use_date) for item in profile]
+
+
 _DATE = re.compile(r"\d+(?:-\d+)*")
 
 
