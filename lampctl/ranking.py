@@ -40,7 +40,8 @@ def make_ranker(
         from lampctl.rankers.contriever import ContrieverRanker
 
         return ContrieverRanker(encoder or EncoderConfig(), log=log)
-    raise ConfigError(f"unknown ranker {name!r} (known: {', '.join(RANKERS)})")
+    check_ranker_name(name)
+    raise AssertionError(f"ranker {name!r} is known but has no implementation")
 
 
 def check_ranker_name(name: str) -> str:
@@ -247,5 +248,9 @@ def planned_sets(
     ]
     if not present:
         folder = registry.task_dir(data_dir, task, split)
-        raise InputError(f"{folder}: no questions files for {task.name} ({split} split)")
+        unbuilt = task.needs_build and any(
+            registry.path("id_questions", data_dir, task, split, s).exists() for s in registry.sets
+        )
+        hint = f"; it holds id files: run 'lampctl {task.needs_build} build'" if unbuilt else ""
+        raise InputError(f"{folder}: no questions files for {task.name} ({split} split){hint}")
     return present

@@ -154,3 +154,12 @@ def test_user_config_overrides_default_ranker(cli, tmp_path, tree):
 def test_no_questions_files_for_the_task(cli, tmp_path):
     result = cli("rank", "-t", "3", "--data-dir", tmp_path)
     assert result.exit_code == 1 and "no questions files for LaMP-3" in result.err
+
+
+def test_rank_on_unbuilt_lamp6_folder_says_to_build(cli, tmp_path):
+    folder = tmp_path / "user/LaMP_6"
+    folder.mkdir(parents=True)
+    (folder / "dev_questions_ids.json").write_text("[]")
+    result = cli("rank", "-t", "6", "--data-dir", tmp_path)
+    assert result.exit_code == 1
+    assert "no questions files for LaMP-6" in result.err and "avocado build" in result.err
