@@ -224,3 +224,33 @@ def test_built_lamp6_ranks(cli, tmp_path):
     result = cli("rank", "-t", "6", "-s", "user", "--data-dir", data)
     assert result.exit_code == 0, result.err
     assert (data / "user/LaMP_6/dev_questions_rank.json").exists()
+
+
+def test_fast_path_equals_the_full_parser_on_plain_ascii_emails():
+    import random
+
+    from lampctl.avocado import _parse_plain_ascii, parse_email_fully
+
+    rng = random.Random(0)
+    chars = "abc XYZ 01 .,;:!?-_'\"()[]\t"
+    taken = 0
+    for _ in range(500):
+        subject = "".join(rng.choice(chars) for _ in range(rng.randint(0, 40)))
+        if rng.random() < 0.3:
+            subject = subject[:10] + "\r\n " + subject[10:]  # folded
+        body = "".join(rng.choice(chars + "\n\r\n") for _ in range(rng.randint(0, 200)))
+        headers = ["From: a@b", f"Subject: {subject}"] if rng.random() < 0.9 else ["From: a@b"]
+        if rng.random() < 0.3:
+            headers.append("Content-Type: text/plain; charset=us-ascii")
+        if rng.random() < 0.2:
+            headers.append("Content-Transfer-Encoding: 7bit")
+        sep = "\r\n" if rng.random() < 0.5 else "\n"
+        raw = (sep.join(headers) + sep + sep + body).encode()
+        fast = _parse_plain_ascii(raw)
+        if fast is not None:
+            taken += 1
+            assert fast == parse_email_fully(raw), raw
+    assert taken == 500
+    # Encoded words, 8-bit bytes and multipart messages take the full parser.
+    for name in ("900-000001-EM.txt", "900-000003-EM.txt", "900-000004-EM.txt"):
+        assert _parse_plain_ascii(ODD[name][0]) is None
