@@ -9,7 +9,7 @@ Prints ratios, the largest relative score difference to (b), the fraction of enc
 cache saved, and tokens/s.
 
 Usage: python benchmarks/bench_encoder.py [--users 30] [--device cpu] [--bert-base]
-       [--precision fp32] [--seed-questions 40]
+       [--precision fp32] [--seed-questions 0]
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def main() -> None:
     parser.add_argument(
         "--seed-questions",
         type=int,
-        default=40,
-        help="(a) is timed on this many questions and scaled to all",
+        default=0,
+        help="time (a) on this many questions and scale by texts (0: all of them)",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
@@ -122,7 +122,13 @@ def main() -> None:
         )
 
         fair_scores, fair = baseline(checkpoint, questions, args.device, reload=False)
-        sample = questions[: args.seed_questions] if args.seed_questions else questions
+        sample = (
+            questions[: args.seed_questions]
+            if args.seed_questions
+            else questions
+            if args.seed_questions
+            else questions
+        )
         _, seed_sample = baseline(checkpoint, sample, args.device, reload=True)
         sample_items = sum(len(q.texts) + 1 for q in sample)
         seed = seed_sample * (items + len(questions)) / sample_items
@@ -142,10 +148,8 @@ def main() -> None:
             if len(e)
         )
         stats = ranker.encoder.stats
-        print(
-            f"(a) seed pattern : {seed:8.2f} s  (measured on {len(sample)} questions: "
-            f"{seed_sample:.2f} s, scaled by texts)"
-        )
+        scaled = "" if sample is questions else f" (timed on {len(sample)} questions, scaled)"
+        print(f"(a) seed pattern : {seed:8.2f} s{scaled}")
         print(f"(b) fair baseline: {fair:8.2f} s")
         print(f"(c) lampctl      : {lampctl:8.2f} s  (includes its one model load)")
         print(

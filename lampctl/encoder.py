@@ -197,10 +197,6 @@ class Encoder:
 
             self._disk = EmbeddingCache(config.cache_dir, self.cache_namespace)
 
-    def close(self) -> None:
-        if self._disk is not None:
-            self._disk.close()
-
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for ``texts`` (one row each, fp32), from cache where possible."""
         return self.finish(self.prepare(texts))

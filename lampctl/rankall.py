@@ -25,7 +25,7 @@ from lampctl.encoder import EncoderConfig
 from lampctl.errors import LampctlError
 from lampctl.rankers.base import Ranker
 from lampctl.ranking import make_ranker, rank_with_record
-from lampctl.records import freshness, ranking_parameters, record_path
+from lampctl.records import freshness, ranking_parameters
 from lampctl.shards import Shard
 from lampctl.tasks import Registry, TaskSpec
 
@@ -45,10 +45,6 @@ class RankJob:
     @property
     def key(self) -> str:
         return f"{self.task.name} {self.split} {self.set}"
-
-    @property
-    def record(self) -> Path:
-        return record_path(self.output)
 
 
 # --------------------------------------------------------------------------- planning
