@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,10 @@ import numpy as np
 from lampctl.encoder import EncoderConfig, mean_pool
 from lampctl.rankers.base import PreparedQuestion
 from lampctl.rankers.contriever import ContrieverRanker
-from lampctl.synth import SynthSpec, time_split, write_tiny_bert
+from lampctl.synth import SynthSpec, time_split, user_split, write_tiny_bert
 
 
-def questions_of(users: int, per_user: int) -> list[PreparedQuestion]:
+def questions_of(users: int, per_user: int, split: str = "time") -> list[PreparedQuestion]:
     spec = SynthSpec(
         questions=users * per_user,
         profile_min=20,
@@ -36,8 +37,12 @@ def questions_of(users: int, per_user: int) -> list[PreparedQuestion]:
         words_max=100,
         seed=11,
     )
+    if split == "time":
+        sets = time_split(7, spec, users=users)
+    else:  # every question its own user: nothing shared, so no cache hits
+        sets = {"train": user_split(7, replace(spec, questions=users * (per_user + 2)))}
     out = []
-    for set_name, questions in time_split(7, spec, users=users).items():
+    for set_name, questions in sets.items():
         for q in questions:
             out.append(
                 PreparedQuestion(
@@ -90,6 +95,12 @@ def baseline(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=30)
+    parser.add_argument(
+        "--split",
+        choices=("time", "user"),
+        default="time",
+        help="user: no shared histories, so the gain is batching alone",
+    )
     parser.add_argument("--per-user", type=int, default=8)
     parser.add_argument(
         "--seed-questions",
@@ -113,10 +124,10 @@ def main() -> None:
             checkpoint = write_tiny_bert(
                 Path(tmp) / "bert", hidden=128, layers=2, heads=2, max_positions=512
             )
-        questions = questions_of(args.users, args.per_user)
+        questions = questions_of(args.users, args.per_user, args.split)
         items = sum(len(q.texts) for q in questions)
         print(
-            f"time split: {len(questions)} questions (train+dev+test), {items} profile items; "
+            f"{args.split} split: {len(questions)} questions, {items} profile items; "
             f"model {'BERT-base shapes' if args.bert_base else 'small BERT (128x2)'}, "
             f"device {args.device}, torch threads {torch.get_num_threads()}"
         )
