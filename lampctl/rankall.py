@@ -11,6 +11,7 @@ and takes whole (task, split) groups, so a split's train/dev/test share one embe
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import queue
@@ -245,17 +246,16 @@ class _JobReporter:
         pass
 
 
+def _encoder_factory(config: EncoderConfig) -> Callable[[], Ranker]:
+    """The encoder ranker, made on first call and then reused: one model load per worker."""
+    return functools.cache(lambda: make_ranker("contriever", config))
+
+
 def _encoder_worker(
     config: EncoderConfig, use_date: bool, groups: Any, messages: Any
 ) -> None:  # pragma: no cover - runs in a child process; covered through run_rank_all
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    holder: dict[str, Ranker] = {}
-
-    def make() -> Ranker:
-        if "ranker" not in holder:
-            holder["ranker"] = make_ranker("contriever", config)
-        return holder["ranker"]
-
+    make = _encoder_factory(config)
     while True:
         group = groups.get()
         if group is None:
@@ -330,13 +330,7 @@ def run_rank_all(
         groups.setdefault((plan.job.task.name, plan.job.split), []).append(plan)
     if groups and len(devices) <= 1:
         config = replace(encoder, device=devices[0] if devices else encoder.device)
-        holder: dict[str, Ranker] = {}
-
-        def make() -> Ranker:
-            if "ranker" not in holder:
-                holder["ranker"] = make_ranker("contriever", config)
-            return holder["ranker"]
-
+        make = _encoder_factory(config)
         for group in groups.values():
             _run_jobs(group, make, use_date, handle)
     elif groups:

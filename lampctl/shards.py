@@ -108,15 +108,15 @@ def find_shards(final: Path) -> dict[int, list[Path]]:
     return found
 
 
+def _absent(count: int, paths: Sequence[Path]) -> list[int]:
+    have = {int(_SHARD_NAME.search(p.name).group(1)) for p in paths}  # type: ignore[union-attr]
+    return sorted(set(range(count)) - have)
+
+
 def missing_shards(final: Path) -> dict[int, list[int]]:
     """For each shard count seen, the shard numbers that are absent."""
-    out = {}
-    for count, paths in find_shards(final).items():
-        have = {int(_SHARD_NAME.search(p.name).group(1)) for p in paths}  # type: ignore[union-attr]
-        absent = sorted(set(range(count)) - have)
-        if absent:
-            out[count] = absent
-    return out
+    found = ((count, _absent(count, paths)) for count, paths in find_shards(final).items())
+    return {count: absent for count, absent in found if absent}
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def gather(final: Path, questions_path: Path, questions: Sequence[Question]) -> 
         counts = ", ".join(str(c) for c in sorted(by_count))
         raise ShardError(f"{final}: shards of different runs (of {counts}) are mixed; remove one")
     count, paths = next(iter(by_count.items()))
-    absent = missing_shards(final).get(count)
+    absent = _absent(count, paths)
     if absent:
         names = ", ".join(Shard(i, count).path(final).name for i in absent[:5])
         raise ShardError(f"{final}: {len(absent)} of {count} shards missing ({names})")
