@@ -308,7 +308,6 @@ class Downloader:
         observer: TransferObserver | None = None,
         manifest: Manifest | None = None,
     ) -> None:
-        self.data_dir = data_dir
         self.options = options
         self.observer = observer or SilentObserver()
         self.manifest = manifest if manifest is not None else Manifest.load(data_dir)

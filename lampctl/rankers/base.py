@@ -36,7 +36,9 @@ class Ranker(ABC):
         """Yield one score array per question, in order; call ``progress(n)`` as work is done."""
 
     def describe(self) -> dict[str, object]:
-        """Parameters that change the ranking (recorded beside ranking files)."""
+        """The ranker's settings as reported in ``--json`` output (with the resolved model
+        length for encoders). Records beside ranking files use ``records.ranking_parameters``,
+        which needs no loaded model."""
         return {"ranker": self.name}
 
 
