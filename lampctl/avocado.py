@@ -8,6 +8,7 @@ absolute paths cannot land anywhere.
 
 from __future__ import annotations
 
+import os
 import time
 import zipfile
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from typing import Any, cast
 
 from lampctl.data import read_json, write_json
 from lampctl.errors import AvocadoError, InputError
-from lampctl.parallel import pool_context
+from lampctl.parallel import pool_context, worker_setup
 from lampctl.reporting import Reporter, SilentReporter
 from lampctl.tasks import Registry, TaskSpec
 
@@ -354,7 +355,12 @@ def build_lamp6(
     reporter.start("parsing emails", len(index.location), unit="emails")
     jobs = sorted(by_archive.items())
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=pool_context(),
+            initializer=worker_setup,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = [
                 (len(members), pool.submit(_read_archive, archives[n], members, max_email_bytes))
                 for n, members in jobs

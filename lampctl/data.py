@@ -7,7 +7,10 @@ import gc
 import hashlib
 import json
 import os
+import socket
+import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +93,31 @@ def validate_questions(data: Any, name: str) -> list[Question]:
         profile = raw.get("profile")
         if not isinstance(profile, list):
             raise InputError(f"{name}: question {qid!r} has no 'profile' list")
+        item_ids = set()
         for position, item in enumerate(profile):
-            if not isinstance(item, dict) or _as_id(item.get("id")) is None:
+            iid = _as_id(item.get("id")) if isinstance(item, dict) else None
+            if iid is None:
                 raise InputError(
                     f"{name}: question {qid!r}, profile item #{position} has no string 'id'"
                 )
+            item_ids.add(iid)
+        if len(item_ids) != len(profile):
+            raise InputError(f"{name}: {_repeated_item(qid, profile)}")
         questions.append(Question(id=qid, input=raw["input"], profile=profile, raw=raw))
     return questions
+
+
+def _repeated_item(qid: str, profile: list[dict[str, Any]]) -> str:
+    first: dict[str, int] = {}
+    for position, item in enumerate(profile):
+        iid = str(item["id"])
+        if iid in first:
+            return (
+                f"question {qid!r} repeats profile item id {iid!r} (items #{first[iid]} and "
+                f"#{position}); rankings name items by id, so ids must be unique in a profile"
+            )
+        first[iid] = position
+    raise AssertionError("no repeated id")
 
 
 def load_questions(path: Path) -> list[Question]:
@@ -136,18 +157,122 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it where Linux allows (threads may be writing)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
+TMP_SUFFIX = ".tmp"
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def _owner_tag() -> str:
+    """Host and pid in a temp file's name: a later run can tell a dead writer's leftovers from
+    a live one's, even on shared scratch seen by several hosts."""
+    host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+    return f"{host}-{os.getpid()}-"
+
+
+def leftover_temp_files(path: Path) -> list[Path]:
+    """Temp files of interrupted writes of ``path`` (any host)."""
+    folder = path.parent
+    if not folder.is_dir():
+        return []
+    prefix = _tmp_prefix(path)
+    return sorted(
+        p for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(TMP_SUFFIX)
+    )
+
+
+def remove_dead_temp_files(path: Path) -> list[Path]:
+    """Remove temp files of ``path`` left by killed writers on this host; return them."""
+    host = _owner_tag().split("-")[0]
+    removed = []
+    for leftover in leftover_temp_files(path):
+        tag = leftover.name[len(_tmp_prefix(path)) :]
+        parts = tag.split("-")
+        if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        if int(parts[1]) != os.getpid() and not _alive(int(parts[1])):
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def writable_target(path: Path) -> tuple[Path, bool]:
+    """(where to write, whether it is a regular file path we may replace by rename).
+
+    A symlink is followed, so its target is replaced and the link kept. An existing path that
+    is not a regular file (a device such as /dev/null, a FIFO, a socket) is written through,
+    never replaced; a folder is an error.
+    """
+    real = Path(os.path.realpath(path))
+    try:
+        mode = real.stat().st_mode
+    except FileNotFoundError:
+        return real, True
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: is a folder, not a file to write")
+    if stat.S_ISSOCK(mode):
+        raise InputError(f"{path}: is a socket; refusing to write to it")
+    return real, stat.S_ISREG(mode)
+
+
+def is_special_file(path: Path) -> bool:
+    """An existing output that is not a regular file (``/dev/null``, a FIFO): no record."""
+    return not writable_target(path)[1]
+
+
 @contextlib.contextmanager
 def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Write to a temp file beside ``path``; fsync and rename into place only on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temp file beside ``path``; fsync and rename into place only on success.
+
+    The file gets the mode an ordinary ``open`` would give (0666 less the umask), so colleagues
+    on shared scratch can read it. Devices and FIFOs are written through, not replaced.
+    """
+    target, regular = writable_target(path)
+    encoding = None if "b" in mode else "utf-8"
+    if not regular:
+        with open(target, mode, encoding=encoding) as handle:
+            yield handle
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temp_files(target)
+    fd, tmp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=_tmp_prefix(target) + _owner_tag(), suffix=TMP_SUFFIX
+    )
     tmp = Path(tmp_name)
     try:
-        with open(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
+        os.fchmod(fd, 0o666 & ~process_umask())
+        with open(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from lampctl.errors import ModelLoadError
+from lampctl.tasks import PRECISIONS
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 LogFn = Callable[[str], None]
 
 
@@ -39,6 +39,83 @@ class EncoderConfig:
     max_tokens_per_batch: int = 16384
     cache_dir: Path | None = None
     memory_cache_items: int = 1_000_000
+    # Where the checkpoint's files are, once ``locate_checkpoint`` found them (a local folder);
+    # ``checkpoint`` stays the name that identifies the model in records and caches.
+    location: str | None = None
+
+
+HUB_ENDPOINT_DEFAULT = "https://huggingface.co"
+_FIX_OFFLINE = (
+    "on a node without network pass a local copy with --checkpoint PATH (or LAMPCTL_CHECKPOINT), "
+    "or download it once where there is network (for example 'huggingface-cli download {name}' "
+    "on a login node) and set HF_HUB_OFFLINE=1"
+)
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _looks_local(checkpoint: str) -> bool:
+    return checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1 or "\\" in checkpoint
+
+
+def locate_checkpoint(checkpoint: str, revision: str | None = None, timeout: float = 5.0) -> str:
+    """A local folder holding ``checkpoint``'s files, found once, before any work starts.
+
+    A folder is checked to hold a model; a hub id is looked up in the Hugging Face cache, and
+    fetched only when the hub answers within ``timeout`` seconds. Each failure is one
+    ``ModelLoadError`` that says how to fix it, instead of every job retrying the hub.
+    """
+    local = Path(checkpoint).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelLoadError(
+                f"checkpoint folder {checkpoint} exists but holds no model (no config.json); "
+                "pass the folder that save_pretrained wrote"
+            )
+        return str(local)
+    if local.exists():
+        raise ModelLoadError(f"checkpoint {checkpoint} is a file; pass the model's folder")
+    if _looks_local(checkpoint):
+        raise ModelLoadError(f"checkpoint folder {checkpoint} does not exist")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return str(snapshot_download(checkpoint, revision=revision, local_files_only=True))
+    except Exception:  # not cached (the hub library raises several kinds here)
+        pass
+    fix = _FIX_OFFLINE.format(name=checkpoint)
+    if _hub_offline():
+        raise ModelLoadError(
+            f"cannot load checkpoint {checkpoint!r}: it is not in the Hugging Face cache and "
+            f"HF_HUB_OFFLINE is set; {fix}"
+        )
+    endpoint = os.environ.get("HF_ENDPOINT", HUB_ENDPOINT_DEFAULT).rstrip("/")
+    import httpx
+
+    try:
+        httpx.head(endpoint, timeout=timeout, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        reason = "timed out" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
+        raise ModelLoadError(
+            f"cannot load checkpoint {checkpoint!r}: it is not in the Hugging Face cache and the "
+            f"hub ({endpoint}) cannot be reached ({reason}); {fix}"
+        ) from None
+    try:
+        return str(
+            snapshot_download(
+                checkpoint,
+                revision=revision,
+                allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors", "*.bin"],
+                ignore_patterns=["*onnx*", "*openvino*", "*.msgpack", "*.h5", "*.ot"],
+            )
+        )
+    except Exception as exc:  # no such repo, revision, or access
+        raise ModelLoadError(
+            f"cannot load checkpoint {checkpoint!r} (revision {revision or 'main'}) from "
+            f"{endpoint}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
 
 
 def resolve_device(spec: str) -> str:
@@ -93,7 +170,9 @@ def resolve_devices(spec: str) -> list[str]:
 _LOADED: dict[tuple[str, str | None, str, str], tuple[Any, Any]] = {}
 
 
-def _load(checkpoint: str, revision: str | None, device: str, precision: str) -> tuple[Any, Any]:
+def _load(
+    checkpoint: str, revision: str | None, device: str, precision: str, location: str | None
+) -> tuple[Any, Any]:
     key = (checkpoint, revision, device, precision)
     if key in _LOADED:
         return _LOADED[key]
@@ -101,33 +180,17 @@ def _load(checkpoint: str, revision: str | None, device: str, precision: str) ->
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    looks_local = checkpoint.startswith((".", "/", "~")) or os.sep in checkpoint.strip("/")
-    local = Path(checkpoint).expanduser()
-    if looks_local and not local.is_dir() and checkpoint.count("/") != 1:
-        raise ModelLoadError(f"checkpoint folder {checkpoint} does not exist")
-    source = str(local) if local.is_dir() else checkpoint
+    source = location or locate_checkpoint(checkpoint, revision)
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     try:
-        # The cache first: compute nodes without network should not wait on the hub's retries.
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(
-                source, revision=revision, local_files_only=True
-            )
-            model = AutoModel.from_pretrained(source, revision=revision, local_files_only=True)
-        except OSError:
-            if offline:
-                raise
-            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
-            model = AutoModel.from_pretrained(source, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        model = AutoModel.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as exc:
-        why = "HF_HUB_OFFLINE is set" if offline else "the hub is unreachable or has no such model"
         raise ModelLoadError(
-            f"cannot load checkpoint {checkpoint!r}: it is not in the Hugging Face cache and "
-            f"{why}; download it where there is network, or pass a local folder with "
-            f"--checkpoint PATH ({type(exc).__name__})"
+            f"cannot load checkpoint {checkpoint!r} from {source}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
     finally:
         hf_logging.set_verbosity(previous)
@@ -182,7 +245,7 @@ class Encoder:
         if log:
             log(f"encoder {config.checkpoint} on {self.device} ({config.precision})")
         self.tokenizer, self.model = _load(
-            config.checkpoint, config.revision, self.device, config.precision
+            config.checkpoint, config.revision, self.device, config.precision, config.location
         )
         self.max_length = max_length_of(self.tokenizer, self.model)
         self.stats = EncoderStats()

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from lampctl.data import read_json
 from lampctl.encoder import EncoderConfig
 from lampctl.errors import LampctlError
+from lampctl.parallel import worker_setup
 from lampctl.rankers.base import Ranker
 from lampctl.ranking import make_ranker, rank_with_record
 from lampctl.records import freshness, ranking_parameters
@@ -252,8 +253,9 @@ def _encoder_factory(config: EncoderConfig) -> Callable[[], Ranker]:
 
 
 def _encoder_worker(
-    config: EncoderConfig, use_date: bool, groups: Any, messages: Any
+    config: EncoderConfig, use_date: bool, groups: Any, messages: Any, parent_pid: int
 ) -> None:  # pragma: no cover - runs in a child process; covered through run_rank_all
+    worker_setup(parent_pid)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     make = _encoder_factory(config)
     while True:
@@ -360,7 +362,7 @@ def _run_in_workers(
         group_queue.put(None)
         worker = context.Process(
             target=_encoder_worker,
-            args=(replace(encoder, device=device), use_date, group_queue, messages),
+            args=(replace(encoder, device=device), use_date, group_queue, messages, os.getpid()),
             daemon=True,
         )
         worker.start()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import __version__
-from lampctl.data import read_json, sha256_file, write_json
+from lampctl.data import is_special_file, read_json, sha256_file, write_json
 from lampctl.encoder import EncoderConfig
 from lampctl.errors import LampctlError
 
@@ -80,11 +80,19 @@ def freshness(
         return "stale: other parameters", record
     if extra and any(record.get(k) != v for k, v in extra.items()):
         return "stale: other parameters", record
-    if record.get("output_size") != output.stat().st_size:
+    if output_changed(output, record):
         return "stale: ranking changed", record
     if input_fingerprint(source, record)["input_sha256"] != record.get("input_sha256"):
         return "stale: input changed", record
     return "up to date", record
+
+
+def output_changed(output: Path, record: dict[str, Any]) -> bool:
+    """Whether ``output`` differs from what its record says was written: by size first, then
+    by sha256 (a hand edit that keeps the size is still caught)."""
+    if record.get("output_size") != output.stat().st_size:
+        return True
+    return record.get("output_sha256") != sha256_file(output)
 
 
 def write_record(
@@ -97,7 +105,10 @@ def write_record(
     fingerprint: dict[str, Any] | None = None,
 ) -> None:
     """The record of ``output`` (made from ``source``): (questions, profile items) counted.
-    ``fingerprint``: the input's, taken when it was read (else taken now)."""
+    ``fingerprint``: the input's, taken when it was read (else taken now). A device or FIFO
+    output (``--output /dev/null``) gets no record."""
+    if is_special_file(output):
+        return
     write_json(
         record_path(output),
         {
@@ -105,9 +116,65 @@ def write_record(
             "input": str(source),
             **(fingerprint or input_fingerprint(source, previous)),
             "output_size": output.stat().st_size,
+            "output_sha256": sha256_file(output),
             "parameters": parameters,
             "questions": counts[0],
             "profile_items": counts[1],
+            **(extra or {}),
+        },
+        indent=1,
+    )
+
+
+# --------------------------------------------------------------------------- derived files
+
+
+def derived_freshness(
+    output: Path, sources: dict[str, Path], parameters: dict[str, Any]
+) -> tuple[str, dict[str, Any] | None]:
+    """Like ``freshness`` for a file made from several inputs (a merged file, model inputs):
+    ``sources`` names each input by its role (questions, ranking, outputs)."""
+    record = read_record(record_path(output))
+    if not output.exists():
+        return "new", record
+    if record is None:
+        return "stale: no record", record
+    if record.get("parameters") != parameters:
+        return "stale: other parameters", record
+    if output_changed(output, record):
+        return "stale: file changed", record
+    known = record.get("sources") or {}
+    if set(known) != set(sources):
+        return "stale: other inputs", record
+    for role, path in sources.items():
+        if not path.exists():
+            return f"stale: {role} missing", record
+        if input_fingerprint(path, known[role])["input_sha256"] != known[role].get("input_sha256"):
+            return f"stale: {role} changed", record
+    return "up to date", record
+
+
+def write_derived_record(
+    output: Path,
+    sources: dict[str, Path],
+    parameters: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The record of a file made from ``sources`` (role -> path)."""
+    if is_special_file(output):
+        return
+    previous = (read_record(record_path(output)) or {}).get("sources") or {}
+    write_json(
+        record_path(output),
+        {
+            "lampctl": __version__,
+            "sources": {
+                role: {"path": str(path), **input_fingerprint(path, previous.get(role))}
+                for role, path in sources.items()
+            },
+            "output_size": output.stat().st_size,
+            "output_sha256": sha256_file(output),
+            "parameters": parameters,
             **(extra or {}),
         },
         indent=1,

@@ -19,6 +19,7 @@ import yaml
 from lampctl.errors import ConfigError, InputError
 
 RANKERS = ("bm25", "recency", "contriever")
+PRECISIONS = ("fp32", "fp16", "bf16")
 QUERY_RULES = ("after", "quoted")
 CONFIG_ENV = "LAMPCTL_CONFIG"
 
@@ -62,6 +63,8 @@ class EncoderDefaults:
     revision: str | None
     batch_size: int
     max_tokens_per_batch: int
+    device: str = "auto"
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,8 @@ def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: invalid YAML: {exc}") from None
+        first = " ".join(str(exc).split())
+        raise ConfigError(f"{origin}: invalid YAML: {first}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -241,6 +245,31 @@ def _need(where: str, data: dict[str, Any], key: str, kind: type, origin: str) -
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{origin}: {where}.{key} must be a {kind.__name__}, got {value!r}")
     return value
+
+
+def _positive(where: str, data: dict[str, Any], key: str, origin: str) -> int:
+    value = _need(where, data, key, int, origin)
+    if value < 1:
+        raise ConfigError(f"{origin}: {where}.{key} must be at least 1, got {value}")
+    return int(value)
+
+
+def _choice(
+    where: str,
+    data: dict[str, Any],
+    key: str,
+    default: str,
+    allowed: Sequence[str] | None,
+    origin: str,
+) -> str:
+    if key not in data:
+        return default
+    value = _need(where, data, key, str, origin)
+    if allowed is not None and value not in allowed:
+        raise ConfigError(
+            f"{origin}: {where}.{key} must be one of {', '.join(allowed)}, got {value!r}"
+        )
+    return str(value)
 
 
 def _parse_task(name: str, raw: Any, splits: tuple[str, ...], origin: str) -> TaskSpec:
@@ -299,9 +328,18 @@ def parse_registry(data: dict[str, Any], origin: str) -> Registry:
     encoder = EncoderDefaults(
         checkpoint=_need("encoder", enc_raw, "checkpoint", str, origin),
         revision=revision,
-        batch_size=_need("encoder", enc_raw, "batch_size", int, origin),
-        max_tokens_per_batch=_need("encoder", enc_raw, "max_tokens_per_batch", int, origin),
+        batch_size=_positive("encoder", enc_raw, "batch_size", origin),
+        max_tokens_per_batch=_positive("encoder", enc_raw, "max_tokens_per_batch", origin),
+        device=_choice("encoder", enc_raw, "device", "auto", None, origin),
+        precision=_choice("encoder", enc_raw, "precision", "fp32", PRECISIONS, origin),
     )
+    if not encoder.checkpoint.strip():
+        raise ConfigError(f"{origin}: encoder.checkpoint must not be empty")
+    device = encoder.device.strip().lower()
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?(,\s*cuda(:\d+)?)*", device):
+        raise ConfigError(
+            f"{origin}: encoder.device {encoder.device!r} is not auto, cpu, cuda, cuda:N or mps"
+        )
     tasks_raw = _need("", data, "tasks", dict, origin)
     tasks = {name: _parse_task(name, raw, splits, origin) for name, raw in tasks_raw.items()}
     numbers = [t.number for t in tasks.values()]
@@ -332,9 +370,18 @@ def load_registry(user_config: Path | None = None) -> Registry:
     origin = "bundled tasks.yaml"
     if user_config is not None:
         try:
-            text = user_config.read_text(encoding="utf-8")
+            raw = user_config.read_bytes()
+        except IsADirectoryError:
+            raise ConfigError(f"{user_config}: is a folder, expected a YAML config file") from None
         except OSError as exc:
             raise ConfigError(f"{user_config}: cannot read config: {exc.strerror}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{user_config}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset "
+                f"{exc.start}); expected a YAML config"
+            ) from None
         origin = str(user_config)
         data = _merge(data, _read_yaml(text, origin))
     return parse_registry(data, origin)

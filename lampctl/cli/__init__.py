@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from lampctl import __version__
-from lampctl.cli._common import JsonOpt, State, stderr_console
+from lampctl.cli import _common
+from lampctl.cli._common import JsonOpt, QuietOpt, State, json_error, stderr_console
 from lampctl.cli.avocado import avocado_app
 from lampctl.cli.avocado import build as build_avocado
 from lampctl.cli.download import download
@@ -33,23 +34,76 @@ def _debug() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
+# The click exception class behind Typer's usage errors, reached through Typer's public API.
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def _wants_json(ctx: Any) -> bool:
+    state = ctx.find_root().obj
+    if isinstance(state, State) and state.json:
+        return True
+    raw = [*getattr(ctx, "protected_args", []), *ctx.args]
+    return "--json" in raw[: raw.index("--")] if "--" in raw else "--json" in raw
+
+
+def _one_line(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
 class LampctlGroup(TyperGroup):
-    """Turns lampctl's typed errors into one ``Error: ...`` line and exit code 1."""
+    """Turns lampctl's typed errors into one ``Error: ...`` line and exit code 1 (and, under
+    ``--json``, one JSON object with an ``error`` field on stdout)."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except LampctlError as exc:
+        except (LampctlError, OSError) as exc:
             if _debug():
                 raise
-            stderr_console().print(f"Error: {exc}", markup=False)
+            message = _one_line(exc) if isinstance(exc, OSError) else str(exc)
+            if _wants_json(ctx):
+                json_error(message, 1)
+            stderr_console().print(f"Error: {message}", markup=False)
             raise typer.Exit(1) from None
-        except OSError as exc:  # e.g. disk full or permission denied while writing
-            if _debug():
-                raise
-            where = f"{exc.filename}: " if exc.filename else ""
-            stderr_console().print(f"Error: {where}{exc.strerror or exc}", markup=False)
-            raise typer.Exit(1) from None
+        except UsageError as exc:
+            if _wants_json(ctx):
+                json_error(exc.format_message(), 2)
+            raise
+
+
+class LampctlCommand(TyperCommand):
+    """A command that refuses an option given twice where it takes one value: click would
+    silently keep the last (``rank -t 3 -t 7`` ranking only LaMP-7)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        single: dict[str, Any] = {}
+        for param in self.params:
+            if getattr(param, "multiple", True) or getattr(param, "is_flag", False):
+                continue
+            for name in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())):
+                single[name] = param
+        seen: dict[str, str] = {}
+        index = 0
+        while index < len(args):
+            token = args[index]
+            if token == "--":
+                break
+            name = token.split("=", 1)[0]
+            param = single.get(name)
+            if param is not None:
+                first = seen.get(param.name)
+                if first is not None:
+                    raise typer.BadParameter(
+                        f"given twice ({first} and {token}); it takes one value",
+                        ctx=ctx,
+                        param_hint=" / ".join(param.opts),
+                    )
+                seen[param.name] = token
+                if "=" not in token:
+                    index += 1  # skip the value
+            index += 1
+        return super().parse_args(ctx, args)
 
 
 app = typer.Typer(
@@ -74,9 +128,7 @@ def _version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     json_out: JsonOpt = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bars, messages or summaries.")
-    ] = False,
+    quiet: QuietOpt = False,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -101,6 +153,8 @@ def _root(
       lampctl --json rank -t 5 --set dev
     """
     ctx.obj = State(json=json_out, quiet=quiet, config=config)
+    _common.CURRENT = ctx.obj
+    _common.FINISHED.clear()
 
 
 def _help(function: Callable[..., Any]) -> str:
@@ -114,7 +168,7 @@ def _help(function: Callable[..., Any]) -> str:
 
 
 def _register(group: typer.Typer, function: Callable[..., Any], name: str, **options: Any) -> None:
-    group.command(name, help=_help(function), **options)(function)
+    group.command(name, help=_help(function), cls=LampctlCommand, **options)(function)
 
 
 _register(app, download, "download")
@@ -133,5 +187,8 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        stderr_console().print("Interrupted.")
+        message = _common.interrupted_message()
+        if _common.CURRENT is not None and _common.CURRENT.json:
+            json_error("interrupted", 130, finished=list(_common.FINISHED))
+        stderr_console().print(message, markup=False)
         sys.exit(130)

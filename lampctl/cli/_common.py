@@ -23,7 +23,8 @@ from rich.progress import (
 )
 
 from lampctl.encoder import EncoderConfig
-from lampctl.tasks import Registry, load_registry
+from lampctl.errors import ConfigError
+from lampctl.tasks import PRECISIONS, Registry, load_registry
 
 
 @dataclass
@@ -41,13 +42,49 @@ class State:
         return self._registry
 
 
-def get_state(ctx: typer.Context, json_flag: bool = False) -> State:
+def get_state(ctx: typer.Context, json_flag: bool = False, quiet_flag: bool = False) -> State:
+    global CURRENT
     root = ctx.find_root()
     if not isinstance(root.obj, State):
         root.obj = State()
     if json_flag:
         root.obj.json = True
+    if quiet_flag:
+        root.obj.quiet = True
+    CURRENT = root.obj
     return root.obj
+
+
+# What this invocation has finished, for the message after Ctrl-C (the core reports through
+# callbacks; the CLI keeps the list).
+CURRENT: State | None = None
+FINISHED: list[str] = []
+
+
+def note_finished(path: str) -> None:
+    FINISHED.append(path)
+
+
+def interrupted_message() -> str:
+    if not FINISHED:
+        return (
+            "Interrupted: nothing was finished (no half-written file is kept); run the same "
+            "command again to start over."
+        )
+    shown = ", ".join(FINISHED[-3:])
+    more = f" and {len(FINISHED) - 3} more" if len(FINISHED) > 3 else ""
+    return (
+        f"Interrupted: {len(FINISHED)} file(s) finished and kept ({shown}{more}); run the same "
+        "command again to resume: finished files are skipped where the command skips up-to-date "
+        "work."
+    )
+
+
+def json_error(message: str, exit_code: int, **fields: Any) -> None:
+    """Under ``--json``, a failure is still one JSON object on stdout."""
+    payload = {"error": message, "exit_code": exit_code, **fields}
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def stderr_console() -> Console:
@@ -106,8 +143,10 @@ class CliReporter:
 
 
 def emit(state: State, payload: dict[str, Any], human: Callable[[Console], None]) -> None:
-    """The command's result on stdout: one JSON object under ``--json``, else human text."""
+    """The command's result on stdout: one JSON object under ``--json``, else human text.
+    A payload with failures carries them in ``error`` (None when all went well)."""
     if state.json:
+        payload.setdefault("error", None)
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
     elif not state.quiet:
         human(stdout_console())
@@ -126,6 +165,9 @@ def fail_with(errors: list[str]) -> None:
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object describing what was done.")
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bars, messages or summaries.")
 ]
 DataDirOpt = Annotated[
     Path,
@@ -162,14 +204,27 @@ RankerOpt = Annotated[
 CheckpointOpt = Annotated[
     str | None,
     typer.Option(
-        "--checkpoint", help="Encoder: hub id or local folder (default: facebook/contriever)."
+        "--checkpoint",
+        help="Encoder: hub id or local folder (default: $LAMPCTL_CHECKPOINT, the config's "
+        "encoder.checkpoint, else facebook/contriever).",
+        show_default=False,
     ),
 ]
 RevisionOpt = Annotated[
-    str | None, typer.Option("--revision", help="Encoder: hub revision (tag, branch or commit).")
+    str | None,
+    typer.Option(
+        "--revision",
+        help="Encoder: hub revision (tag, branch or commit; default: $LAMPCTL_REVISION).",
+    ),
 ]
 DeviceOpt = Annotated[
-    str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (auto: cuda, mps, cpu).")
+    str | None,
+    typer.Option(
+        "--device",
+        help="auto, cpu, cuda, cuda:N or mps (auto: cuda, mps, cpu; default: $LAMPCTL_DEVICE, "
+        "else auto).",
+        show_default=False,
+    ),
 ]
 BatchSizeOpt = Annotated[
     int | None, typer.Option("--batch-size", min=1, help="Encoder: most texts per batch.")
@@ -179,7 +234,13 @@ MaxTokensOpt = Annotated[
     typer.Option("--max-tokens-per-batch", min=1, help="Encoder: most padded tokens per batch."),
 ]
 PrecisionOpt = Annotated[
-    str, typer.Option("--precision", help="Encoder: fp32 (matches the reference), fp16 or bf16.")
+    str | None,
+    typer.Option(
+        "--precision",
+        help="Encoder: fp32 (matches the reference), fp16 or bf16 (default: "
+        "$LAMPCTL_PRECISION, else fp32).",
+        show_default=False,
+    ),
 ]
 CacheDirOpt = Annotated[
     Path | None,
@@ -216,22 +277,44 @@ ShardOpt = Annotated[
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="json or trec.")]
 
 
+ENCODER_ENV = {
+    "checkpoint": "LAMPCTL_CHECKPOINT",
+    "revision": "LAMPCTL_REVISION",
+    "device": "LAMPCTL_DEVICE",
+    "precision": "LAMPCTL_PRECISION",
+}
+
+
 def encoder_config(
     registry: Registry,
-    checkpoint: str | None,
-    revision: str | None,
-    device: str,
-    precision: str,
-    batch_size: int | None,
-    max_tokens: int | None,
-    cache_dir: Path | None,
+    checkpoint: str | None = None,
+    revision: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    batch_size: int | None = None,
+    max_tokens: int | None = None,
+    cache_dir: Path | None = None,
 ) -> EncoderConfig:
+    """The encoder settings: each from its option, else its LAMPCTL_* variable, else the
+    --config file's ``encoder:`` section, else the bundled registry."""
     defaults = registry.encoder
+
+    def pick(name: str, given: str | None, default: str | None) -> str | None:
+        if given is not None:
+            return given
+        return os.environ.get(ENCODER_ENV[name]) or default
+
+    chosen_precision = pick("precision", precision, defaults.precision) or "fp32"
+    if chosen_precision not in PRECISIONS:
+        raise ConfigError(
+            f"unknown precision {chosen_precision!r} (use {', '.join(PRECISIONS)}; "
+            f"from --precision or {ENCODER_ENV['precision']})"
+        )
     return EncoderConfig(
-        checkpoint=checkpoint or defaults.checkpoint,
-        revision=revision if revision is not None else defaults.revision,
-        device=device,
-        precision=precision,
+        checkpoint=pick("checkpoint", checkpoint, defaults.checkpoint) or defaults.checkpoint,
+        revision=pick("revision", revision, defaults.revision),
+        device=pick("device", device, defaults.device) or "auto",
+        precision=chosen_precision,
         batch_size=batch_size or defaults.batch_size,
         max_tokens_per_batch=max_tokens or defaults.max_tokens_per_batch,
         cache_dir=cache_dir,

@@ -10,7 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from lampctl.avocado import AVOCADO_ENV, DEFAULT_MAX_EMAIL_BYTES, build_lamp6
-from lampctl.cli._common import CliReporter, DataDirOpt, JsonOpt, emit, get_state, usable_cpus
+from lampctl.cli._common import (
+    CliReporter,
+    DataDirOpt,
+    JsonOpt,
+    QuietOpt,
+    emit,
+    get_state,
+    usable_cpus,
+)
 
 avocado_app = typer.Typer(
     name="avocado",
@@ -54,6 +62,7 @@ def build(
         typer.Option("--max-email-bytes", min=1024, help="Most bytes one email may inflate to."),
     ] = DEFAULT_MAX_EMAIL_BYTES,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Build LaMP-6 (both splits) from the Avocado zips, reading only the emails it needs.
 
@@ -67,7 +76,7 @@ def build(
 
       lampctl avocado build --avocado-dir ./text --questions-dir ./lamp6_ids --skip-missing
     """
-    state = get_state(ctx, json_out)
+    state = get_state(ctx, json_out, quiet)
     registry = state.registry()
     with CliReporter(state) as reporter:
         result = build_lamp6(

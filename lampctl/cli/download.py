@@ -21,6 +21,7 @@ from rich.table import Table
 from lampctl.cli._common import (
     DataDirOpt,
     JsonOpt,
+    QuietOpt,
     SetsOpt,
     SplitsOpt,
     State,
@@ -126,6 +127,7 @@ def download(
         int, typer.Option("--retries", min=0, help="Retries per file on network errors, 429, 5xx.")
     ] = 5,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Download LaMP tasks 1-5 and 7 and the LaMP-6 id files, both splits, into the data layout.
 
@@ -142,7 +144,7 @@ def download(
 
       lampctl download --base-url http://127.0.0.1:8000/ --jobs 8
     """
-    state = get_state(ctx, json_out)
+    state = get_state(ctx, json_out, quiet)
     registry = state.registry()
     downloads = load_download_registry()
     manifest = Manifest.load(data_dir)

@@ -9,7 +9,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lampctl.cli._common import DataDirOpt, JsonOpt, SetsOpt, SplitsOpt, TasksOpt, emit, get_state
+from lampctl.cli._common import (
+    DataDirOpt,
+    JsonOpt,
+    QuietOpt,
+    SetsOpt,
+    SplitsOpt,
+    TasksOpt,
+    emit,
+    get_state,
+)
 from lampctl.inventory import stats, status
 
 
@@ -23,6 +32,7 @@ def status_command(
         bool, typer.Option("--check", help="Exit 1 if anything expected is missing or stale.")
     ] = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Show, per task, split and set, which files exist, are verified, stale or incomplete.
 
@@ -35,7 +45,7 @@ def status_command(
 
       lampctl status --task LaMP-3 --check
     """
-    state = get_state(ctx, json_out)
+    state = get_state(ctx, json_out, quiet)
     rows = status(state.registry(), data_dir, tasks or [], splits or [], sets or [])
     problems = sum(bool(r.problems) for r in rows)
 
@@ -83,6 +93,7 @@ def stats_command(
     sets: SetsOpt = None,
     data_dir: DataDirOpt = Path("data_raw"),
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Dataset statistics per task, split and set (the LaMP paper's Table 1 numbers).
 
@@ -95,7 +106,7 @@ def stats_command(
 
       lampctl --json stats --task LaMP-7 --split time
     """
-    state = get_state(ctx, json_out)
+    state = get_state(ctx, json_out, quiet)
     rows = stats(state.registry(), data_dir, tasks or [], splits or [], sets or [])
 
     def human(console: Console) -> None:

@@ -12,6 +12,7 @@ from rich.table import Table
 from lampctl.cli._common import (
     DataDirOpt,
     JsonOpt,
+    QuietOpt,
     SetsOpt,
     SplitsOpt,
     TasksOpt,
@@ -35,6 +36,7 @@ def merge(
     top_k: TopKOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="json or jsonl.")] = "json",
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Merge questions, ranked profiles and gold outputs into {set}_questions_merged.json.
 
@@ -47,7 +49,7 @@ def merge(
 
       lampctl merge -t 5 --set dev --top-k 4 --format jsonl
     """
-    state = get_state(ctx, json_out)
+    state = get_state(ctx, json_out, quiet)
     if fmt not in MERGE_FORMATS:
         raise typer.BadParameter(f"use {' or '.join(MERGE_FORMATS)}", param_hint="--format")
     registry = state.registry()
@@ -88,6 +90,7 @@ def gather_command(
     sets: SetsOpt = None,
     data_dir: DataDirOpt = Path("data_raw"),
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Gather shard rankings (from --shard i/n runs) into the final ranking files.
 
@@ -101,7 +104,7 @@ def gather_command(
 
       lampctl gather
     """
-    state = get_state(ctx, json_out)
+    state = get_state(ctx, json_out, quiet)
     registry = state.registry()
     results: list[GatherResult] = []
     for spec, split, set_name in registry.combinations(tasks or [], splits or [], sets or []):

@@ -21,6 +21,7 @@ from lampctl.cli._common import (
     JsonOpt,
     MaxTokensOpt,
     PrecisionOpt,
+    QuietOpt,
     RankerOpt,
     RevisionOpt,
     SetsOpt,
@@ -65,14 +66,15 @@ def rank(
     data_dir: DataDirOpt = Path("data_raw"),
     checkpoint: CheckpointOpt = None,
     revision: RevisionOpt = None,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = None,
     batch_size: BatchSizeOpt = None,
     max_tokens: MaxTokensOpt = None,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = None,
     cache_dir: CacheDirOpt = None,
     jobs: JobsOpt = None,
     shard_spec: ShardOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Rank every question's profile against the question, best item first.
 
@@ -89,7 +91,7 @@ def rank(
 
       lampctl rank -t 4 --set train --shard 3/8    (then: lampctl gather -t 4)
     """
-    state = get_state(ctx, json_out)
+    state = get_state(ctx, json_out, quiet)
     if output_path is not None and input_path is None:
         raise typer.BadParameter("--output needs --input", param_hint="--output")
     if sets and input_path is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +22,7 @@ from lampctl.cli._common import (
     JsonOpt,
     MaxTokensOpt,
     PrecisionOpt,
+    QuietOpt,
     RankerOpt,
     RevisionOpt,
     SetsOpt,
@@ -32,10 +35,11 @@ from lampctl.cli._common import (
     encoder_config,
     fail_with,
     get_state,
+    note_finished,
     stderr_console,
     usable_cpus,
 )
-from lampctl.encoder import resolve_devices
+from lampctl.encoder import locate_checkpoint, resolve_devices
 from lampctl.rankall import CPU_RANKERS, JobOutcome, JobPlan, plan_rank_all, run_rank_all
 from lampctl.ranking import check_ranker_name
 from lampctl.shards import parse_shard
@@ -44,11 +48,16 @@ STYLES = {"done": "green", "failed": "red", "running": "cyan", "skipped": "dim"}
 
 
 class LiveJobs:
-    """One line per job (queued, running, done, skipped, failed, with questions/s)."""
+    """One line per job (queued, running, done, skipped, failed, with questions/s).
 
-    def __init__(self, state: State, plans: list[JobPlan]) -> None:
+    When there are more jobs than the terminal has lines, finished and skipped rows collapse
+    into one summary line, so the running jobs stay in view.
+    """
+
+    def __init__(self, state: State, plans: list[JobPlan], note: str = "") -> None:
         self.console = stderr_console()
         self.enabled = not (state.json or state.quiet) and self.console.is_terminal
+        self.note = note
         self.rows: dict[str, dict[str, Any]] = {
             p.job.key: {
                 "plan": p,
@@ -56,38 +65,72 @@ class LiveJobs:
                 "done": 0,
                 "total": p.questions,
                 "started": None,
+                "ended": None,
             }
             for p in plans
         }
         self.live = Live(
             get_renderable=self.render, console=self.console, refresh_per_second=4, transient=False
         )
+        self._running = False
 
     def __enter__(self) -> LiveJobs:
         if self.enabled:
             self.live.start()
+            self._running = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.enabled:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._running:
             self.live.stop()
+            self._running = False
 
     def update(self, key: str, status: str, done: int = 0, total: int | None = None) -> None:
         row = self.rows[key]
+        now = time.perf_counter()
         if status == "running" and row["started"] is None:
-            row["started"] = time.perf_counter()
+            row["started"] = now
+        if status in ("done", "failed") and row["ended"] is None:
+            row["ended"] = now
+            if status == "done":
+                note_finished(str(row["plan"].job.output))
         row["status"] = status
         row["done"] = max(row["done"], done)
         if total is not None:
             row["total"] = total
 
+    def _rate(self, row: dict[str, Any]) -> str:
+        if row["started"] is None or not row["done"]:
+            return ""
+        end = row["ended"] if row["ended"] is not None else time.perf_counter()
+        return f"{row['done'] / max(end - row['started'], 1e-6):.0f}"
+
     def render(self) -> Table:
-        table = Table("task", "split", "set", "ranker", "status", "questions", "q/s")
-        for row in self.rows.values():
+        table = Table(
+            "task",
+            "split",
+            "set",
+            "ranker",
+            "status",
+            "questions",
+            "q/s",
+            caption=self.note or None,
+        )
+        rows = list(self.rows.values())
+        room = max(shutil.get_terminal_size((100, 40)).lines - 8, 3)
+        if len(rows) > room:
+            finished = [r for r in rows if r["status"] in ("done", "skipped")]
+            rows = [r for r in rows if r["status"] not in ("done", "skipped")]
+            if finished:
+                table.add_row(
+                    "", "", "", "", f"{len(finished)} finished", "", "", style=STYLES["skipped"]
+                )
+            rows = rows[: room - 1]
+        for row in rows:
             plan: JobPlan = row["plan"]
-            rate = ""
-            if row["started"] is not None and row["done"]:
-                rate = f"{row['done'] / max(time.perf_counter() - row['started'], 1e-6):.0f}"
             total = row["total"] if row["total"] is not None else "?"
             table.add_row(
                 plan.job.task.name,
@@ -96,7 +139,7 @@ class LiveJobs:
                 plan.job.ranker,
                 row["status"],
                 f"{row['done']}/{total}",
-                rate,
+                self._rate(row),
                 style=STYLES.get(row["status"], ""),
             )
         return table
@@ -124,7 +167,7 @@ def rank_all(
     ] = "auto",
     batch_size: BatchSizeOpt = None,
     max_tokens: MaxTokensOpt = None,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = None,
     cache_dir: CacheDirOpt = None,
     use_date: UseDateOpt = False,
     jobs: JobsOpt = None,
@@ -134,6 +177,7 @@ def rank_all(
     ] = False,
     shard_spec: ShardOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Rank every task, split and set present in the data dir with the paper's best ranker.
 
@@ -152,7 +196,7 @@ def rank_all(
 
       lampctl rank-all --shard 0/16    (in a SLURM array the shard comes from the environment)
     """
-    state = get_state(ctx, json_out)
+    state = get_state(ctx, json_out, quiet)
     if device is not None and devices != "auto":
         raise typer.BadParameter("use --device or --devices, not both", param_hint="--device")
     registry = state.registry()
@@ -161,7 +205,7 @@ def rank_all(
         registry,
         checkpoint,
         revision,
-        device or "auto",
+        device,
         precision,
         batch_size,
         max_tokens,
@@ -189,9 +233,21 @@ def rank_all(
         and not p.state.startswith("needs ")
         for p in plans
     )
-    chosen = [device] if device is not None else (resolve_devices(devices) if needs_encoder else [])
+    if device is not None:
+        chosen = [device]
+    elif needs_encoder:
+        chosen = resolve_devices(devices if devices != "auto" else config.device)
+    else:
+        chosen = []
+    if needs_encoder:  # once, before any job: an offline node fails here, in one line
+        config = replace(config, location=locate_checkpoint(config.checkpoint, config.revision))
     started = time.perf_counter()
-    with LiveJobs(state, plans) as display:
+    encoder_note = (
+        f"encoder {config.checkpoint} ({config.precision}) on {', '.join(chosen)}"
+        if needs_encoder
+        else ""
+    )
+    with LiveJobs(state, plans, encoder_note) as display:
         outcomes = run_rank_all(
             plans,
             encoder=config,

@@ -10,13 +10,14 @@ the same operation, in the same order, as rank_bm25's, so the scores are bit-ide
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import chain
 
 import numpy as np
 
-from lampctl.parallel import fork_is_safe, pool_context
+from lampctl.parallel import fork_is_safe, pool_context, worker_setup
 from lampctl.rankers.base import PreparedQuestion, ProgressFn, Ranker
 
 
@@ -150,7 +151,7 @@ def parallel_scores(
     bounds = [(i, min(i + _CHUNK, len(questions))) for i in range(0, len(questions), _CHUNK)]
     _SHARED = (ranker, questions)
     try:
-        with pool_context().Pool(ranker.jobs) as pool:
+        with pool_context().Pool(ranker.jobs, worker_setup, (os.getpid(),)) as pool:
             for chunk in pool.imap(_score_chunk, bounds):
                 yield from chunk
                 if progress:
