@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -134,6 +136,11 @@ def plan_downloads(
     manifest: Manifest | None = None,
 ) -> list[PlannedFile]:
     base = (base_url or downloads.base_url).rstrip("/") + "/"
+    if "://" not in base:  # a local copy of the server's layout (e.g. fetched on a login node)
+        folder = Path(base).expanduser()
+        if not folder.is_dir():
+            raise DownloadError(f"--base-url {base_url}: not a URL, and no such folder")
+        base = folder.resolve().as_uri() + "/"
     wanted_tasks = {registry.task(t).number for t in tasks}
     wanted_splits = {registry.check_split(s) for s in splits}
     wanted_sets = {registry.check_set(s) for s in sets}
@@ -222,6 +229,7 @@ class DownloadOptions:
     jobs: int = 4
     force: bool = False
     verify: bool = False
+    check_remote: bool = False
     retries: int = 5
     backoff: float = 0.5
     connect_timeout: float = 15.0
@@ -232,7 +240,7 @@ class DownloadOptions:
 class FileOutcome:
     rel: str
     url: str
-    status: str  # downloaded | skipped | failed
+    status: str  # downloaded | skipped | verified | changed | failed
     bytes_fetched: int = 0
     size: int | None = None
     sha256: str | None = None
@@ -312,6 +320,9 @@ class Downloader:
         self.observer = observer or SilentObserver()
         self.manifest = manifest if manifest is not None else Manifest.load(data_dir)
         self._stop = threading.Event()
+        self._down: dict[str, str] = {}  # host -> the one message for every file from it
+        self._down_lock = threading.Lock()
+        self._etags: dict[str, str | None] = {}
         self._parse_gate = threading.Semaphore(1)  # one big JSON parse at a time (memory)
 
     # ---- one file
@@ -320,31 +331,14 @@ class Downloader:
         started = time.perf_counter()
         entry = self.manifest.get(item.rel)
         if not self.options.force and item.dest.exists() and entry is not None:
-            if self.options.verify:
-                digest = sha256_file(item.dest)
-                if digest != entry.get("sha256"):
-                    return FileOutcome(
-                        item.rel,
-                        item.url,
-                        "failed",
-                        error=f"{item.dest}: sha256 mismatch: the file changed since it was "
-                        "downloaded (--force fetches it again)",
-                    )
-            elif entry.get("size") != item.dest.stat().st_size:
-                return FileOutcome(
-                    item.rel,
-                    item.url,
-                    "failed",
-                    error=f"{item.dest}: size differs from the manifest: the file changed since "
-                    "it was downloaded (--force fetches it again)",
-                )
-            return FileOutcome(
-                item.rel, item.url, "skipped", size=entry.get("size"), sha256=entry.get("sha256")
-            )
+            return self._check_present(client, item, entry)
         if self.options.force:
             item.part.unlink(missing_ok=True)
         try:
-            fetched, total = self._fetch(client, item)
+            if item.url.startswith("file://"):
+                fetched, total = self._copy_local(item)
+            else:
+                fetched, total = self._fetch(client, item)
             return self._finish(item, fetched, total, started)
         except _Stopped:
             raise
@@ -354,12 +348,81 @@ class Downloader:
             why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
             return FileOutcome(item.rel, item.url, "failed", error=f"{item.dest}: {why}")
 
+    def _check_present(self, client: Any, item: PlannedFile, entry: dict[str, Any]) -> FileOutcome:
+        """A file already downloaded: skipped, or with --verify re-hashed (verified/changed),
+        or with --check-remote compared with what the server has now."""
+        known = {"size": entry.get("size"), "sha256": entry.get("sha256")}
+        if self.options.verify:
+            if sha256_file(item.dest) != entry.get("sha256"):
+                return FileOutcome(
+                    item.rel,
+                    item.url,
+                    "changed",
+                    **known,
+                    error=f"{item.dest}: sha256 differs from the manifest: the file changed since "
+                    "it was downloaded (--force fetches it again)",
+                )
+        elif entry.get("size") != item.dest.stat().st_size:
+            return FileOutcome(
+                item.rel,
+                item.url,
+                "changed",
+                **known,
+                error=f"{item.dest}: size differs from the manifest: the file changed since "
+                "it was downloaded (--force fetches it again)",
+            )
+        if self.options.check_remote and not item.url.startswith("file://"):
+            problem = self._remote_change(client, item, entry)
+            if problem:
+                return FileOutcome(item.rel, item.url, "changed", **known, error=problem)
+        status = "verified" if (self.options.verify or self.options.check_remote) else "skipped"
+        return FileOutcome(item.rel, item.url, status, **known)
+
+    def _remote_change(self, client: Any, item: PlannedFile, entry: dict[str, Any]) -> str | None:
+        """Why the server's copy differs from the one downloaded (ETag, else size), or None."""
+        import httpx
+
+        try:
+            response = client.head(item.url)
+        except httpx.HTTPError as exc:
+            raise DownloadError(f"{item.url}: cannot check the server: {exc}") from None
+        if response.status_code >= 400:
+            return f"{item.url}: HTTP {response.status_code} when checking the server"
+        etag = response.headers.get("etag")
+        if etag and entry.get("etag") and etag != entry["etag"]:
+            return (
+                f"{item.url}: changed on the server since it was downloaded (ETag {etag} was "
+                f"{entry['etag']}); --force fetches it again"
+            )
+        length = response.headers.get("content-length")
+        encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+        source = entry.get("source_size")
+        if length and length.isdigit() and not encoded and source and int(length) != source:
+            return (
+                f"{item.url}: changed on the server since it was downloaded (size {int(length)}, "
+                f"was {source}); --force fetches it again"
+            )
+        return None
+
+    def _copy_local(self, item: PlannedFile) -> tuple[int, int | None]:
+        """Import from a local copy of the server's layout (``--base-url FOLDER``)."""
+        from urllib.parse import unquote, urlparse
+
+        source = Path(unquote(urlparse(item.url).path))
+        if not source.is_file():
+            raise DownloadError(f"{source}: not found in the local copy")
+        item.dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, item.part)
+        size = item.part.stat().st_size
+        return size, size
+
     def _fetch(self, client: Any, item: PlannedFile) -> tuple[int, int | None]:
         import httpx
         from tenacity import (
             RetryError,
             Retrying,
             retry_if_exception_type,
+            retry_if_not_exception_type,
             stop_after_attempt,
             wait_exponential,
             wait_random,
@@ -376,16 +439,22 @@ class Downloader:
 
         received = [0]  # bytes over the wire, failed attempts included
         total: int | None = None
+        host = urlsplit(item.url).netloc
+        if host in self._down:
+            raise DownloadError(self._down[host])
         retrying = Retrying(
             stop=stop_after_attempt(self.options.retries + 1),
             wait=wait_for,
-            retry=retry_if_exception_type((httpx.TransportError, _RetryableStatus)),
+            retry=retry_if_exception_type((httpx.TransportError, _RetryableStatus))
+            & retry_if_not_exception_type(httpx.ConnectError),
             reraise=False,
         )
         try:
             for attempt in retrying:
                 with attempt:
                     total = self._attempt(client, item, received)
+        except httpx.ConnectError as exc:
+            raise self._host_down(item, exc) from None
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise DownloadError(self._describe_failure(item, last)) from None
@@ -397,17 +466,39 @@ class Downloader:
         import httpx
 
         tries = self.options.retries + 1
+        have = item.part.stat().st_size if item.part.exists() else 0
         if isinstance(exc, _RetryableStatus):
             return f"{item.url}: HTTP {exc.status} (server error) after {tries} attempts"
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return f"{item.url}: cannot reach the host after {tries} attempts ({exc})"
-        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.ReadTimeout):
-            have = item.part.stat().st_size if item.part.exists() else 0
+        if isinstance(exc, httpx.TimeoutException):
+            what = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for data"
+            return (
+                f"{item.url}: timed out {what} ({tries} attempts; {have} bytes kept); "
+                "run again to resume"
+            )
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
             return (
                 f"{item.url}: truncated body: the connection dropped after {have} bytes, "
                 f"{tries} attempts; run again to resume"
             )
         return f"{item.url}: {type(exc).__name__}: {exc}"
+
+    def _host_down(self, item: PlannedFile, exc: BaseException) -> DownloadError:
+        """Connection refused or no DNS: the host is down for every file; say so once."""
+        host = urlsplit(item.url).netloc
+        text = str(exc).lower()
+        if "refused" in text:
+            why = "connection refused"
+        elif any(k in text for k in ("name or service", "nodename", "name resolution", "getaddr")):
+            why = "host name not found (DNS)"
+        else:
+            why = str(exc) or type(exc).__name__
+        with self._down_lock:
+            self._down.setdefault(
+                host,
+                f"cannot reach {host} ({why}); files from it were not downloaded. Check the "
+                "network or proxy, or use a mirror with --base-url (or LAMPCTL_BASE_URL)",
+            )
+            return DownloadError(self._down[host])
 
     def _attempt(self, client: Any, item: PlannedFile, received: list[int]) -> int | None:
         """One GET, resuming from ``.part``; returns the expected total size if known."""
@@ -424,6 +515,13 @@ class Downloader:
             if status >= 400:
                 raise DownloadError(f"{item.url}: HTTP {status}")
             length = response.headers.get("content-length")
+            encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+            self._etags[item.rel] = response.headers.get("etag")
+            if encoded and status == 206:
+                # A proxy compressing on the fly: a range of compressed bytes cannot be spliced
+                # onto the decoded bytes we hold, so start this file over.
+                item.part.unlink(missing_ok=True)
+                raise _RetryableStatus(206, 0.0)
             if status == 206 and have:
                 start, total = _content_range_start_total(response.headers.get("content-range"))
                 if start != have:
@@ -432,7 +530,12 @@ class Downloader:
             else:  # 200: the server ignored Range, or this is a fresh start
                 have, mode = 0, "wb"
                 total = int(length) if length and length.isdigit() else None
-            self.observer.begin(item, total, have)
+            if encoded:
+                # Content-Length counts the compressed bytes: check those as they arrive, and
+                # store the decoded file (its size is then checked by parsing it).
+                self.observer.begin(item, None, 0)
+            else:
+                self.observer.begin(item, total, have)
             with item.part.open(mode) as handle:
                 for chunk in response.iter_bytes():  # as received: a drop keeps what came
                     if self._stop.is_set():
@@ -442,6 +545,13 @@ class Downloader:
                     self.observer.advance(item, len(chunk))
                 handle.flush()
                 os.fsync(handle.fileno())
+            if encoded:
+                wire = response.num_bytes_downloaded
+                if total is not None and wire != total:
+                    raise DownloadError(
+                        f"{item.url}: truncated body: got {wire} of {total} compressed bytes"
+                    )
+                total = None
         return total
 
     def _finish(
@@ -479,6 +589,7 @@ class Downloader:
                 "sha256": digest,
                 "source_size": size,
                 "source_sha256": source_sha,
+                "etag": self._etags.get(item.rel),
                 "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "fixes": fixes,
             },
@@ -504,7 +615,8 @@ class Downloader:
         with (
             httpx.Client(
                 timeout=timeout,
-                headers={"User-Agent": USER_AGENT},
+                # Ask for the bytes as stored, so sizes and Range offsets mean the file's bytes.
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
                 follow_redirects=True,
                 trust_env=True,
             ) as client,

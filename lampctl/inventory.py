@@ -8,9 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lampctl.data import gc_paused, load_outputs, load_questions
+from lampctl.data import gc_paused, leftover_temp_files, load_outputs, load_questions
 from lampctl.download import Manifest
-from lampctl.records import freshness, read_record, record_path
+from lampctl.encoder import EncoderConfig
+from lampctl.records import (
+    derived_freshness,
+    freshness,
+    ranking_parameters,
+    read_record,
+    record_path,
+)
 from lampctl.shards import missing_shards
 from lampctl.tasks import Registry, TaskSpec, item_text
 
@@ -20,12 +27,13 @@ class StatusRow:
     task: str
     split: str
     set: str
-    questions: str  # present | ids only | missing
-    outputs: str  # present | missing | none published
+    questions: str  # present | ids only | partial download (N bytes) | missing
+    outputs: str  # present | missing | none published | partial download (N bytes)
     verified: str  # verified | unverified | changed | built | -
     ranking: str  # up to date | stale: why | no record | missing
+    ranked_by: str  # "contriever facebook/contriever fp32", "bm25", or ""
     shards: str  # "" or "missing 2/4, 3/4"
-    merged: str  # present | missing
+    merged: str  # up to date | stale: why | missing (the default merged file)
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -54,12 +62,36 @@ def status(
     tasks: Sequence[str] = (),
     splits: Sequence[str] = (),
     sets: Sequence[str] = (),
+    encoder: EncoderConfig | None = None,
 ) -> list[StatusRow]:
+    """One row per (task, split, set). A ranking is judged against what ``rank-all`` would
+    make now (the split's default ranker, ``encoder``'s settings), so the two always agree."""
     manifest = Manifest.load(data_dir)
+    encoder = encoder or EncoderConfig()
     rows = []
     for task, split, set_name in registry.combinations(tasks, splits, sets):
-        rows.append(_status_row(registry, manifest, data_dir, task, split, set_name))
+        rows.append(_status_row(registry, manifest, data_dir, task, split, set_name, encoder))
     return rows
+
+
+def _partial(path: Path) -> str | None:
+    part = path.with_name(path.name + ".part")
+    if part.exists():
+        return f"partial download ({part.stat().st_size:,} bytes)"
+    return None
+
+
+def _made_by(record: dict[str, Any] | None) -> str:
+    parameters = (record or {}).get("parameters") or {}
+    words = [str(parameters.get("ranker", ""))]
+    if parameters.get("checkpoint"):
+        words.append(str(parameters["checkpoint"]))
+        if parameters.get("revision"):
+            words[-1] += f"@{parameters['revision']}"
+        words.append(str(parameters.get("precision", "")))
+    if parameters.get("use_date"):
+        words.append("use_date")
+    return " ".join(w for w in words if w)
 
 
 def _status_row(
@@ -69,6 +101,7 @@ def _status_row(
     task: TaskSpec,
     split: str,
     set_name: str,
+    encoder: EncoderConfig,
 ) -> StatusRow:
     def path(kind: str) -> Path:
         return registry.path(kind, data_dir, task, split, set_name)
@@ -85,8 +118,8 @@ def _status_row(
         problems.append(f"needs {task.needs_build} build")
         downloaded.append(path("id_questions"))
     else:
-        q_state = "missing"
-        problems.append("questions missing")
+        q_state = _partial(questions) or _partial(path("id_questions")) or "missing"
+        problems.append("questions missing" if q_state == "missing" else f"questions: {q_state}")
     if not has_outputs:
         o_state = "none published"
     elif outputs.exists():
@@ -96,8 +129,8 @@ def _status_row(
         o_state = "ids only"
         downloaded.append(path("id_outputs"))
     else:
-        o_state = "missing"
-        problems.append("outputs missing")
+        o_state = _partial(outputs) or _partial(path("id_outputs")) or "missing"
+        problems.append("outputs missing" if o_state == "missing" else f"outputs: {o_state}")
     if task.needs_build:  # built files are made here, so only their id files were downloaded
         downloaded = [p for p in downloaded if p.name.endswith("_ids.json")]
     verified = _verified(manifest, data_dir, downloaded)
@@ -105,14 +138,17 @@ def _status_row(
         problems.append("changed since download")
     if task.needs_build and q_state == "present":
         verified = "built" if verified == "-" else verified
+    ranked_by = ""
     if ranking.exists():
         record = read_record(record_path(ranking))
+        ranked_by = _made_by(record)
         if record is None:
             r_state = "no record"
         elif not questions.exists():
             r_state = "stale: questions missing"
         else:
-            r_state, _ = freshness(ranking, questions, record.get("parameters") or {})
+            expected = ranking_parameters(task.default_ranker[split], encoder, use_date=False)
+            r_state, _ = freshness(ranking, questions, expected)
         if r_state.startswith("stale"):
             problems.append(f"ranking {r_state}")
     elif q_state == "present":
@@ -120,11 +156,28 @@ def _status_row(
         problems.append("ranking missing")
     else:
         r_state = "-"
+    for leftover in _leftovers(registry, data_dir, task, split, set_name):
+        problems.append(f"leftover temp file {leftover.name} (an interrupted write; delete it)")
     absent = missing_shards(ranking)
     shard_note = ", ".join(f"{i}/{n}" for n, ids in absent.items() for i in ids)
     if shard_note:
         problems.append(f"shards missing: {shard_note}")
-    merged = "present" if path("merged").exists() else "missing"
+    merged_file = path("merged")
+    merged = "missing"
+    if merged_file.exists():
+        merged_record = read_record(record_path(merged_file))
+        if merged_record is None:
+            merged = "no record"
+        else:
+            sources = {
+                role: Path(entry.get("path", ""))
+                for role, entry in (merged_record.get("sources") or {}).items()
+            }
+            merged, _ = derived_freshness(
+                merged_file, sources, merged_record.get("parameters") or {}
+            )
+            if merged.startswith("stale"):
+                problems.append(f"merged file {merged}")
     return StatusRow(
         task.name,
         split,
@@ -133,10 +186,20 @@ def _status_row(
         o_state,
         verified,
         r_state,
+        ranked_by,
         f"missing {shard_note}" if shard_note else "",
         merged,
         problems,
     )
+
+
+def _leftovers(
+    registry: Registry, data_dir: Path, task: TaskSpec, split: str, set_name: str
+) -> list[Path]:
+    found: list[Path] = []
+    for kind in ("questions", "outputs", "ranking", "merged", "id_questions", "id_outputs"):
+        found += leftover_temp_files(registry.path(kind, data_dir, task, split, set_name))
+    return found
 
 
 @dataclass(frozen=True)

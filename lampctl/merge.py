@@ -17,6 +17,7 @@ from lampctl.data import (
     read_json,
 )
 from lampctl.errors import InputError
+from lampctl.records import derived_freshness, read_record, record_path, write_derived_record
 
 MERGE_FORMATS = ("json", "jsonl")
 
@@ -26,6 +27,9 @@ class MergeResult:
     output: str
     questions: int
     with_outputs: bool
+    ranked: bool
+    top_k: int | None
+    status: str  # merged | up to date
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
@@ -42,32 +46,77 @@ def load_ranking(path: Path) -> dict[str, list[str]]:
     return data
 
 
+def ranking_top_k(ranking_path: Path) -> int | None:
+    """The ``--top-k`` a ranking was cut to, from its record (None: it ranks whole profiles,
+    as the reference's rankings and lampctl's default do)."""
+    record = read_record(record_path(ranking_path)) or {}
+    top_k = (record.get("parameters") or {}).get("top_k")
+    return top_k if isinstance(top_k, int) else None
+
+
+def merged_path(default: Path, top_k: int | None, fmt: str, ranked: bool) -> Path:
+    """``dev_questions_merged.json``, ``..._top4.json``, ``..._unranked.jsonl``: different
+    choices never overwrite each other."""
+    stem = default.stem + ("" if ranked else "_unranked") + (f"_top{top_k}" if top_k else "")
+    return default.with_name(stem + (".jsonl" if fmt == "jsonl" else ".json"))
+
+
+def merge_parameters(top_k: int | None, fmt: str, ranked: bool) -> dict[str, Any]:
+    return {"top_k": top_k, "format": fmt, "ranked": ranked}
+
+
+def checked_order(
+    question: Question, ranked: list[Any], ranking_name: str, complete: bool
+) -> list[str]:
+    """The ranked ids of ``question``, checked against its profile: no repeats, no unknown ids
+    and, for a ranking of whole profiles, no left-out items."""
+    profile_ids = question.item_ids
+    known = set(profile_ids)
+    seen: set[str] = set()
+    order = []
+    for pid in ranked:
+        pid = str(pid)
+        if pid not in known:
+            raise InputError(
+                f"{ranking_name}: question {question.id!r} ranks profile id {pid!r}, "
+                "which its profile does not have"
+            )
+        if pid in seen:
+            raise InputError(f"{ranking_name}: question {question.id!r} ranks {pid!r} twice")
+        seen.add(pid)
+        order.append(pid)
+    if complete and len(order) != len(profile_ids):
+        left = [pid for pid in profile_ids if pid not in seen]
+        raise InputError(
+            f"{ranking_name}: question {question.id!r} leaves out {len(left)} of "
+            f"{len(profile_ids)} profile items (first: {left[0]!r}) and its record says it "
+            "ranks whole profiles; rank again"
+        )
+    return order
+
+
 def merge_questions(
     questions: list[Question],
-    ranking: dict[str, list[str]],
+    ranking: dict[str, list[str]] | None,
     golds: dict[str, Any] | None,
     ranking_name: str,
     outputs_name: str,
     top_k: int | None = None,
+    complete: bool = True,
 ) -> list[dict[str, Any]]:
-    """Each question with its profile in ranked order (first ``top_k``) and its gold output."""
+    """Each question with its profile in ranked order (first ``top_k``) and its gold output.
+    Without a ranking the profile keeps its order."""
     merged = []
     for question in questions:
-        ranked = ranking.get(question.id)
-        if ranked is None:
-            raise InputError(f"{ranking_name}: no ranking for question {question.id!r}")
-        by_id: dict[str, dict[str, Any]] = {}
-        for item in question.profile:
-            by_id.setdefault(str(item["id"]), item)
-        profile = []
-        for pid in ranked[:top_k]:
-            item = by_id.get(str(pid))
-            if item is None:
-                raise InputError(
-                    f"{ranking_name}: question {question.id!r} ranks profile id {pid!r}, "
-                    "which its profile does not have"
-                )
-            profile.append(item)
+        if ranking is None:
+            profile = question.profile[:top_k]
+        else:
+            ranked = ranking.get(question.id)
+            if ranked is None:
+                raise InputError(f"{ranking_name}: no ranking for question {question.id!r}")
+            by_id = {str(item["id"]): item for item in question.profile}
+            order = checked_order(question, ranked, ranking_name, complete)
+            profile = [by_id[pid] for pid in order[:top_k]]
         record = {**question.raw, "profile": profile}
         if golds is not None:
             if question.id not in golds:
@@ -79,21 +128,44 @@ def merge_questions(
 
 def merge_set(
     questions_path: Path,
-    ranking_path: Path,
+    ranking_path: Path | None,
     outputs_path: Path | None,
     output_path: Path,
     top_k: int | None = None,
     fmt: str = "json",
+    force: bool = False,
 ) -> MergeResult:
+    """Merge one set; skipped when ``output_path``'s record matches its inputs (``force``
+    redoes it). The record beside it names the inputs' sha256, so ``status`` sees a merged
+    file go stale when its ranking changes."""
     started = time.perf_counter()
     if fmt not in MERGE_FORMATS:
         raise InputError(f"unknown merge format {fmt!r} (use json or jsonl)")
+    ranked = ranking_path is not None
+    sources = {"questions": questions_path}
+    if ranking_path is not None:
+        sources["ranking"] = ranking_path
+    if outputs_path is not None:
+        sources["outputs"] = outputs_path
+    parameters = merge_parameters(top_k, fmt, ranked)
+    if not force and derived_freshness(output_path, sources, parameters)[0] == "up to date":
+        record = read_record(record_path(output_path)) or {}
+        return MergeResult(
+            str(output_path),
+            int(record.get("questions") or 0),
+            outputs_path is not None,
+            ranked,
+            top_k,
+            "up to date",
+            round(time.perf_counter() - started, 3),
+        )
     with gc_paused():
         questions = load_questions(questions_path)
-        ranking = load_ranking(ranking_path)
+        ranking = load_ranking(ranking_path) if ranking_path is not None else None
+        complete = ranking_path is not None and ranking_top_k(ranking_path) is None
         golds = load_outputs(outputs_path) if outputs_path is not None else None
         merged = merge_questions(
-            questions, ranking, golds, str(ranking_path), str(outputs_path), top_k
+            questions, ranking, golds, str(ranking_path), str(outputs_path), top_k, complete
         )
     if fmt == "json":
         text = json.dumps(merged, ensure_ascii=False)
@@ -101,6 +173,13 @@ def merge_set(
         text = "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in merged)
     with atomic_writer(output_path) as handle:
         handle.write(text)
+    write_derived_record(output_path, sources, parameters, {"questions": len(merged)})
     return MergeResult(
-        str(output_path), len(merged), golds is not None, round(time.perf_counter() - started, 3)
+        str(output_path),
+        len(merged),
+        golds is not None,
+        ranked,
+        top_k,
+        "merged",
+        round(time.perf_counter() - started, 3),
     )

@@ -152,6 +152,8 @@ def test_user_config_overrides_default_ranker(cli, tmp_path, tree):
 
 
 def test_no_questions_files_for_the_task(cli, tmp_path):
+    (tmp_path / "user/LaMP_7").mkdir(parents=True)
+    (tmp_path / "user/LaMP_7/dev_questions.json").write_text("[]")
     result = cli("rank", "-t", "3", "--data-dir", tmp_path)
     assert result.exit_code == 1 and "no questions files for LaMP-3" in result.err
 

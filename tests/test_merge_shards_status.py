@@ -67,7 +67,7 @@ def test_merge_equals_naive_merge_and_handles_test_sets(cli, tree):
         ).exit_code
         == 0
     )
-    lines = (folder / "dev_questions_merged.jsonl").read_text().splitlines()
+    lines = (folder / "dev_questions_merged_top2.jsonl").read_text().splitlines()
     expected = naive_merge(
         _read(folder / "dev_questions.json"),
         _read(folder / "dev_questions_rank.json"),
@@ -189,9 +189,18 @@ def test_status_and_check(cli, tree):
     assert result.exit_code == 1 and "ranking missing" in result.out
     assert cli("rank", "-t", "3", "-s", "time", "--data-dir", tree).exit_code == 0
     assert cli("rank", "-t", "3", "-s", "user", "-r", "bm25", "--data-dir", tree).exit_code == 0
-    result = cli("status", "-t", "3", "--data-dir", tree, "--check")
+    # Not the split's default ranker (contriever): stale, for status as for rank-all --dry-run.
+    status = cli.json("status", "-t", "3", "-s", "user", "--data-dir", tree)
+    assert {r["ranking"] for r in status["rows"]} == {"stale: other parameters"}
+    assert {r["ranked_by"] for r in status["rows"]} == {"bm25"}
+    plan = cli.json("rank-all", "-t", "3", "-s", "user", "--data-dir", tree, "--dry-run")
+    assert {j["state"] for j in plan["jobs"]} == {"stale: other parameters"}
+    # Judged against bm25 (as a config making bm25 the default would), they are up to date.
+    config = tree.parent / "bm25.yaml"
+    config.write_text("tasks:\n  LaMP-3:\n    default_ranker: {user: bm25, time: recency}\n")
+    result = cli("--config", config, "status", "-t", "3", "--data-dir", tree, "--check")
     assert result.exit_code == 0, result.out
-    status = cli.json("status", "-t", "3", "--data-dir", tree)
+    status = cli.json("--config", config, "status", "-t", "3", "--data-dir", tree)
     assert status["problems"] == 0 and len(status["rows"]) == 6
     row = status["rows"][0]
     assert (row["questions"], row["outputs"], row["ranking"], row["verified"]) == (
@@ -204,13 +213,15 @@ def test_status_and_check(cli, tree):
         json.dumps(_read(tree / "time/LaMP_3/dev_questions.json")[:2])
     )
     (tree / "user/LaMP_3/train_outputs.json").unlink()
-    status = cli.json("status", "-t", "3", "--data-dir", tree)
+    status = cli.json("--config", config, "status", "-t", "3", "--data-dir", tree)
     problems = {(r["split"], r["set"]): r["problems"] for r in status["rows"] if r["problems"]}
     assert problems == {
         ("user", "train"): ["outputs missing"],
         ("time", "dev"): ["ranking stale: input changed"],
     }
-    assert cli("status", "-t", "3", "--data-dir", tree, "--check").exit_code == 1
+    assert (
+        cli("--config", config, "status", "-t", "3", "--data-dir", tree, "--check").exit_code == 1
+    )
 
 
 def test_status_knows_downloads_and_unbuilt_lamp6(cli, tmp_path):

@@ -68,8 +68,8 @@ def note_finished(path: str) -> None:
 def interrupted_message() -> str:
     if not FINISHED:
         return (
-            "Interrupted: nothing was finished (no half-written file is kept); run the same "
-            "command again to start over."
+            "Interrupted before any file was finished (no half-written file is used); run the "
+            "same command again."
         )
     shown = ", ".join(FINISHED[-3:])
     more = f" and {len(FINISHED) - 3} more" if len(FINISHED) > 3 else ""
@@ -152,11 +152,17 @@ def emit(state: State, payload: dict[str, Any], human: Callable[[Console], None]
         human(stdout_console())
 
 
+def first_errors(errors: list[str]) -> str | None:
+    """The ``error`` field of a JSON summary: the distinct failures, or None."""
+    distinct = list(dict.fromkeys(errors))
+    return "; ".join(distinct) if distinct else None
+
+
 def fail_with(errors: list[str]) -> None:
-    """Each failure as one ``Error:`` line on stderr, then exit code 1 (if there are any)."""
+    """Each distinct failure as one ``Error:`` line on stderr, then exit code 1 (if any)."""
     if errors:
         console = stderr_console()
-        for error in errors:
+        for error in dict.fromkeys(errors):  # a host that is down: one line, not one per file
             console.print(f"Error: {error}", markup=False)
         raise typer.Exit(1)
 

@@ -28,7 +28,9 @@ from lampctl.cli._common import (
     TasksOpt,
     emit,
     fail_with,
+    first_errors,
     get_state,
+    note_finished,
     stderr_console,
 )
 from lampctl.download import (
@@ -87,6 +89,8 @@ class RichTransfers:
                 self.progress.advance(self.overall, amount)
 
     def end(self, item: PlannedFile, outcome: FileOutcome) -> None:
+        if outcome.status == "downloaded":
+            note_finished(str(item.dest))
         if not self.enabled:
             return
         if item.rel in self.files:
@@ -119,10 +123,22 @@ def download(
     verify: Annotated[
         bool, typer.Option("--verify", help="Re-hash present files against the manifest.")
     ] = False,
+    check_remote: Annotated[
+        bool,
+        typer.Option(
+            "--check-remote",
+            help="Ask the server whether each present file changed since it was downloaded "
+            "(ETag, else size).",
+        ),
+    ] = False,
     no_fixes: Annotated[
         bool, typer.Option("--no-fixes", help="Keep the raw files (no known-data fixes).")
     ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files at once.")] = 4,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0.1, help="Seconds without data before a try times out."),
+    ] = 60.0,
     retries: Annotated[
         int, typer.Option("--retries", min=0, help="Retries per file on network errors, 429, 5xx.")
     ] = 5,
@@ -143,6 +159,10 @@ def download(
       lampctl download --verify
 
       lampctl download --base-url http://127.0.0.1:8000/ --jobs 8
+
+      lampctl download --base-url ./lamp-server-copy    (import a wget copy of the server)
+
+      lampctl download --check-remote    (did the server's files change?)
     """
     state = get_state(ctx, json_out, quiet)
     registry = state.registry()
@@ -166,16 +186,21 @@ def download(
     started = time.perf_counter()
     try:
         with RichTransfers(state, plan) as display:
-            options = DownloadOptions(jobs=jobs, force=force, verify=verify, retries=retries)
+            options = DownloadOptions(
+                jobs=jobs,
+                force=force,
+                verify=verify,
+                check_remote=check_remote,
+                retries=retries,
+                read_timeout=timeout,
+                connect_timeout=min(15.0, timeout),
+            )
             outcomes = Downloader(data_dir, options, display, manifest).run(plan)
-    except KeyboardInterrupt:
-        stderr_console().print("Interrupted: run the same command again to resume.")
-        raise typer.Exit(130) from None
     finally:
         lock.release()
     seconds = time.perf_counter() - started
     _show_outcomes(state, data_dir, outcomes, seconds)
-    fail_with([str(o.error) for o in outcomes if o.status == "failed"])
+    fail_with([str(o.error) for o in outcomes if o.status in ("failed", "changed")])
 
 
 def _show_plan(state: State, plan: list[PlannedFile]) -> None:
@@ -195,7 +220,7 @@ def _show_outcomes(
     fetched = sum(o.bytes_fetched for o in outcomes)
     counts: dict[str, Any] = {
         status: sum(o.status == status for o in outcomes)
-        for status in ("downloaded", "skipped", "failed")
+        for status in ("downloaded", "skipped", "verified", "changed", "failed")
     }
     counts["fixed"] = sum(bool(o.fixes) for o in outcomes)
 
@@ -207,6 +232,7 @@ def _show_outcomes(
         console.print(table)
         console.print(
             f"{counts['downloaded']} downloaded, {counts['skipped']} skipped, "
+            f"{counts['verified']} verified, {counts['changed']} changed, "
             f"{counts['fixed']} fixed, {counts['failed']} failed; "
             f"{fetched / 1e6:.1f} MB in {seconds:.1f} s",
             markup=False,
@@ -219,6 +245,9 @@ def _show_outcomes(
             "data_dir": str(data_dir),
             **counts,
             "bytes_fetched": fetched,
+            "error": first_errors(
+                [str(o.error) for o in outcomes if o.status in ("failed", "changed")]
+            ),
             "seconds": round(seconds, 3),
             "files": [o.as_dict() for o in outcomes],
         },

@@ -17,8 +17,10 @@ from lampctl.cli._common import (
     SplitsOpt,
     TasksOpt,
     emit,
+    encoder_config,
     get_state,
 )
+from lampctl.datadir import check_data_dir
 from lampctl.inventory import stats, status
 
 
@@ -46,7 +48,11 @@ def status_command(
       lampctl status --task LaMP-3 --check
     """
     state = get_state(ctx, json_out, quiet)
-    rows = status(state.registry(), data_dir, tasks or [], splits or [], sets or [])
+    registry = state.registry()
+    check_data_dir(registry, data_dir)
+    rows = status(
+        registry, data_dir, tasks or [], splits or [], sets or [], encoder_config(registry)
+    )
     problems = sum(bool(r.problems) for r in rows)
 
     def human(console: Console) -> None:
@@ -58,6 +64,7 @@ def status_command(
             "outputs",
             "download",
             "ranking",
+            "ranked by",
             "merged",
             "problems",
         )
@@ -70,6 +77,7 @@ def status_command(
                 r.outputs,
                 r.verified,
                 r.ranking,
+                r.ranked_by,
                 r.merged,
                 "; ".join(r.problems),
                 style="red" if r.problems else "",
@@ -107,7 +115,9 @@ def stats_command(
       lampctl --json stats --task LaMP-7 --split time
     """
     state = get_state(ctx, json_out, quiet)
-    rows = stats(state.registry(), data_dir, tasks or [], splits or [], sets or [])
+    registry = state.registry()
+    check_data_dir(registry, data_dir)
+    rows = stats(registry, data_dir, tasks or [], splits or [], sets or [])
 
     def human(console: Console) -> None:
         table = Table(

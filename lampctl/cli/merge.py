@@ -19,68 +19,159 @@ from lampctl.cli._common import (
     TopKOpt,
     emit,
     get_state,
+    note_finished,
 )
 from lampctl.data import load_questions
+from lampctl.datadir import check_data_dir
 from lampctl.errors import InputError, ShardError
-from lampctl.merge import MERGE_FORMATS, MergeResult, merge_set
-from lampctl.ranking import planned_sets
+from lampctl.merge import MERGE_FORMATS, MergeResult, merge_set, merged_path
 from lampctl.shards import GatherResult, find_shards, gather
+from lampctl.tasks import Registry, TaskSpec
 
 
 def merge(
     ctx: typer.Context,
-    task: Annotated[str, typer.Option("--task", "-t", help="Task: LaMP-3, LaMP_3 or 3.")],
-    split: Annotated[str, typer.Option("--split", "-s", help="user or time.")] = "user",
+    tasks: TasksOpt = None,
+    splits: SplitsOpt = None,
     sets: SetsOpt = None,
     data_dir: DataDirOpt = Path("data_raw"),
     top_k: TopKOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="json or jsonl.")] = "json",
+    no_ranking: Annotated[
+        bool,
+        typer.Option("--no-ranking", help="Keep each profile's own order (no ranking needed)."),
+    ] = False,
+    questions_file: Annotated[
+        Path | None, typer.Option("--questions", help="Merge these files instead: questions,")
+    ] = None,
+    ranking_file: Annotated[
+        Path | None, typer.Option("--ranking", help="... its ranking (omit with --no-ranking),")
+    ] = None,
+    outputs_file: Annotated[
+        Path | None, typer.Option("--outputs", help="... its gold outputs (optional),")
+    ] = None,
+    output_file: Annotated[
+        Path | None, typer.Option("--output", "-o", help="... into this file.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Merge again even if up to date.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Merge questions, ranked profiles and gold outputs into {set}_questions_merged.json.
 
     Each question keeps its fields; its profile is reordered by the ranking (the first
-    --top-k items) and its gold "output" is attached (test sets have none).
+    --top-k items) and its gold "output" is attached (test sets have none). Every ranking is
+    checked against its questions first. Without --task, every task, split and set that has a
+    ranking is merged. --top-k N writes {set}_questions_merged_topN.json and --no-ranking
+    {set}_questions_merged_unranked.json, so choices never overwrite each other; a record
+    beside each file lets reruns skip what is up to date and lets status see it go stale.
 
     Examples:
 
       lampctl merge --task LaMP-3 --split time
 
       lampctl merge -t 5 --set dev --top-k 4 --format jsonl
+
+      lampctl merge    (everything ranked)
+
+      lampctl merge --questions q.json --ranking q_rank.json --outputs o.json --output m.json
     """
     state = get_state(ctx, json_out, quiet)
     if fmt not in MERGE_FORMATS:
         raise typer.BadParameter(f"use {' or '.join(MERGE_FORMATS)}", param_hint="--format")
-    registry = state.registry()
-    spec = registry.task(task)
-    split = registry.check_split(split)
+    if no_ranking and ranking_file is not None:
+        raise typer.BadParameter(
+            "--ranking and --no-ranking exclude each other", param_hint="--ranking"
+        )
+    explicit = [questions_file, ranking_file, outputs_file, output_file]
+    if any(p is not None for p in explicit):
+        if questions_file is None or output_file is None:
+            raise typer.BadParameter(
+                "explicit files need --questions and --output", param_hint="--questions"
+            )
+        if ranking_file is None and not no_ranking:
+            raise typer.BadParameter("give --ranking, or --no-ranking", param_hint="--ranking")
+        if tasks or splits or sets:
+            raise typer.BadParameter(
+                "--task/--split/--set and explicit files exclude each other", param_hint="--task"
+            )
+        jobs = [(questions_file, ranking_file, outputs_file, output_file)]
+    else:
+        jobs = _planned_merges(
+            state.registry(), data_dir, tasks, splits, sets, top_k, fmt, no_ranking
+        )
     results: list[MergeResult] = []
-    for set_name in planned_sets(registry, data_dir, spec, split, sets or []):
-
-        def path(kind: str, set_name: str = set_name) -> Path:
-            return registry.path(kind, data_dir, spec, split, set_name)
-
-        ranking = path("ranking")
-        if not ranking.exists():
-            raise InputError(f"{ranking}: no ranking; run 'lampctl rank -t {spec.name}' first")
-        outputs = path("outputs") if path("outputs").exists() else None
-        if outputs is None and set_name != "test":
-            raise InputError(f"{path('outputs')}: outputs file not found")
-        target = path("merged")
-        if fmt == "jsonl":
-            target = target.with_suffix(".jsonl")
-        results.append(merge_set(path("questions"), ranking, outputs, target, top_k, fmt))
+    for questions, ranking, outputs, target in jobs:
+        result = merge_set(questions, ranking, outputs, target, top_k, fmt, force)
+        results.append(result)
+        note_finished(result.output)
 
     def human(console: Console) -> None:
-        table = Table("output", "questions", "gold outputs", "seconds")
+        table = Table("output", "questions", "gold outputs", "status", "seconds")
         for r in results:
             table.add_row(
-                r.output, str(r.questions), "yes" if r.with_outputs else "no", f"{r.seconds:.2f}"
+                r.output,
+                str(r.questions),
+                "yes" if r.with_outputs else "no",
+                r.status,
+                f"{r.seconds:.2f}",
             )
         console.print(table)
 
     emit(state, {"command": "merge", "files": [r.as_dict() for r in results]}, human)
+
+
+MergeJob = tuple[Path, Path | None, Path | None, Path]
+
+
+def _planned_merges(
+    registry: Registry,
+    data_dir: Path,
+    tasks: list[str] | None,
+    splits: list[str] | None,
+    sets: list[str] | None,
+    top_k: int | None,
+    fmt: str,
+    no_ranking: bool,
+) -> list[MergeJob]:
+    """(questions, ranking, outputs, target) for each set asked for; with no filters, every
+    set that has a ranking (or, with --no-ranking, questions)."""
+    check_data_dir(registry, data_dir)
+    named = bool(splits)  # a split asked for by name must have its rankings
+    jobs: list[MergeJob] = []
+    for spec, split, set_name in registry.combinations(tasks or [], splits or [], sets or []):
+
+        def path(kind: str, spec: TaskSpec = spec, split: str = split, s: str = set_name) -> Path:
+            return registry.path(kind, data_dir, spec, split, s)
+
+        questions, ranking, outputs = path("questions"), path("ranking"), path("outputs")
+        if not questions.exists():
+            if named and sets:
+                raise InputError(f"{questions}: questions file not found")
+            continue
+        if not no_ranking and not ranking.exists():
+            if named:
+                raise InputError(
+                    f"{ranking}: no ranking; run 'lampctl rank -t {spec.name} -s {split}' first"
+                )
+            continue
+        if not outputs.exists() and set_name != "test":
+            raise InputError(f"{outputs}: outputs file not found")
+        target = merged_path(path("merged"), top_k, fmt, ranked=not no_ranking)
+        jobs.append(
+            (
+                questions,
+                None if no_ranking else ranking,
+                outputs if outputs.exists() else None,
+                target,
+            )
+        )
+    if not jobs:
+        raise InputError(
+            f"{data_dir}: nothing to merge for the chosen tasks (no rankings yet: run "
+            "'lampctl rank-all' first, or pass --no-ranking)"
+        )
+    return jobs
 
 
 def gather_command(

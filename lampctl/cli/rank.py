@@ -33,8 +33,10 @@ from lampctl.cli._common import (
     emit,
     encoder_config,
     get_state,
+    note_finished,
     usable_cpus,
 )
+from lampctl.datadir import check_data_dir
 from lampctl.ranking import (
     RankResult,
     check_ranker_name,
@@ -109,6 +111,7 @@ def rank(
     if input_path is not None:
         files = [(input_path, output_path or default_output(input_path, fmt))]
     else:
+        check_data_dir(registry, data_dir)
         files = []
         for set_name in planned_sets(registry, data_dir, spec, split, sets or []):
             questions = registry.path("questions", data_dir, spec, split, set_name)
@@ -139,6 +142,7 @@ def rank(
                     shard=shard,
                 )
             )
+            note_finished(str(ranking_path))
 
     def human(console: Console) -> None:
         table = Table("input", "questions", "items", "ranker", "seconds", "output")

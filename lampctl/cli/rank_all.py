@@ -34,11 +34,13 @@ from lampctl.cli._common import (
     emit,
     encoder_config,
     fail_with,
+    first_errors,
     get_state,
     note_finished,
     stderr_console,
     usable_cpus,
 )
+from lampctl.datadir import check_data_dir
 from lampctl.encoder import locate_checkpoint, resolve_devices
 from lampctl.rankall import CPU_RANKERS, JobOutcome, JobPlan, plan_rank_all, run_rank_all
 from lampctl.ranking import check_ranker_name
@@ -212,6 +214,7 @@ def rank_all(
         cache_dir,
     )
     shard = parse_shard(shard_spec)
+    check_data_dir(registry, data_dir)
     plans = plan_rank_all(
         registry,
         data_dir,
@@ -320,6 +323,9 @@ def _show_outcomes(
             **counts,
             "devices": devices,
             "seconds": round(seconds, 3),
+            "error": first_errors(
+                [f"{o.key}: {o.error}" for o in outcomes if o.status == "failed"]
+            ),
             "jobs": [o.as_dict() for o in outcomes],
         },
         human,

@@ -1,0 +1,56 @@
+"""Is this folder a LaMP data dir? One check, with a message that says what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lampctl.errors import InputError
+from lampctl.tasks import Registry
+
+# The LaMP server's own layout: LaMP_7/dev/dev_questions.json, time/LaMP_7/dev/...,
+# LaMP_2/new/dev/... (what a wget mirror of the download page gives).
+_SERVER_PATTERNS = (
+    "LaMP_*/*/*_questions.json",
+    "LaMP_*/new/*/*_questions.json",
+    "time/LaMP_*/*/*_questions.json",
+    "time/LaMP_*/new/*/*_questions.json",
+)
+
+
+def has_lamp_files(registry: Registry, data_dir: Path) -> bool:
+    for task, split, set_name in registry.combinations():
+        for kind in ("questions", "id_questions"):
+            if registry.path(kind, data_dir, task, split, set_name).is_file():
+                return True
+    return False
+
+
+def check_data_dir(registry: Registry, data_dir: Path) -> None:
+    """An ``InputError`` when ``data_dir`` holds no LaMP files in lampctl's layout."""
+    layout = f"{registry.layout.task_dir}/{registry.layout.questions}".format(
+        split="{user|time}", number="N", set="{train|dev|test}"
+    )
+    if not data_dir.exists():
+        raise InputError(
+            f"{data_dir}: no such folder; expected a LaMP data dir ({layout}). Run "
+            f"'lampctl download --data-dir {data_dir}', or point --data-dir (or "
+            "LAMPCTL_DATA_DIR) at the folder that holds the files"
+        )
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: is a file, expected a LaMP data dir ({layout})")
+    if has_lamp_files(registry, data_dir):
+        return
+    for pattern in _SERVER_PATTERNS:
+        found = sorted(data_dir.glob(pattern))
+        if found:
+            example = found[0].relative_to(data_dir).as_posix()
+            raise InputError(
+                f"{data_dir}: laid out like the LaMP server ({example}), not as lampctl expects "
+                f"({layout}); import it with 'lampctl download --base-url {data_dir} "
+                "--data-dir data_raw', which checks and records every file"
+            )
+    what = "is empty" if not any(data_dir.iterdir()) else "holds no LaMP files"
+    raise InputError(
+        f"{data_dir}: {what} (expected {layout}); run 'lampctl download --data-dir {data_dir}', "
+        "or point --data-dir (or LAMPCTL_DATA_DIR) at the folder that holds the files"
+    )
