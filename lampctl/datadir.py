@@ -32,12 +32,12 @@ def check_data_dir(registry: Registry, data_dir: Path) -> None:
     )
     if not data_dir.exists():
         raise InputError(
-            f"{data_dir}: no such folder; expected a LaMP data dir ({layout}). Run "
+            f"{data_dir}: no such folder (expected {layout}); run "
             f"'lampctl download --data-dir {data_dir}', or point --data-dir (or "
             "LAMPCTL_DATA_DIR) at the folder that holds the files"
         )
     if not data_dir.is_dir():
-        raise InputError(f"{data_dir}: is a file, expected a LaMP data dir ({layout})")
+        raise InputError(f"{data_dir}: is a file (expected {layout})")
     if has_lamp_files(registry, data_dir):
         return
     for pattern in _SERVER_PATTERNS:

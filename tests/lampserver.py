@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import socket
 import threading
@@ -23,7 +25,9 @@ class LampServer:
     Modes: ``drop_once`` (first full GET sends half, then drops), ``fail503:N`` (N answers 503
     with Retry-After 0), ``truncate`` (declares the full length, always stops half-way),
     ``html`` (200 with an HTML page), ``missing`` (404), ``ignore_range`` (always 200),
-    ``slow`` (throttled to ``slow_rate`` bytes/s).
+    ``slow`` (throttled to ``slow_rate`` bytes/s), ``gzip`` (compressed on the fly whatever the
+    client asks, as some proxies do; Range ignored), ``stall`` (sends half, then nothing for
+    ``stall_seconds``). Every answer carries an ETag of the body.
     Unknown paths get 200 and HTML, like the real LaMP server.
     """
 
@@ -33,6 +37,7 @@ class LampServer:
         self.served: Counter[str] = Counter()
         self.requests: list[tuple[str, str | None]] = []
         self.slow_rate = 200_000
+        self.stall_seconds = 3.0
         self._lock = threading.Lock()
         server = self
 
@@ -44,6 +49,9 @@ class LampServer:
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 server._get(self)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                server._head(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -77,6 +85,17 @@ class LampServer:
         with self._lock:
             self.served[path] += len(body)
 
+    def _head(self, handler: BaseHTTPRequestHandler) -> None:
+        path = handler.path.lstrip("/")
+        body = self.files.get(path)
+        if body is None:
+            self._reply(handler, 404, b"", {})
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.send_header("ETag", etag(body))
+        handler.end_headers()
+
     def _get(self, handler: BaseHTTPRequestHandler) -> None:
         path = handler.path.lstrip("/")
         range_header = handler.headers.get("Range")
@@ -96,6 +115,15 @@ class LampServer:
         if body is None or mode == "html":
             self._reply(handler, 200, HTML, {"Content-Type": "text/html"})
             return
+        if mode == "gzip":
+            packed = gzip.compress(body)
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Encoding", "gzip")
+            handler.send_header("Content-Length", str(len(packed)))
+            handler.end_headers()
+            self._send(handler, path, packed)
+            return
         start = 0
         if range_header and mode != "ignore_range" and range_header.startswith("bytes="):
             start = int(range_header[6:].split("-")[0])
@@ -107,9 +135,15 @@ class LampServer:
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(rest)))
         handler.send_header("Accept-Ranges", "bytes")
+        handler.send_header("ETag", etag(body))
         if start:
             handler.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         handler.end_headers()
+        if mode == "stall":
+            handler.wfile.write(rest[: len(rest) // 2])
+            handler.wfile.flush()
+            time.sleep(self.stall_seconds)
+            return
         if mode in ("drop_once", "truncate") and not start or mode == "truncate":
             cut = len(body) // 2 - start
             if mode == "drop_once":
@@ -132,6 +166,10 @@ class LampServer:
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+
+
+def etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
 
 
 def official_mirror(questions: int = 4, profile_max: int = 6) -> dict[str, bytes]:

@@ -66,10 +66,11 @@ class LampctlGroup(TyperGroup):
                 json_error(message, 1)
             stderr_console().print(f"Error: {message}", markup=False)
             raise typer.Exit(1) from None
-        except UsageError as exc:
+        except KeyboardInterrupt:
             if _wants_json(ctx):
-                json_error(exc.format_message(), 2)
-            raise
+                json_error("interrupted", 130, finished=list(_common.FINISHED))
+            stderr_console().print(_common.interrupted_message(), markup=False)
+            raise typer.Exit(130) from None
 
 
 class LampctlCommand(TyperCommand):
@@ -77,6 +78,17 @@ class LampctlCommand(TyperCommand):
     silently keep the last (``rank -t 3 -t 7`` ranking only LaMP-7)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            self._refuse_repeats(ctx, args)
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            state = ctx.find_root().obj
+            given = args[: args.index("--")] if "--" in args else args
+            if "--json" in given or (isinstance(state, State) and state.json):
+                json_error(exc.format_message(), 2)
+            raise
+
+    def _refuse_repeats(self, ctx: Any, args: list[str]) -> None:
         single: dict[str, Any] = {}
         for param in self.params:
             if getattr(param, "multiple", True) or getattr(param, "is_flag", False):
@@ -103,7 +115,6 @@ class LampctlCommand(TyperCommand):
                 if "=" not in token:
                     index += 1  # skip the value
             index += 1
-        return super().parse_args(ctx, args)
 
 
 app = typer.Typer(
@@ -186,9 +197,6 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app()
-    except KeyboardInterrupt:
-        message = _common.interrupted_message()
-        if _common.CURRENT is not None and _common.CURRENT.json:
-            json_error("interrupted", 130, finished=list(_common.FINISHED))
-        stderr_console().print(message, markup=False)
+    except KeyboardInterrupt:  # before or after a command ran
+        stderr_console().print("Interrupted.", markup=False)
         sys.exit(130)

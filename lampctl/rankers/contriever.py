@@ -43,18 +43,21 @@ class ContrieverRanker(Ranker):
     ) -> Iterator[np.ndarray]:
         # Encode many questions' texts together, so batches are long and sorted by length;
         # the next chunk is looked up and tokenized on a thread while this one encodes.
+        encoder = self.encoder
+        # On a CPU a chunk takes long: smaller chunks keep the progress display moving (batches
+        # are sorted within a chunk, and a vector never depends on its batch, so scores match).
+        chunk_texts = self.chunk_texts if encoder.device != "cpu" else min(self.chunk_texts, 1024)
         chunks: list[Sequence[PreparedQuestion]] = []
         start = 0
         while start < len(questions):
             end, budget = start, 0
-            while end < len(questions) and (end == start or budget < self.chunk_texts):
+            while end < len(questions) and (end == start or budget < chunk_texts):
                 budget += len(questions[end].texts) + 1
                 end += 1
             chunks.append(questions[start:end])
             start = end
         if not chunks:
             return
-        encoder = self.encoder
 
         def texts_of(chunk: Sequence[PreparedQuestion]) -> list[str]:
             return [t for q in chunk for t in (q.query, *q.texts)]
