@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -31,6 +32,56 @@ class QueryRule:
     pick: tuple[int, ...] = ()
 
 
+METRICS = ("classification", "rating", "rouge")
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """The official metric of a task (see configs/tasks.yaml)."""
+
+    metric: str
+    labels: tuple[str, ...] = ()
+    scale: tuple[float, float] = (1.0, 5.0)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The official result keys, in the official order."""
+        return {
+            "classification": ("accuracy", "f1"),
+            "rating": ("MAE", "RMSE"),
+            "rouge": ("rouge-1", "rouge-L"),
+        }[self.metric]
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric != "rating"
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """How the paper packs a question's top-k items into the model input (prompts.py)."""
+
+    field: str
+    frame: str
+    need_frame: str | None = None
+    need_tokens: int | None = None
+    reserve: int = 1
+    phrase: str | None = None
+    joiner: str = ", and "
+    source: str | None = None
+    insert_after: str | None = None
+
+    @property
+    def item_fields(self) -> tuple[str, ...]:
+        """Every item field the frames use (the truncated ``field`` first)."""
+        names = [self.field]
+        for template in (self.frame, self.need_frame or ""):
+            for _, name, _, _ in string.Formatter().parse(template):
+                if name and name != "text" and name not in names:
+                    names.append(name)
+        return tuple(names)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
@@ -40,6 +91,8 @@ class TaskSpec:
     query: QueryRule
     default_ranker: Mapping[str, str]
     needs_build: str | None = None
+    evaluation: EvaluationSpec | None = None
+    prompt: PromptSpec | None = None
 
     @property
     def dir_name(self) -> str:
@@ -201,7 +254,18 @@ def parse_date(item: Mapping[str, Any], question_id: str) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- loading
 
 _TOP_KEYS = {"layout", "splits", "sets", "encoder", "tasks"}
-_TASK_KEYS = {"number", "title", "profile_text", "query", "default_ranker", "needs_build"}
+_TASK_KEYS = {
+    "number",
+    "title",
+    "profile_text",
+    "query",
+    "default_ranker",
+    "needs_build",
+    "evaluation",
+    "prompt",
+}
+_EVAL_KEYS = {"metric", "labels", "scale"}
+_PROMPT_KEYS = set(PromptSpec.__dataclass_fields__)
 _QUERY_KEYS = {"rule", "marker", "pick"}
 
 
@@ -308,7 +372,65 @@ def _parse_task(name: str, raw: Any, splits: tuple[str, ...], origin: str) -> Ta
         query=query,
         default_ranker=dict(rankers),
         needs_build=raw.get("needs_build"),
+        evaluation=_parse_evaluation(where, raw.get("evaluation"), origin),
+        prompt=_parse_prompt(where, raw.get("prompt"), origin),
     )
+
+
+def _parse_evaluation(where: str, raw: Any, origin: str) -> EvaluationSpec | None:
+    if raw is None:
+        return None
+    where = f"{where}.evaluation"
+    raw = _check_keys(where, raw, _EVAL_KEYS, origin)
+    metric = _choice(where, raw, "metric", "", METRICS, origin)
+    if metric == "classification":
+        labels = _need(where, raw, "labels", list, origin)
+        if not labels or not all(isinstance(label, str) for label in labels):
+            raise ConfigError(f"{origin}: {where}.labels must be a non-empty list of strings")
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{origin}: {where}.labels repeats a label")
+        return EvaluationSpec(metric, labels=tuple(labels))
+    if metric == "rating":
+        scale = raw.get("scale", [1.0, 5.0])
+        if (
+            not isinstance(scale, list)
+            or len(scale) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in scale)
+        ):
+            raise ConfigError(f"{origin}: {where}.scale must be [low, high]")
+        return EvaluationSpec(metric, scale=(float(scale[0]), float(scale[1])))
+    return EvaluationSpec(metric)
+
+
+def _parse_prompt(where: str, raw: Any, origin: str) -> PromptSpec | None:
+    if raw is None:
+        return None
+    where = f"{where}.prompt"
+    raw = _check_keys(where, raw, _PROMPT_KEYS, origin)
+    text: dict[str, Any] = {}
+    for key in ("field", "frame"):
+        text[key] = _need(where, raw, key, str, origin)
+    for key in ("need_frame", "phrase", "joiner", "source", "insert_after"):
+        if key in raw:
+            text[key] = _need(where, raw, key, str, origin)
+    for key in ("need_tokens", "reserve"):
+        if key in raw:
+            value = _need(where, raw, key, int, origin)
+            if value < 0:
+                raise ConfigError(f"{origin}: {where}.{key} must not be negative")
+            text[key] = value
+    if "{text}" not in text["frame"]:
+        raise ConfigError(f"{origin}: {where}.frame needs a {{text}} slot")
+    if ("source" in text) == ("insert_after" in text):
+        raise ConfigError(f"{origin}: {where} needs exactly one of source and insert_after")
+    if "source" in text and not {"{items}", "{input}"} <= set(re.findall(r"{\w+}", text["source"])):
+        raise ConfigError(f"{origin}: {where}.source needs {{items}} and {{input}}")
+    spec = PromptSpec(**text)
+    try:
+        spec.item_fields  # noqa: B018 - parses the templates
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {where}: bad template: {exc}") from None
+    return spec
 
 
 def parse_registry(data: dict[str, Any], origin: str) -> Registry:

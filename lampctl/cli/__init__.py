@@ -21,6 +21,7 @@ from lampctl.cli._common import JsonOpt, QuietOpt, State, json_error, stderr_con
 from lampctl.cli.avocado import avocado_app
 from lampctl.cli.avocado import build as build_avocado
 from lampctl.cli.download import download
+from lampctl.cli.evaluate import evaluate
 from lampctl.cli.inventory import stats_command, status_command
 from lampctl.cli.merge import gather_command, merge
 from lampctl.cli.rank import rank
@@ -187,6 +188,7 @@ _register(app, rank, "rank", no_args_is_help=True)
 _register(app, rank_all, "rank-all")
 _register(app, gather_command, "gather")
 _register(app, merge, "merge", no_args_is_help=True)
+_register(app, evaluate, "evaluate", no_args_is_help=True)
 _register(app, status_command, "status")
 _register(app, stats_command, "stats")
 _register(avocado_app, build_avocado, "build", no_args_is_help=True)

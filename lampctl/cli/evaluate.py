@@ -1,0 +1,214 @@
+"""``lampctl evaluate``: the official LaMP metrics, offline, with what papers need on top."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lampctl.cli._common import DataDirOpt, JsonOpt, QuietOpt, emit, get_state
+from lampctl.errors import InputError
+from lampctl.evaluate import (
+    Answers,
+    Evaluation,
+    Extras,
+    check_task,
+    evaluate_task,
+    is_bundle,
+    load_answers,
+    load_bundle,
+    read_user_ids,
+    task_of,
+)
+from lampctl.tasks import Registry, TaskSpec
+
+
+def evaluate(
+    ctx: typer.Context,
+    predictions: Annotated[
+        Path,
+        typer.Option(
+            "--predictions",
+            "-p",
+            help="A predictions file (official {task, golds}, JSONL of {id, output}, or "
+            "{id: output}), or a zip or folder of per-task files for all tasks at once.",
+        ),
+    ],
+    task: Annotated[
+        str | None,
+        typer.Option("--task", "-t", help="Task (for one file; a zip or folder names its own)."),
+    ] = None,
+    golds: Annotated[
+        Path | None,
+        typer.Option(
+            "--golds",
+            help="Gold outputs (or a zip/folder of them); default: {set}_outputs.json of the "
+            "data dir.",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", "-s", help="user or time.")] = "user",
+    set_name: Annotated[str, typer.Option("--set", help="The set scored: dev or train.")] = "dev",
+    data_dir: DataDirOpt = Path("data_raw"),
+    by_user: Annotated[
+        bool, typer.Option("--by-user", help="Each metric per user: mean and spread over users.")
+    ] = False,
+    questions: Annotated[
+        Path | None,
+        typer.Option("--questions", help="Questions file for --by-user (default: the data dir's)."),
+    ] = None,
+    compare_with: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare", help="Other predictions: the difference and a paired p-value per metric."
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap", min=0, help="Bootstrap resamples for a median and 95% interval."
+        ),
+    ] = 0,
+    permutations: Annotated[
+        int, typer.Option("--permutations", min=1, help="Random swaps for --compare's p-value.")
+    ] = 10000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --bootstrap and --compare.")] = 0,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score predictions with the official LaMP metrics, offline and deterministically.
+
+    accuracy and macro F1 (LaMP-1, 2), MAE and RMSE (LaMP-3), rouge-1 and rouge-L F-measure
+    (LaMP-4 to 7; the exact mean over questions). Golds come from --golds or from the data dir
+    ({split}/LaMP_N/{set}_outputs.json).
+
+    Examples:
+
+      lampctl evaluate -t LaMP-4 -p preds.json --split user --set dev
+
+      lampctl evaluate -t 3 -p preds.jsonl --golds dev_outputs.json --bootstrap 1000 --seed 1
+
+      lampctl evaluate -t 7 -p personalized.json --compare baseline.json -s time --by-user
+
+      lampctl --json evaluate -p submission.zip --split time    (all tasks)
+    """
+    state = get_state(ctx, json_out, quiet)
+    registry = state.registry()
+    split = registry.check_split(split)
+    set_name = registry.check_set(set_name)
+    if not predictions.exists():
+        raise InputError(f"{predictions}: file not found")
+    if is_bundle(predictions):
+        if compare_with is not None or by_user:
+            raise typer.BadParameter(
+                "--compare and --by-user take one task's file", param_hint="--predictions"
+            )
+        bundle = load_bundle(predictions)
+        gold_bundle = {task_of(registry, g).name: g for g in load_bundle(golds)} if golds else {}
+        results = []
+        for answers in bundle:
+            spec = task_of(registry, answers)
+            if task is not None and registry.task(task).name != spec.name:
+                continue
+            gold = gold_bundle.get(spec.name) if golds else None
+            if golds and gold is None:
+                raise InputError(f"{golds}: has no golds for {spec.name}")
+            gold = gold or _data_golds(registry, data_dir, spec, split, set_name)
+            extras = Extras(bootstrap=bootstrap, seed=seed)
+            results.append(evaluate_task(spec, answers, gold, extras))
+    else:
+        if task is None:
+            raise typer.BadParameter("name the task of a single file", param_hint="--task")
+        spec = registry.task(task)
+        answers = load_answers(predictions)
+        check_task(registry, answers, spec)
+        gold = (
+            load_answers(golds) if golds else _data_golds(registry, data_dir, spec, split, set_name)
+        )
+        check_task(registry, gold, spec)
+        user_ids = None
+        if by_user:
+            source = questions or registry.path("questions", data_dir, spec, split, set_name)
+            user_ids = read_user_ids(source)
+        other = load_answers(compare_with) if compare_with else None
+        if other is not None:
+            check_task(registry, other, spec)
+        extras = Extras(
+            bootstrap=bootstrap,
+            seed=seed,
+            user_ids=user_ids,
+            other=other,
+            permutations=permutations,
+        )
+        results = [evaluate_task(spec, answers, gold, extras)]
+
+    def human(console: Console) -> None:
+        _table(console, results)
+
+    payload = {"command": "evaluate", "split": split, "set": set_name, "seed": seed}
+    if len(results) == 1 and not is_bundle(predictions):
+        payload.update(results[0].as_dict())
+    else:
+        payload["tasks"] = {r.task: r.as_dict() for r in results}
+    emit(state, payload, human)
+
+
+def _data_golds(
+    registry: Registry, data_dir: Path, spec: TaskSpec, split: str, set_name: str
+) -> Answers:
+    path = registry.path("outputs", data_dir, spec, split, set_name)
+    if not path.exists():
+        raise InputError(
+            f"{path}: gold outputs not found; pass --golds, or --split/--set/--data-dir "
+            "for the data dir's (test golds are not published)"
+        )
+    return load_answers(path)
+
+
+def _table(console: Console, results: list[Evaluation]) -> None:
+    any_boot = any(r.bootstrap for r in results)
+    any_user = any(r.by_user for r in results)
+    any_compare = any(r.compare for r in results)
+    columns = ["task", "metric", "value", "better", "n"]
+    if any_boot:
+        columns.append("bootstrap median [95%]")
+    if any_user:
+        columns.append("per user mean ± sd")
+    if any_compare:
+        columns += ["other", "difference", "p"]
+    table = Table(*columns)
+    for r in results:
+        for name, value in r.metrics.items():
+            row = [
+                r.task,
+                name,
+                f"{value:.4f}",
+                "higher" if r.higher_is_better else "lower",
+                str(r.count),
+            ]
+            if any_boot:
+                b = (r.bootstrap or {}).get(name)
+                row.append(f"{b['median']:.4f} [{b['low']:.4f}, {b['high']:.4f}]" if b else "")
+            if any_user:
+                u = (r.by_user or {}).get(name)
+                row.append(f"{u['mean']:.4f} ± {u['std']:.4f}" if u else "")
+            if any_compare:
+                c = (r.compare or {}).get(name)
+                row += (
+                    [f"{c['other']:.4f}", f"{c['difference']:+.4f}", f"{c['p_value']:.4g}"]
+                    if c
+                    else ["", "", ""]
+                )
+            table.add_row(*row)
+    console.print(table)
+    for r in results:
+        notes = []
+        if r.outside_labels:
+            what = "unparsable ratings" if r.metrics.keys() >= {"MAE"} else "outside the labels"
+            notes.append(f"{r.outside_labels} predictions {what} (scored as the official scorer)")
+        if r.by_user:
+            notes.append(f"{r.by_user['users']} users")
+        if notes:
+            console.print(f"{r.task}: " + "; ".join(notes), markup=False)
