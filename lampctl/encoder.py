@@ -60,25 +60,36 @@ def _looks_local(checkpoint: str) -> bool:
     return checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1 or "\\" in checkpoint
 
 
-def locate_checkpoint(checkpoint: str, revision: str | None = None, timeout: float = 5.0) -> str:
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model")
+
+
+def locate_checkpoint(
+    checkpoint: str,
+    revision: str | None = None,
+    timeout: float = 5.0,
+    kind: str = "checkpoint",
+) -> str:
     """A local folder holding ``checkpoint``'s files, found once, before any work starts.
+    ``kind`` "tokenizer" accepts a folder that holds only a tokenizer.
 
     A folder is checked to hold a model; a hub id is looked up in the Hugging Face cache, and
     fetched only when the hub answers within ``timeout`` seconds. Each failure is one
     ``ModelLoadError`` that says how to fix it, instead of every job retrying the hub.
     """
     local = Path(checkpoint).expanduser()
+    markers = TOKENIZER_FILES if kind == "tokenizer" else ("config.json",)
     if local.is_dir():
-        if not (local / "config.json").is_file():
+        if not any((local / name).is_file() for name in markers):
+            what = "tokenizer" if kind == "tokenizer" else "model"
             raise ModelLoadError(
-                f"checkpoint folder {checkpoint} exists but holds no model (no config.json); "
-                "pass the folder that save_pretrained wrote"
+                f"{kind} folder {checkpoint} exists but holds no {what} (no "
+                f"{' or '.join(markers)}); pass the folder that save_pretrained wrote"
             )
         return str(local)
     if local.exists():
-        raise ModelLoadError(f"checkpoint {checkpoint} is a file; pass the model's folder")
+        raise ModelLoadError(f"{kind} {checkpoint} is a file; pass the {kind}'s folder")
     if _looks_local(checkpoint):
-        raise ModelLoadError(f"checkpoint folder {checkpoint} does not exist")
+        raise ModelLoadError(f"{kind} folder {checkpoint} does not exist")
     from huggingface_hub import snapshot_download
 
     try:
@@ -86,9 +97,11 @@ def locate_checkpoint(checkpoint: str, revision: str | None = None, timeout: flo
     except Exception:  # not cached (the hub library raises several kinds here)
         pass
     fix = _FIX_OFFLINE.format(name=checkpoint)
+    if kind == "tokenizer":
+        fix = fix.replace("--checkpoint PATH (or LAMPCTL_CHECKPOINT)", "--tokenizer PATH")
     if _hub_offline():
         raise ModelLoadError(
-            f"cannot load checkpoint {checkpoint!r}: it is not in the Hugging Face cache and "
+            f"cannot load {kind} {checkpoint!r}: it is not in the Hugging Face cache and "
             f"HF_HUB_OFFLINE is set; {fix}"
         )
     endpoint = os.environ.get("HF_ENDPOINT", HUB_ENDPOINT_DEFAULT).rstrip("/")
@@ -99,7 +112,7 @@ def locate_checkpoint(checkpoint: str, revision: str | None = None, timeout: flo
     except httpx.HTTPError as exc:
         reason = "timed out" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
         raise ModelLoadError(
-            f"cannot load checkpoint {checkpoint!r}: it is not in the Hugging Face cache and the "
+            f"cannot load {kind} {checkpoint!r}: it is not in the Hugging Face cache and the "
             f"hub ({endpoint}) cannot be reached ({reason}); {fix}"
         ) from None
     try:
@@ -113,7 +126,7 @@ def locate_checkpoint(checkpoint: str, revision: str | None = None, timeout: flo
         )
     except Exception as exc:  # no such repo, revision, or access
         raise ModelLoadError(
-            f"cannot load checkpoint {checkpoint!r} (revision {revision or 'main'}) from "
+            f"cannot load {kind} {checkpoint!r} (revision {revision or 'main'}) from "
             f"{endpoint}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from None
 

@@ -459,18 +459,12 @@ def read_user_ids(path: Path) -> dict[str, Any]:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read questions: {exc.strerror}") from None
+    import msgspec
+
+    from lampctl.fastjson import QuestionUser
+
     try:
-        import msgspec
-
-        class _Question(msgspec.Struct):
-            id: str | int
-            user_id: Any = None
-
-        decoded = msgspec.json.decode(raw, type=list[_Question])
-        return {
-            str(q.id): q.user_id if q.user_id is not None else f"question:{q.id}" for q in decoded
-        }
-    except ImportError:  # pragma: no cover - msgspec is a dependency
+        decoded = msgspec.json.decode(raw, type=list[QuestionUser])
+    except msgspec.DecodeError:  # malformed: let the plain parser name the problem
         return user_ids_of(parse_json_bytes(raw, str(path)), str(path))
-    except Exception:  # malformed: let the plain parser name the problem
-        return user_ids_of(parse_json_bytes(raw, str(path)), str(path))
+    return {str(q.id): q.user_id if q.user_id is not None else f"question:{q.id}" for q in decoded}

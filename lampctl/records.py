@@ -38,8 +38,13 @@ def ranking_parameters(
 
 
 def record_path(output: Path) -> Path:
-    """``dev_questions_rank.json`` -> ``dev_questions_rank.meta.json``."""
-    return output.with_name(output.name.removesuffix(".json") + RECORD_SUFFIX)
+    """``dev_questions_rank.json`` -> ``dev_questions_rank.meta.json`` (``.jsonl`` too)."""
+    name = output.name
+    for suffix in (".jsonl", ".json"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return output.with_name(name + RECORD_SUFFIX)
 
 
 def input_fingerprint(path: Path, previous: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,0 +1,240 @@
+"""``lampctl prompts``: the paper's retrieval-augmented model inputs, one JSONL per set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lampctl.cli._common import (
+    CliReporter,
+    DataDirOpt,
+    JsonOpt,
+    QuietOpt,
+    SetsOpt,
+    SplitsOpt,
+    TasksOpt,
+    emit,
+    get_state,
+    note_finished,
+)
+from lampctl.datadir import check_data_dir
+from lampctl.errors import InputError
+from lampctl.prompts import PromptResult, load_tokenizer, output_name, prompts_file
+from lampctl.tasks import Registry, TaskSpec
+
+PromptJob = tuple[TaskSpec, str, Path, Path | None, Path | None, Path]
+
+
+def prompts(
+    ctx: typer.Context,
+    tasks: TasksOpt = None,
+    splits: SplitsOpt = None,
+    sets: SetsOpt = None,
+    k: Annotated[int, typer.Option("--k", "-k", min=0, help="Ranked items per input.")] = 4,
+    max_length: Annotated[
+        int, typer.Option("--max-length", min=1, help="The model's input budget in tokens.")
+    ] = 512,
+    tokenizer_id: Annotated[
+        str | None,
+        typer.Option(
+            "--tokenizer",
+            envvar="LAMPCTL_TOKENIZER",
+            help="The model's tokenizer: hub id or local folder (or LAMPCTL_TOKENIZER).",
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Tokenizer hub revision.")
+    ] = None,
+    no_profile: Annotated[
+        bool, typer.Option("--no-profile", help="Non-personalized inputs: source = input.")
+    ] = False,
+    data_dir: DataDirOpt = Path("data_raw"),
+    questions_file: Annotated[
+        Path | None, typer.Option("--questions", help="Build from these files instead: questions,")
+    ] = None,
+    ranking_file: Annotated[Path | None, typer.Option("--ranking", help="... its ranking,")] = None,
+    outputs_file: Annotated[
+        Path | None, typer.Option("--outputs", help="... its gold outputs (optional),")
+    ] = None,
+    output_file: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="... into this file (also for one data-dir set)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Build again even if up to date.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Build the LaMP paper's model inputs: each question's top-k ranked items packed into its
+    input under a token budget, as the reference prompts.py does, string for string.
+
+    Writes {set}_prompts_k{K}_len{N}_{tokenizer}.jsonl ({"id", "source", "target"} per
+    question, in question order; no target for test) beside each ranking, with a record that
+    lets reruns skip what is up to date. Without --task, every ranked task, split and set.
+
+    Examples:
+
+      lampctl prompts -t LaMP-4 -s user --set dev --k 4 --max-length 512 --tokenizer t5-base
+
+      lampctl prompts --tokenizer ./my-tokenizer --k 1    (everything ranked)
+
+      lampctl prompts -t 7 --no-profile
+
+      lampctl prompts -t 5 --questions q.json --ranking r.json --output p.jsonl --tokenizer t5-base
+    """
+    state = get_state(ctx, json_out, quiet)
+    registry = state.registry()
+    if tokenizer_id is None and not no_profile:
+        raise typer.BadParameter(
+            "name the model's tokenizer, or pass --no-profile", param_hint="--tokenizer"
+        )
+    explicit = questions_file is not None or ranking_file is not None
+    if explicit:
+        if questions_file is None or output_file is None or not tasks or len(tasks) != 1:
+            raise typer.BadParameter(
+                "explicit files need one --task, --questions and --output",
+                param_hint="--questions",
+            )
+        if ranking_file is None and not no_profile:
+            raise typer.BadParameter("give --ranking, or --no-profile", param_hint="--ranking")
+        spec = registry.task(tasks[0])
+        jobs: list[PromptJob] = [
+            (
+                spec,
+                "file",
+                questions_file,
+                None if no_profile else ranking_file,
+                outputs_file,
+                output_file,
+            )
+        ]
+    else:
+        jobs = _planned(
+            registry,
+            data_dir,
+            tasks,
+            splits,
+            sets,
+            k,
+            max_length,
+            None if no_profile else tokenizer_id,
+            no_profile,
+        )
+        if output_file is not None:
+            if len(jobs) != 1:
+                raise typer.BadParameter(
+                    f"--output takes one set; {len(jobs)} are chosen", param_hint="--output"
+                )
+            jobs = [(*jobs[0][:5], output_file)]
+    tokenizer: Any | None = None
+    if not no_profile:
+        assert tokenizer_id is not None
+        tokenizer, _ = load_tokenizer(tokenizer_id, revision)
+    results: list[PromptResult] = []
+    with CliReporter(state) as reporter:
+        for spec, set_name, questions, ranking, outputs, target in jobs:
+            reporter.start(f"{spec.name} {target.name}", None)
+            result = prompts_file(
+                spec,
+                set_name,
+                questions,
+                ranking,
+                outputs,
+                target,
+                k=k,
+                max_length=max_length,
+                tokenizer=tokenizer,
+                tokenizer_id=None if no_profile else tokenizer_id,
+                revision=revision,
+                force=force,
+                progress=reporter.advance,
+            )
+            results.append(result)
+            note_finished(result.output)
+
+    def human(console: Console) -> None:
+        table = Table(
+            "output",
+            "questions",
+            "hit budget",
+            "bare input",
+            "mean tokens",
+            "max tokens",
+            "status",
+            "seconds",
+        )
+        for r in results:
+            s = r.stats
+            table.add_row(
+                r.output,
+                str(s.questions) if s else "",
+                str(s.hit_budget) if s else "",
+                str(s.bare_input) if s else "",
+                f"{s.mean_tokens:.1f}" if s else "",
+                str(s.max_tokens) if s else "",
+                r.status,
+                f"{r.seconds:.2f}",
+            )
+        console.print(table)
+
+    emit(
+        state,
+        {
+            "command": "prompts",
+            "k": k,
+            "max_length": max_length,
+            "tokenizer": None if no_profile else tokenizer_id,
+            "files": [r.as_dict() for r in results],
+        },
+        human,
+    )
+
+
+def _planned(
+    registry: Registry,
+    data_dir: Path,
+    tasks: list[str] | None,
+    splits: list[str] | None,
+    sets: list[str] | None,
+    k: int,
+    max_length: int,
+    tokenizer_id: str | None,
+    no_profile: bool,
+) -> list[PromptJob]:
+    """One job per ranked set asked for (any set with questions, under --no-profile)."""
+    check_data_dir(registry, data_dir)
+    jobs: list[PromptJob] = []
+    for spec, split, set_name in registry.combinations(tasks or [], splits or [], sets or []):
+
+        def path(kind: str, spec: TaskSpec = spec, split: str = split, s: str = set_name) -> Path:
+            return registry.path(kind, data_dir, spec, split, s)
+
+        questions, ranking, outputs = path("questions"), path("ranking"), path("outputs")
+        if not questions.exists():
+            continue
+        if not no_profile and not ranking.exists():
+            if splits:
+                raise InputError(
+                    f"{ranking}: no ranking; run 'lampctl rank -t {spec.name} -s {split}' first"
+                )
+            continue
+        target = questions.with_name(output_name(set_name, k, max_length, tokenizer_id))
+        jobs.append(
+            (
+                spec,
+                set_name,
+                questions,
+                None if no_profile else ranking,
+                outputs if outputs.exists() else None,
+                target,
+            )
+        )
+    if not jobs:
+        raise InputError(
+            f"{data_dir}: nothing to build for the chosen tasks (no rankings yet: run "
+            "'lampctl rank-all' first, or pass --no-profile)"
+        )
+    return jobs

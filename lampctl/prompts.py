@@ -1,0 +1,535 @@
+"""The paper's retrieval-augmented model inputs (LaMP ``prompts.py``), string for string.
+
+For each question the first k items of its ranked profile are packed into the input under a
+token budget, with the task's frames from the registry (``prompt:`` in configs/tasks.yaml).
+The arithmetic is the reference's, quirks included (see LAMP_FORMAT.md, "Model inputs"):
+
+    factor = 0.6; budget = max_length - min(len(tok(input)), int(factor * max_length))
+    per = (budget - reserve - 2 * (m - 1) - len(tok(phrase))) // m
+    for each item: need = len(tok(need frame)); kept = tok(text, max_length=per + saved - need)
+                   saved += per - len(kept) - need; slot = decode(kept, skip_special_tokens)
+    any exception: factor -= 0.1 and again; once factor < 0 the source is the bare input.
+
+What is not the reference's is how the tokenizer is asked. The reference tokenizes every item
+in full, one call each. Here each distinct text is tokenized once per run, in batches, and only
+as far as any truncation can reach: ``tok(text, max_length=L, truncation=True)`` is the text's
+first ``L - s`` tokens between its ``s`` special tokens (right truncation, ``L >= s``), and ``L``
+never exceeds ``max_length``. Texts are cut before a whitespace for that first tokenization;
+for the whitespace-splitting pre-tokenizers this is used with (BERT, Metaspace, ByteLevel,
+Whitespace) a cut there cannot change the tokens before it. Any other tokenizer, and every call
+with ``L < s`` (where tokenizers do not truncate, or fail), goes to the tokenizer as the
+reference calls it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lampctl.errors import InputError, ModelLoadError
+from lampctl.tasks import PromptSpec, TaskSpec
+
+START_FACTOR = 0.6
+FACTOR_STEP = 0.1
+_WHITESPACE_SPLITTING = {
+    "BertPreTokenizer",
+    "Whitespace",
+    "WhitespaceSplit",
+    "Metaspace",
+    "ByteLevel",
+}
+_CUT = re.compile(r"\S(?=\s)")
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def load_tokenizer(name: str, revision: str | None = None) -> tuple[Any, str]:
+    """A Hugging Face tokenizer by hub id or folder, resolved once and offline-aware (the
+    same lookup and messages as ``--checkpoint``); returns it with the folder it came from."""
+    from lampctl.encoder import locate_checkpoint
+
+    folder = locate_checkpoint(name, revision, kind="tokenizer")
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # Errors only, for the rest of the process: every long text would warn that it exceeds
+    # the model's length, and truncation is the point here.
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load tokenizer {name!r} from {folder}: {exc}") from None
+    return tokenizer, folder
+
+
+class CountingTokenizer:
+    """The tokenizer calls the reference makes, answered from one batched tokenization of each
+    distinct text (see the module docstring for why the answers are the same)."""
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.special = int(tokenizer.num_special_tokens_to_add(pair=False))
+        self.cap = max(max_length, 0) + 1  # content tokens any truncation in the run can use
+        self._content: dict[str, list[int]] = {}  # first `cap` content ids (all, if fewer)
+        self._lengths: dict[str, int] = {}  # exact len(tok(s)) of frames and phrases
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self.sliceable = (
+            getattr(tokenizer, "is_fast", False)
+            and getattr(tokenizer, "truncation_side", "right") == "right"
+        )
+        pre = repr(getattr(backend, "pre_tokenizer", None)) if backend is not None else ""
+        names = set(re.findall(r"([A-Za-z]+)\(", pre))
+        self.prefix_safe = bool(names) and names <= _WHITESPACE_SPLITTING | {"Sequence"}
+        self.calls = 0
+
+    # ---- batched work
+
+    def prime_texts(self, texts: Sequence[str]) -> None:
+        """Tokenize (without special tokens) every text not seen yet, as far as needed."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._content]
+        if not todo:
+            return
+        limit = self.cap * 8  # characters: far more than `cap` tokens in any real text
+        cut = []
+        for text in todo:
+            if self.prefix_safe and len(text) > limit:
+                match = _CUT.search(text, limit)
+                cut.append(text[: match.end()] if match else text)
+            else:
+                cut.append(text)
+        ids = self._encode(cut)
+        again = [
+            i
+            for i, (short, full) in enumerate(zip(cut, todo, strict=True))
+            if len(short) < len(full) and len(ids[i]) < self.cap
+        ]
+        if again:  # a dense text: its prefix held too few tokens, so take the whole text
+            for i, full_ids in zip(again, self._encode([todo[i] for i in again]), strict=True):
+                ids[i] = full_ids
+        for text, content in zip(todo, ids, strict=True):
+            self._content[text] = content[: self.cap]
+
+    def prime_lengths(self, strings: Sequence[str]) -> None:
+        """Exact ``len(tok(s))`` (special tokens included) for short strings: frames, phrases."""
+        todo = [s for s in dict.fromkeys(strings) if s not in self._lengths]
+        if todo:
+            for s, ids in zip(todo, self.tokenizer(todo)["input_ids"], strict=True):
+                self._lengths[s] = len(ids)
+            self.calls += 1
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        self.calls += 1
+        return list(self.tokenizer(texts, add_special_tokens=False)["input_ids"])
+
+    # ---- the reference's calls
+
+    def length(self, text: str) -> int:
+        """``len(tok(text))``: exact for frames and phrases; for texts exact up to ``cap`` (a
+        longer text only ever meets ``min(len, int(factor * max_length))``)."""
+        if text in self._lengths:
+            return self._lengths[text]
+        if text not in self._content:
+            self.prime_lengths([text])
+            return self._lengths[text]
+        return self.special + len(self._content[text])
+
+    def truncate(self, text: str, limit: int) -> tuple[int, list[int], bool]:
+        """``tok(text, max_length=limit, truncation=True)``: (its length, ids to decode, whether
+        the text was cut)."""
+        if not self.sliceable or limit < self.special:
+            self.calls += 1
+            ids = self.tokenizer(text, max_length=limit, truncation=True)["input_ids"]
+            full = self.tokenizer(text)["input_ids"] if limit >= 0 else ids
+            return len(ids), list(ids), len(ids) < len(full)
+        content = self._content.get(text)
+        if content is None:
+            self.prime_texts([text])
+            content = self._content[text]
+        room = limit - self.special
+        kept = content[:room]
+        return self.special + len(kept), kept, len(content) > room
+
+    def decode(self, batches: list[list[int]]) -> list[str]:
+        if not batches:
+            return []
+        return list(self.tokenizer.batch_decode(batches, skip_special_tokens=True))
+
+
+# --------------------------------------------------------------------------- one question
+
+
+@dataclass(frozen=True)
+class Built:
+    source: str
+    truncated: bool  # an item's text was cut, or the source fell back to the bare input
+
+
+class _Retry(Exception):
+    pass
+
+
+def item_values(
+    spec: PromptSpec, item: dict[str, Any], question_id: str, name: str
+) -> dict[str, Any]:
+    values = {}
+    for key in spec.item_fields:
+        if key not in item or item[key] is None:
+            raise InputError(
+                f"{name}: question {question_id!r}, profile item {item.get('id')!r} has no "
+                f"{key!r} field, which the prompt needs"
+            )
+        values[key] = item[key]
+    if not isinstance(values[spec.field], str):
+        raise InputError(
+            f"{name}: question {question_id!r}, profile item {item.get('id')!r}: "
+            f"{spec.field!r} is a {type(values[spec.field]).__name__}, not text"
+        )
+    return values
+
+
+def need_frame(spec: PromptSpec, values: dict[str, Any]) -> str | None:
+    if spec.need_tokens is not None:
+        return None
+    if spec.need_frame is not None:
+        return spec.need_frame.format(**values)
+    return spec.frame.format(**{**values, "text": " "})
+
+
+def build_source(
+    spec: PromptSpec,
+    question_input: str,
+    items: list[dict[str, Any]],
+    max_length: int,
+    tokens: CountingTokenizer,
+) -> tuple[Built, list[list[int]] | None, list[dict[str, Any]]]:
+    """The reference's prompt for one question: (result with items still to decode, the ids to
+    decode, the items' values). Decoding is batched by the caller."""
+    m = len(items)
+    if m == 0:  # the reference divides by zero at every factor, then gives the bare input
+        return Built(question_input, True), None, []
+    phrase = tokens.length(spec.phrase) if spec.phrase else 0
+    factor = START_FACTOR
+    while True:
+        budget = max_length - min(tokens.length(question_input), int(factor * max_length))
+        try:
+            per = (budget - spec.reserve - 2 * (m - 1) - phrase) // m
+            saved = 0
+            kept_ids: list[list[int]] = []
+            cut = False
+            for values in items:
+                frame = need_frame(spec, values)
+                need = spec.need_tokens if frame is None else tokens.length(frame)
+                length, ids, was_cut = tokens.truncate(values[spec.field], per + saved - need)
+                saved += per - length - need
+                kept_ids.append(ids)
+                cut = cut or was_cut
+            return Built("", cut), kept_ids, items
+        except Exception:  # as the reference: any failure lowers the factor and tries again
+            factor -= FACTOR_STEP
+            if factor < 0:
+                return Built(question_input, True), None, []
+
+
+def assemble(spec: PromptSpec, question_input: str, slots: list[str], items: list[dict]) -> str:
+    parts = [
+        spec.frame.format(**{**values, "text": slot})
+        for slot, values in zip(slots, items, strict=True)
+    ]
+    joined = spec.joiner.join(parts)
+    if spec.insert_after is not None:
+        at = question_input.find(spec.insert_after)
+        if at == -1:
+            return question_input
+        end = at + len(spec.insert_after)
+        return question_input[:end] + spec.joiner + joined + question_input[end:]
+    assert spec.source is not None
+    return spec.source.format(items=joined, input=question_input)
+
+
+# --------------------------------------------------------------------------- one file
+
+
+@dataclass(frozen=True)
+class PromptQuestion:
+    id: str
+    input: str
+    items: list[dict[str, Any]]  # the first k ranked items, decoded
+
+
+def read_prompt_questions(
+    questions_path: Path,
+    ranking_path: Path | None,
+    k: int,
+) -> list[PromptQuestion]:
+    """Each question with its first k ranked items (or profile order without a ranking). Only
+    the items that can be used are decoded: the rest of each profile stays raw bytes."""
+    import msgspec
+
+    from lampctl.fastjson import ItemId, RawQuestion
+
+    name = str(questions_path)
+    try:
+        raw = questions_path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{questions_path}: questions file not found") from None
+    try:
+        questions = msgspec.json.decode(raw, type=list[RawQuestion])
+    except msgspec.DecodeError as exc:
+        from lampctl.data import load_questions
+
+        load_questions(questions_path)  # names the problem in the usual words
+        raise InputError(f"{name}: {exc}") from None
+    ranking = None
+    if ranking_path is not None:
+        try:
+            ranking = msgspec.json.decode(
+                ranking_path.read_bytes(), type=dict[str, list[str | int]]
+            )
+        except FileNotFoundError:
+            raise InputError(f"{ranking_path}: ranking not found") from None
+        except msgspec.DecodeError as exc:
+            raise InputError(
+                f"{ranking_path}: not a {{question id: [profile ids]}} ranking: {exc}"
+            ) from None
+    item_id = msgspec.json.Decoder(ItemId)
+    out: list[PromptQuestion] = []
+    seen: set[str] = set()
+    for question in questions:
+        qid = str(question.id)
+        if qid in seen:
+            raise InputError(f"{name}: duplicate question id {qid!r}")
+        seen.add(qid)
+        if ranking is None:
+            chosen = question.profile[:k]
+        else:
+            ranked = ranking.get(qid)
+            if ranked is None:
+                raise InputError(f"{ranking_path}: no ranking for question {qid!r}")
+            wanted = [str(i) for i in ranked[:k]]
+            if len(set(wanted)) != len(wanted):
+                raise InputError(f"{ranking_path}: question {qid!r} ranks an item twice")
+            position = {}
+            for index, item in enumerate(question.profile):
+                try:
+                    position.setdefault(str(item_id.decode(item).id), index)
+                except msgspec.DecodeError:
+                    raise InputError(
+                        f"{name}: question {qid!r}, profile item #{index} has no string 'id'"
+                    ) from None
+            missing = [i for i in wanted if i not in position]
+            if missing:
+                raise InputError(
+                    f"{ranking_path}: question {qid!r} ranks profile id {missing[0]!r}, which "
+                    "its profile does not have"
+                )
+            chosen = [question.profile[position[i]] for i in wanted]
+        items = [msgspec.json.decode(item) for item in chosen]
+        out.append(PromptQuestion(qid, question.input, items))
+    return out
+
+
+@dataclass(frozen=True)
+class PromptStats:
+    questions: int
+    hit_budget: int
+    bare_input: int
+    mean_tokens: float
+    max_tokens: int
+    over_max_length: int
+    tokenizer_calls: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def build_prompts(
+    task: TaskSpec,
+    questions: list[PromptQuestion],
+    tokenizer: Any | None,
+    max_length: int,
+    name: str,
+    progress: Callable[[int], None] | None = None,
+    chunk: int = 512,
+) -> tuple[list[str], PromptStats]:
+    """Sources for every question, in order (``tokenizer`` None: the bare inputs)."""
+    spec = task.prompt
+    if spec is None:
+        raise InputError(f"{task.name} has no prompt in the task registry")
+    if tokenizer is None:
+        sources = [q.input for q in questions]
+        return sources, PromptStats(len(sources), 0, 0, 0.0, 0, 0, 0)
+    tokens = CountingTokenizer(tokenizer, max_length)
+    values_of = [[item_values(spec, item, q.id, name) for item in q.items] for q in questions]
+    if spec.phrase:
+        tokens.prime_lengths([spec.phrase])
+    sources: list[str] = []
+    hit = bare = 0
+    for start in range(0, len(questions), chunk):
+        part = range(start, min(start + chunk, len(questions)))
+        tokens.prime_texts(
+            [questions[i].input for i in part] + [v[spec.field] for i in part for v in values_of[i]]
+        )
+        frames = [need_frame(spec, v) for i in part for v in values_of[i]]
+        tokens.prime_lengths([f for f in frames if f is not None])
+        pending: list[tuple[int, Built, list[dict[str, Any]] | None]] = []
+        to_decode: list[list[int]] = []
+        for i in part:
+            built, ids, items = build_source(
+                spec, questions[i].input, values_of[i], max_length, tokens
+            )
+            if ids is None:
+                pending.append((i, built, None))
+            else:
+                pending.append((i, built, items))
+                to_decode.extend(ids)
+        slots = tokens.decode(to_decode)
+        offset = 0
+        for i, built, items in pending:
+            if items is None:
+                sources.append(built.source)
+                bare += 1
+            else:
+                sources.append(
+                    assemble(spec, questions[i].input, slots[offset : offset + len(items)], items)
+                )
+                offset += len(items)
+            hit += built.truncated
+        if progress:
+            progress(len(part))
+    lengths = [len(ids) for ids in tokenizer(sources)["input_ids"]] if sources else []
+    stats = PromptStats(
+        questions=len(sources),
+        hit_budget=hit,
+        bare_input=bare,
+        mean_tokens=round(sum(lengths) / len(lengths), 2) if lengths else 0.0,
+        max_tokens=max(lengths, default=0),
+        over_max_length=sum(n > max_length for n in lengths),
+        tokenizer_calls=tokens.calls,
+    )
+    return sources, stats
+
+
+def read_golds(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    from lampctl.data import load_outputs
+
+    return load_outputs(path)
+
+
+def render_rows(
+    questions: list[PromptQuestion], sources: list[str], golds: dict[str, Any] | None, name: str
+) -> str:
+    lines = []
+    for question, source in zip(questions, sources, strict=True):
+        row: dict[str, Any] = {"id": question.id, "source": source}
+        if golds is not None:
+            if question.id not in golds:
+                raise InputError(f"{name}: no gold output for question {question.id!r}")
+            row["target"] = golds[question.id]
+        lines.append(json.dumps(row, ensure_ascii=False))
+    return "".join(line + "\n" for line in lines)
+
+
+def output_name(set_name: str, k: int, max_length: int, tokenizer: str | None) -> str:
+    """``dev_prompts_k4_len512_bert-base-uncased-1a2b3c4d.jsonl``: different choices never
+    overwrite each other (the hash tells two tokenizers with one folder name apart)."""
+    if tokenizer is None:
+        return f"{set_name}_prompts_noprofile.jsonl"
+    import hashlib
+
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", tokenizer.rstrip("/").split("/")[-1]) or "tokenizer"
+    digest = hashlib.sha256(tokenizer.encode()).hexdigest()[:8]
+    return f"{set_name}_prompts_k{k}_len{max_length}_{slug}-{digest}.jsonl"
+
+
+@dataclass(frozen=True)
+class PromptResult:
+    task: str
+    set: str
+    output: str
+    status: str  # written | up to date
+    stats: PromptStats | None
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "set": self.set,
+            "output": self.output,
+            "status": self.status,
+            "seconds": self.seconds,
+            **(self.stats.as_dict() if self.stats else {}),
+        }
+
+
+def prompts_file(
+    task: TaskSpec,
+    set_name: str,
+    questions_path: Path,
+    ranking_path: Path | None,
+    outputs_path: Path | None,
+    output_path: Path,
+    *,
+    k: int,
+    max_length: int,
+    tokenizer: Any | None,
+    tokenizer_id: str | None,
+    revision: str | None,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> PromptResult:
+    """Build one set's JSONL and its record; skipped when the record says it is up to date."""
+    from lampctl import __version__
+    from lampctl.data import atomic_writer, gc_paused
+    from lampctl.records import derived_freshness, read_record, record_path, write_derived_record
+
+    started = time.perf_counter()
+    sources = {"questions": questions_path}
+    if ranking_path is not None:
+        sources["ranking"] = ranking_path
+    if outputs_path is not None:
+        sources["outputs"] = outputs_path
+    parameters = {
+        "k": k if tokenizer is not None else 0,
+        "max_length": max_length if tokenizer is not None else None,
+        "tokenizer": tokenizer_id,
+        "revision": revision,
+        "profile": tokenizer is not None,
+    }
+    if not force and derived_freshness(output_path, sources, parameters)[0] == "up to date":
+        stats = (read_record(record_path(output_path)) or {}).get("stats")
+        return PromptResult(
+            task.name,
+            set_name,
+            str(output_path),
+            "up to date",
+            PromptStats(**stats) if isinstance(stats, dict) else None,
+            round(time.perf_counter() - started, 3),
+        )
+    with gc_paused():
+        questions = read_prompt_questions(questions_path, ranking_path, k if tokenizer else 0)
+        golds = read_golds(outputs_path)
+        built, stats = build_prompts(
+            task, questions, tokenizer, max_length, str(questions_path), progress
+        )
+        text = render_rows(questions, built, golds, str(outputs_path))
+    with atomic_writer(output_path) as handle:
+        handle.write(text)
+    write_derived_record(
+        output_path, sources, parameters, {"lampctl": __version__, "stats": stats.as_dict()}
+    )
+    return PromptResult(
+        task.name,
+        set_name,
+        str(output_path),
+        "written",
+        stats,
+        round(time.perf_counter() - started, 3),
+    )
