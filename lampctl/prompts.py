@@ -27,7 +27,9 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ _WHITESPACE_SPLITTING = {
     "ByteLevel",
 }
 _CUT = re.compile(r"\S(?=\s)")
+_WORD = re.compile(r"[^\W_]\S*")  # a letter or digit, up to the next whitespace
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -75,9 +78,12 @@ class CountingTokenizer:
     def __init__(self, tokenizer: Any, max_length: int) -> None:
         self.tokenizer = tokenizer
         self.special = int(tokenizer.num_special_tokens_to_add(pair=False))
-        self.cap = max(max_length, 0) + 1  # content tokens any truncation in the run can use
-        self._content: dict[str, list[int]] = {}  # first `cap` content ids (all, if fewer)
+        self.max_length = max_length
+        # text -> (its first content ids, whether that is all of them)
+        self._content: dict[str, tuple[list[int], bool]] = {}
         self._lengths: dict[str, int] = {}  # exact len(tok(s)) of frames and phrases
+        self._long: dict[str, int] = {}  # texts known to have at least this many tokens
+        self._chars_per_token = 6.0  # a first guess, then learned from the data
         backend = getattr(tokenizer, "backend_tokenizer", None)
         self.sliceable = (
             getattr(tokenizer, "is_fast", False)
@@ -86,58 +92,93 @@ class CountingTokenizer:
         pre = repr(getattr(backend, "pre_tokenizer", None)) if backend is not None else ""
         names = set(re.findall(r"([A-Za-z]+)\(", pre))
         self.prefix_safe = bool(names) and names <= _WHITESPACE_SPLITTING | {"Sequence"}
+        self._backend = backend if self.sliceable else None
+        self._backend_checked = False
         self.calls = 0
 
     # ---- batched work
 
-    def prime_texts(self, texts: Sequence[str]) -> None:
-        """Tokenize (without special tokens) every text not seen yet, as far as needed."""
-        todo = [t for t in dict.fromkeys(texts) if t not in self._content]
-        if not todo:
-            return
-        limit = self.cap * 8  # characters: far more than `cap` tokens in any real text
-        cut = []
-        for text in todo:
-            if self.prefix_safe and len(text) > limit:
-                match = _CUT.search(text, limit)
+    def prime_texts(self, caps: dict[str, int]) -> None:
+        """Content ids (no special tokens) of each text, at least ``cap`` of them (all, when the
+        text has fewer); a text already known that far is not tokenized again."""
+        todo = {}
+        for text, cap in caps.items():
+            known = self._content.get(text)
+            if known is None or (not known[1] and len(known[0]) < cap):
+                todo[text] = max(cap, 1)
+        factor = 1.0
+        while todo:
+            texts = list(todo)
+            cut = []
+            for text in texts:
+                limit = int(todo[text] * self._chars_per_token * factor) + 16
+                match = _CUT.search(text, limit) if self.prefix_safe and len(text) > limit else None
                 cut.append(text[: match.end()] if match else text)
-            else:
-                cut.append(text)
-        ids = self._encode(cut)
-        again = [
-            i
-            for i, (short, full) in enumerate(zip(cut, todo, strict=True))
-            if len(short) < len(full) and len(ids[i]) < self.cap
-        ]
-        if again:  # a dense text: its prefix held too few tokens, so take the whole text
-            for i, full_ids in zip(again, self._encode([todo[i] for i in again]), strict=True):
-                ids[i] = full_ids
-        for text, content in zip(todo, ids, strict=True):
-            self._content[text] = content[: self.cap]
+            ratios = []
+            for text, short, ids in zip(texts, cut, self._encode(cut), strict=True):
+                complete = len(short) == len(text)
+                if not complete and ids:
+                    ratios.append(len(short) / len(ids))
+                if complete or len(ids) >= todo[text]:
+                    self._content[text] = (ids, complete)
+                    del todo[text]
+            if ratios:  # learn how many characters a token takes in this data
+                ratios.sort()
+                self._chars_per_token = max(2.0, ratios[int(0.95 * (len(ratios) - 1))] * 1.05)
+            factor *= 2  # too few tokens in the prefix (a sparse text): a longer one
 
     def prime_lengths(self, strings: Sequence[str]) -> None:
         """Exact ``len(tok(s))`` (special tokens included) for short strings: frames, phrases."""
         todo = [s for s in dict.fromkeys(strings) if s not in self._lengths]
         if todo:
-            for s, ids in zip(todo, self.tokenizer(todo)["input_ids"], strict=True):
-                self._lengths[s] = len(ids)
-            self.calls += 1
+            for s, ids in zip(todo, self._encode(todo), strict=True):
+                self._lengths[s] = self.special + len(ids)
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
+        """Content ids, in one batched call. The tokenizers backend is called directly where
+        the first batch shows it answers exactly as the transformers call does."""
         self.calls += 1
-        return list(self.tokenizer(texts, add_special_tokens=False)["input_ids"])
+        if self._backend is not None:
+            backend = self._backend
+            backend.no_truncation()
+            backend.no_padding()
+            encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+            ids = [e.ids for e in encode(texts, add_special_tokens=False)]
+            if not self._backend_checked:
+                sample = texts[:64]
+                plain = self.tokenizer(sample, add_special_tokens=False)["input_ids"]
+                self._backend_checked = True
+                if [list(x) for x in plain] != ids[: len(sample)]:
+                    self._backend = None
+                    return self._encode(texts)
+            return ids
+        return [list(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    def surely_longer(self, text: str, tokens: int) -> bool:
+        """Whether ``text`` certainly has at least ``tokens`` content tokens, without tokenizing
+        it: under a whitespace-splitting pre-tokenizer every whitespace-separated word with a
+        letter or digit in it becomes at least one token."""
+        if not self.prefix_safe or len(text) < tokens:
+            return False
+        if sum(1 for _ in islice(_WORD.finditer(text), tokens)) < tokens:
+            return False
+        self._long[text] = tokens  # a lower bound: all that min(len, cap) needs
+        return True
 
     # ---- the reference's calls
 
     def length(self, text: str) -> int:
-        """``len(tok(text))``: exact for frames and phrases; for texts exact up to ``cap`` (a
-        longer text only ever meets ``min(len, int(factor * max_length))``)."""
+        """``len(tok(text))``, exact for frames and phrases; for a primed text exact up to the
+        cap it was primed with (enough for ``min(len, int(factor * max_length))``)."""
         if text in self._lengths:
             return self._lengths[text]
-        if text not in self._content:
+        known = self._content.get(text)
+        if known is None:
+            if text in self._long:
+                return self.special + self._long[text]
             self.prime_lengths([text])
             return self._lengths[text]
-        return self.special + len(self._content[text])
+        return self.special + len(known[0])
 
     def truncate(self, text: str, limit: int) -> tuple[int, list[int], bool]:
         """``tok(text, max_length=limit, truncation=True)``: (its length, ids to decode, whether
@@ -147,11 +188,12 @@ class CountingTokenizer:
             ids = self.tokenizer(text, max_length=limit, truncation=True)["input_ids"]
             full = self.tokenizer(text)["input_ids"] if limit >= 0 else ids
             return len(ids), list(ids), len(ids) < len(full)
-        content = self._content.get(text)
-        if content is None:
-            self.prime_texts([text])
-            content = self._content[text]
         room = limit - self.special
+        known = self._content.get(text)
+        if known is None or (not known[1] and len(known[0]) <= room):
+            self.prime_texts({text: room + 1})
+            known = self._content[text]
+        content = known[0]
         kept = content[:room]
         return self.special + len(kept), kept, len(content) > room
 
@@ -168,6 +210,10 @@ class CountingTokenizer:
 class Built:
     source: str
     truncated: bool  # an item's text was cut, or the source fell back to the bare input
+    # The source's length as the reference's budget counts it: the input's tokens (as far as
+    # min(len, int(factor * max_length)) reads them) plus the items' kept and frame tokens,
+    # the separators and the fixed phrase.
+    tokens: int = 0
 
 
 class _Retry(Exception):
@@ -212,7 +258,7 @@ def build_source(
     decode, the items' values). Decoding is batched by the caller."""
     m = len(items)
     if m == 0:  # the reference divides by zero at every factor, then gives the bare input
-        return Built(question_input, True), None, []
+        return Built(question_input, True, tokens.length(question_input)), None, []
     phrase = tokens.length(spec.phrase) if spec.phrase else 0
     factor = START_FACTOR
     while True:
@@ -222,6 +268,7 @@ def build_source(
             saved = 0
             kept_ids: list[list[int]] = []
             cut = False
+            used = max_length - budget + spec.reserve + 2 * (m - 1) + phrase
             for values in items:
                 frame = need_frame(spec, values)
                 need = spec.need_tokens if frame is None else tokens.length(frame)
@@ -229,11 +276,12 @@ def build_source(
                 saved += per - length - need
                 kept_ids.append(ids)
                 cut = cut or was_cut
-            return Built("", cut), kept_ids, items
+                used += length + need
+            return Built("", cut, used), kept_ids, items
         except Exception:  # as the reference: any failure lowers the factor and tries again
             factor -= FACTOR_STEP
             if factor < 0:
-                return Built(question_input, True), None, []
+                return Built(question_input, True, tokens.length(question_input)), None, []
 
 
 def assemble(spec: PromptSpec, question_input: str, slots: list[str], items: list[dict]) -> str:
@@ -250,6 +298,49 @@ def assemble(spec: PromptSpec, question_input: str, slots: list[str], items: lis
         return question_input[:end] + spec.joiner + joined + question_input[end:]
     assert spec.source is not None
     return spec.source.format(items=joined, input=question_input)
+
+
+def _prime_first_attempt(
+    spec: PromptSpec,
+    tokens: CountingTokenizer,
+    questions: list[tuple[str, list[dict[str, Any]]]],
+    max_length: int,
+    phrase: int,
+) -> None:
+    """Tokenize, item position by item position across the chunk, just the tokens the first
+    attempt (factor 0.6) will read of each item: its truncation length is known once the items
+    before it are. Retries, rare, tokenize further on demand."""
+    state = []
+    for question_input, items in questions:
+        m = len(items)
+        if m:
+            used = min(tokens.length(question_input), int(START_FACTOR * max_length))
+            per = (max_length - used - spec.reserve - 2 * (m - 1) - phrase) // m
+            state.append([per, 0, items])
+    position = 0
+    while state:
+        caps: dict[str, int] = {}
+        limits = []
+        for per, saved, items in state:
+            values = items[position]
+            frame = need_frame(spec, values)
+            need = spec.need_tokens if frame is None else tokens.length(frame)
+            limit = per + saved - need
+            limits.append((limit, need))
+            if limit >= tokens.special:
+                text = values[spec.field]
+                caps[text] = max(caps.get(text, 0), limit - tokens.special + 1)
+        tokens.prime_texts(caps)
+        following = []
+        for entry, (limit, need) in zip(state, limits, strict=True):
+            if limit < 0:
+                continue  # the first attempt fails here; the retry asks on demand
+            length, _, _ = tokens.truncate(entry[2][position][spec.field], limit)
+            entry[1] += entry[0] - length - need
+            if position + 1 < len(entry[2]):
+                following.append(entry)
+        state = following
+        position += 1
 
 
 # --------------------------------------------------------------------------- one file
@@ -368,21 +459,27 @@ def build_prompts(
     values_of = [[item_values(spec, item, q.id, name) for item in q.items] for q in questions]
     if spec.phrase:
         tokens.prime_lengths([spec.phrase])
+    phrase = tokens.length(spec.phrase) if spec.phrase else 0
+    input_cap = int(START_FACTOR * max_length) + 1  # all that min(len, int(f * max)) reads
     sources: list[str] = []
     hit = bare = 0
+    accounted: list[int] = []
     for start in range(0, len(questions), chunk):
         part = range(start, min(start + chunk, len(questions)))
-        tokens.prime_texts(
-            [questions[i].input for i in part] + [v[spec.field] for i in part for v in values_of[i]]
-        )
+        inputs = [questions[i].input for i in part]
+        tokens.prime_texts({t: input_cap for t in inputs if not tokens.surely_longer(t, input_cap)})
         frames = [need_frame(spec, v) for i in part for v in values_of[i]]
         tokens.prime_lengths([f for f in frames if f is not None])
+        _prime_first_attempt(
+            spec, tokens, [(questions[i].input, values_of[i]) for i in part], max_length, phrase
+        )
         pending: list[tuple[int, Built, list[dict[str, Any]] | None]] = []
         to_decode: list[list[int]] = []
         for i in part:
             built, ids, items = build_source(
                 spec, questions[i].input, values_of[i], max_length, tokens
             )
+            accounted.append(built.tokens)
             if ids is None:
                 pending.append((i, built, None))
             else:
@@ -402,14 +499,13 @@ def build_prompts(
             hit += built.truncated
         if progress:
             progress(len(part))
-    lengths = [len(ids) for ids in tokenizer(sources)["input_ids"]] if sources else []
     stats = PromptStats(
         questions=len(sources),
         hit_budget=hit,
         bare_input=bare,
-        mean_tokens=round(sum(lengths) / len(lengths), 2) if lengths else 0.0,
-        max_tokens=max(lengths, default=0),
-        over_max_length=sum(n > max_length for n in lengths),
+        mean_tokens=round(sum(accounted) / len(accounted), 2) if accounted else 0.0,
+        max_tokens=max(accounted, default=0),
+        over_max_length=sum(n > max_length for n in accounted),
         tokenizer_calls=tokens.calls,
     )
     return sources, stats
@@ -488,7 +584,13 @@ def prompts_file(
     """Build one set's JSONL and its record; skipped when the record says it is up to date."""
     from lampctl import __version__
     from lampctl.data import atomic_writer, gc_paused
-    from lampctl.records import derived_freshness, read_record, record_path, write_derived_record
+    from lampctl.records import (
+        derived_freshness,
+        read_record,
+        record_path,
+        source_fingerprints,
+        write_derived_record,
+    )
 
     started = time.perf_counter()
     sources = {"questions": questions_path}
@@ -513,17 +615,25 @@ def prompts_file(
             PromptStats(**stats) if isinstance(stats, dict) else None,
             round(time.perf_counter() - started, 3),
         )
-    with gc_paused():
+    # The inputs are hashed for the record on a thread while they are used (hashlib lets go
+    # of the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool, gc_paused():
+        fingerprints = pool.submit(source_fingerprints, output_path, sources)
         questions = read_prompt_questions(questions_path, ranking_path, k if tokenizer else 0)
         golds = read_golds(outputs_path)
         built, stats = build_prompts(
             task, questions, tokenizer, max_length, str(questions_path), progress
         )
         text = render_rows(questions, built, golds, str(outputs_path))
-    with atomic_writer(output_path) as handle:
-        handle.write(text)
+        with atomic_writer(output_path) as handle:
+            handle.write(text)
+        known = fingerprints.result()
     write_derived_record(
-        output_path, sources, parameters, {"lampctl": __version__, "stats": stats.as_dict()}
+        output_path,
+        sources,
+        parameters,
+        {"lampctl": __version__, "stats": stats.as_dict()},
+        fingerprints=known,
     )
     return PromptResult(
         task.name,

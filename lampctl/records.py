@@ -164,17 +164,23 @@ def write_derived_record(
     sources: dict[str, Path],
     parameters: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    fingerprints: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """The record of a file made from ``sources`` (role -> path)."""
+    """The record of a file made from ``sources`` (role -> path); ``fingerprints`` are the
+    inputs' (``source_fingerprints``), taken while they were read, else taken now."""
     if is_special_file(output):
         return
     previous = (read_record(record_path(output)) or {}).get("sources") or {}
+    fingerprints = fingerprints or {}
     write_json(
         record_path(output),
         {
             "lampctl": __version__,
             "sources": {
-                role: {"path": str(path), **input_fingerprint(path, previous.get(role))}
+                role: {
+                    "path": str(path),
+                    **(fingerprints.get(role) or input_fingerprint(path, previous.get(role))),
+                }
                 for role, path in sources.items()
             },
             "output_size": output.stat().st_size,
@@ -184,3 +190,9 @@ def write_derived_record(
         },
         indent=1,
     )
+
+
+def source_fingerprints(output: Path, sources: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Each input's fingerprint, reusing the record's sha256 where size and mtime match."""
+    previous = (read_record(record_path(output)) or {}).get("sources") or {}
+    return {role: input_fingerprint(path, previous.get(role)) for role, path in sources.items()}
