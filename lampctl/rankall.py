@@ -211,6 +211,8 @@ def _run_jobs(
             emit(("failed", job.key, {"error": str(exc)}))
         except OSError as exc:
             emit(("failed", job.key, {"error": f"{exc.filename or job.output}: {exc.strerror}"}))
+    if ranker is not None and ranker.name in CPU_RANKERS:
+        ranker.close()  # the encoder stays loaded for the worker's next group
 
 
 class _Throttled:

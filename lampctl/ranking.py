@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from lampctl.data import Question, atomic_writer, gc_paused, load_questions
+from lampctl.data import (
+    Question,
+    atomic_writer,
+    decode_raw,
+    gc_paused,
+    load_questions,
+    raw_questions,
+    validate_questions,
+)
 from lampctl.encoder import EncoderConfig, LogFn
 from lampctl.errors import ConfigError, InputError
+from lampctl.parallel import worker_setup
 from lampctl.rankers.base import PreparedQuestion, Ranker, order_by_scores
 from lampctl.records import input_fingerprint, read_record, record_path, write_record
 from lampctl.reporting import Reporter, SilentReporter
@@ -163,13 +174,16 @@ def rank_file(
     if top_k is not None and top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
     started = time.perf_counter()
+    label = f"{task.name} {input_path.name}"
     with gc_paused():
-        questions = load_questions(input_path)
-        if shard is not None:
-            questions = select_shard(questions, shard)
-        prepared = prepare(task, questions, ranker, use_date, str(input_path))
-        reporter.start(f"{task.name} {input_path.name}", len(prepared))
-        ranked = rank_prepared(prepared, ranker, reporter)
+        ranked: list[RankedQuestion] | None = None
+        if shard is None and ranker.jobs > 1:
+            ranked = rank_in_workers(task, input_path, ranker, use_date, reporter, label)
+        if ranked is None:
+            ranked = []
+            for chunk in question_chunks(input_path, shard, reporter, label):
+                prepared = prepare(task, chunk, ranker, use_date, str(input_path))
+                ranked.extend(rank_prepared(prepared, ranker, reporter))
     text = render(ranked, fmt, ranker.name, top_k)
     try:
         with atomic_writer(output_path) as handle:
@@ -182,11 +196,112 @@ def rank_file(
         output=str(output_path),
         ranker=ranker.name,
         format=fmt,
-        questions=len(prepared),
-        profile_items=sum(len(q.item_ids) for q in prepared),
+        questions=len(ranked),
+        profile_items=sum(len(q.item_ids) for q in ranked),
         seconds=round(time.perf_counter() - started, 3),
         parameters={**ranker.describe(), "use_date": use_date, "top_k": top_k},
     )
+
+
+IN_PROCESS_CHUNK = 512  # questions decoded and ranked at a time
+WORKER_CHUNK = 32  # questions per task sent to a worker process
+WORKER_MIN_BYTES = 2_000_000  # smaller files are ranked faster than workers start
+
+
+def question_chunks(
+    path: Path, shard: Shard | None, reporter: Reporter, label: str
+) -> Iterator[list[Question]]:
+    """The file's questions (or one shard's), validated, a chunk at a time: only one chunk is
+    ever held as Python objects, beside the file's bytes."""
+    raws = raw_questions(path) if shard is None else None
+    if raws is not None:
+        reporter.start(label, len(raws))
+        seen: set[str] = set()
+        for start in range(0, len(raws), IN_PROCESS_CHUNK):
+            part = raws[start : start + IN_PROCESS_CHUNK]
+            data = [decode_raw(r, str(path), start + i) for i, r in enumerate(part)]
+            yield validate_questions(data, str(path), seen, start)
+        return
+    questions = load_questions(path)
+    if shard is not None:
+        questions = select_shard(questions, shard)
+    reporter.start(label, len(questions))
+    for start in range(0, len(questions), IN_PROCESS_CHUNK):
+        yield questions[start : start + IN_PROCESS_CHUNK]
+
+
+def rank_in_workers(
+    task: TaskSpec,
+    path: Path,
+    ranker: Ranker,
+    use_date: bool,
+    reporter: Reporter,
+    label: str,
+) -> list[RankedQuestion] | None:
+    """Decode, check, prepare and rank chunks of the file in the ranker's worker processes.
+
+    The workers are started before the file is read, so they do not inherit its bytes; each
+    gets raw JSON of a few questions at a time. The parent only splits the file and keeps the
+    (small) rankings, so the whole tree holds about one copy of the file. None when the file
+    is too small to be worth it or is not a plain JSON list (the caller then reads it itself).
+    """
+    if path.stat().st_size < WORKER_MIN_BYTES:
+        return None
+    pool = ranker.worker_pool()
+    raws = raw_questions(path)
+    if pool is None or raws is None or len(raws) < 2 * WORKER_CHUNK:
+        return None
+    reporter.start(label, len(raws))
+    chunks = range(0, len(raws), WORKER_CHUNK)
+    window = 2 * ranker.jobs
+    pending: deque[Any] = deque()
+    ranked: list[RankedQuestion] = []
+    seen: set[str] = set()
+
+    def submit(start: int) -> None:
+        part = [bytes(r) for r in raws[start : start + WORKER_CHUNK]]
+        pending.append(
+            pool.apply_async(_rank_raw_chunk, ((task, use_date, str(path), start, part),))
+        )
+
+    upcoming = iter(chunks)
+    for start in upcoming:
+        submit(start)
+        if len(pending) >= window:
+            break
+    while pending:
+        done = pending.popleft().get()
+        next_start = next(upcoming, None)
+        if next_start is not None:
+            submit(next_start)
+        for question in done:
+            if question.id in seen:
+                raise InputError(f"{path}: duplicate question id {question.id!r}")
+            seen.add(question.id)
+        ranked.extend(done)
+        reporter.advance(len(done))
+    return ranked
+
+
+_WORKER_RANKER: Ranker | None = None
+
+
+def init_rank_worker(parent_pid: int, ranker: Ranker) -> None:
+    """Run first in each ranking worker: dies with the parent, keeps its copy of the ranker
+    (and so its caches) for every chunk it is sent."""
+    global _WORKER_RANKER
+    worker_setup(parent_pid)
+    _WORKER_RANKER = ranker
+
+
+def _rank_raw_chunk(job: tuple[TaskSpec, bool, str, int, list[bytes]]) -> list[RankedQuestion]:
+    task, use_date, name, offset, raws = job
+    if _WORKER_RANKER is None:
+        raise RuntimeError("ranking worker started without its ranker")
+    data = [decode_raw(r, name, offset + i) for i, r in enumerate(raws)]
+    questions = validate_questions(data, name, None, offset)
+    prepared = prepare(task, questions, _WORKER_RANKER, use_date, name)
+    return rank_prepared(prepared, _WORKER_RANKER, SilentReporter())
 
 
 def rank_with_record(

@@ -127,22 +127,25 @@ def rank(
         )
         engine = make_ranker(ranker_name, config, log=reporter.log, jobs=jobs or usable_cpus())
         parameters = ranking_parameters(ranker_name, config, use_date, top_k, fmt)
-        for questions_path, ranking_path in files:
-            results.append(
-                rank_with_record(
-                    spec,
-                    questions_path,
-                    ranking_path,
-                    engine,
-                    parameters,
-                    use_date=use_date,
-                    top_k=top_k,
-                    fmt=fmt,
-                    reporter=reporter,
-                    shard=shard,
+        try:
+            for questions_path, ranking_path in files:
+                results.append(
+                    rank_with_record(
+                        spec,
+                        questions_path,
+                        ranking_path,
+                        engine,
+                        parameters,
+                        use_date=use_date,
+                        top_k=top_k,
+                        fmt=fmt,
+                        reporter=reporter,
+                        shard=shard,
+                    )
                 )
-            )
-            note_finished(str(ranking_path))
+                note_finished(str(ranking_path))
+        finally:
+            engine.close()
 
     def human(console: Console) -> None:
         table = Table("input", "questions", "items", "ranker", "seconds", "output")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,8 @@ class Ranker(ABC):
     name: str = ""
     needs_text: bool = True
     needs_dates: bool = False
+    jobs: int = 1  # CPU worker processes (see ``worker_pool``)
+    _pool: Any = None
 
     @abstractmethod
     def score(
@@ -40,6 +44,26 @@ class Ranker(ABC):
         length for encoders). Records beside ranking files use ``records.ranking_parameters``,
         which needs no loaded model."""
         return {"ranker": self.name}
+
+    def worker_pool(self) -> Any:
+        """A process pool of ``jobs`` workers, each holding a copy of this ranker, started on
+        first use and kept for later files (so per-text caches carry over, as in rank-all
+        over a split's train, dev and test). None for one job."""
+        if self.jobs <= 1:
+            return None
+        if self._pool is None:
+            from lampctl.parallel import pool_context
+            from lampctl.ranking import init_rank_worker
+
+            self._pool = pool_context().Pool(self.jobs, init_rank_worker, (os.getpid(), self))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
 
 
 def order_by_scores(scores: np.ndarray) -> np.ndarray:

@@ -1,24 +1,95 @@
 """BM25 with exactly the scores of rank_bm25's ``BM25Okapi``, computed without its loops.
 
 rank_bm25 counts every token in a Python loop and, for every query term, walks every document
-in Python. Here the per-token work runs inside C (``str.split``, ``dict.fromkeys``, ``Counter``
-over chained iterators, ``map``), the query terms' frequencies come from one ``bincount``, and
-questions are spread over CPU processes. Every floating-point operation that reaches a score is
-the same operation, in the same order, as rank_bm25's, so the scores are bit-identical.
+in Python. Here each distinct text is split and turned into integer token ids once per process
+(a user's history recurs across the time split's questions and sets), and each question's
+document frequencies and query-term counts come from numpy over those ids. Every
+floating-point operation that reaches a score is the same operation, in the same order, as
+rank_bm25's, so the scores are bit-identical.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from itertools import chain
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain, count
 
 import numpy as np
 
-from lampctl.parallel import fork_is_safe, pool_context, worker_setup
 from lampctl.rankers.base import PreparedQuestion, ProgressFn, Ranker
+
+
+class TokenCache:
+    """Each distinct text as token ids (and its distinct ids in first-occurrence order),
+    computed once and kept while within a token budget (oldest texts dropped first)."""
+
+    def __init__(self, max_tokens: int = 4_000_000, max_vocab: int = 1_000_000) -> None:
+        self.max_tokens = max_tokens
+        self.max_vocab = max_vocab
+        self.vocab: dict[str, int] = {}
+        self._entries: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._held = 0
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, texts: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(token ids, distinct ids in first-occurrence order) of each text."""
+        if len(self.vocab) > self.max_vocab:  # ids are per vocabulary: start both afresh
+            self.vocab.clear()
+            self._entries.clear()
+            self._held = 0
+        found = list(map(self._entries.get, texts))
+        missing = list(dict.fromkeys(t for t, e in zip(texts, found, strict=True) if e is None))
+        self.hits += len(texts) - len(missing)
+        if missing:
+            self.misses += len(missing)
+            self._add(missing)
+            found = list(map(self._entries.__getitem__, texts))
+        return [e[0] for e in found], [e[1] for e in found]
+
+    def _add(self, texts: list[str]) -> None:
+        docs = list(map(str.split, texts))
+        firsts = list(map(dict.fromkeys, docs))
+        flat = list(chain.from_iterable(docs))
+        vocab = self.vocab
+        new = dict.fromkeys(flat).keys() - vocab.keys()
+        vocab.update(zip(new, count(len(vocab))))
+        ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
+        flat_firsts = list(chain.from_iterable(firsts))
+        first_ids = np.fromiter(
+            map(vocab.__getitem__, flat_firsts), dtype=np.int64, count=len(flat_firsts)
+        )
+        token_ends = np.cumsum(list(map(len, docs))).tolist()
+        first_ends = np.cumsum(list(map(len, firsts))).tolist()
+        entries = self._entries
+        token_start = first_start = 0
+        for text, token_end, first_end in zip(texts, token_ends, first_ends, strict=True):
+            entries[text] = (ids[token_start:token_end], first_ids[first_start:first_end])
+            token_start, first_start = token_end, first_end
+        self._held += len(flat)
+        if self._held > self.max_tokens:
+            for old in list(self._entries)[: len(self._entries) // 2]:
+                self._held -= len(self._entries.pop(old)[0])
+
+
+class ReuseMeter:
+    """How often a question's texts were seen before, cheaply (a set membership per text):
+    worth caching token ids in the time split, where a user's history recurs; not in the user
+    split, where every profile is new."""
+
+    def __init__(self, limit: int = 2_000_000) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self.rate = 0.0
+
+    def observe(self, texts: Sequence[str]) -> float:
+        if len(self._seen) > self.limit:
+            self._seen.clear()
+        repeated = sum(map(self._seen.__contains__, texts))
+        self._seen.update(texts)
+        self.rate = 0.7 * self.rate + 0.3 * (repeated / max(len(texts), 1))
+        return self.rate
 
 
 class BM25Ranker(Ranker):
@@ -35,6 +106,15 @@ class BM25Ranker(Ranker):
         self.b = b
         self.epsilon = epsilon
         self.jobs = max(1, jobs)
+        self.cache = TokenCache()
+        self.reuse = ReuseMeter()
+
+    def __getstate__(self) -> dict[str, object]:
+        # A worker's copy: its own caches, one job (it is a worker), no pool.
+        return {"k1": self.k1, "b": self.b, "epsilon": self.epsilon}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
 
     def describe(self) -> dict[str, object]:
         return {"ranker": self.name, "k1": self.k1, "b": self.b, "epsilon": self.epsilon}
@@ -42,30 +122,91 @@ class BM25Ranker(Ranker):
     def score(
         self, questions: Sequence[PreparedQuestion], progress: ProgressFn | None = None
     ) -> Iterator[np.ndarray]:
-        if self.jobs > 1 and len(questions) >= 2 * _CHUNK:
-            yield from parallel_scores(self, questions, progress)
-            return
         for question in questions:
             yield self.scores_for(question.query, question.texts)
             if progress:
                 progress(1)
 
     def scores_for(self, query: str, texts: Sequence[str]) -> np.ndarray:
-        """BM25Okapi scores of ``texts`` (one question's profile) for ``query``."""
+        """BM25Okapi scores of ``texts`` (one question's profile) for ``query``.
+
+        Two ways to the same numbers: where texts recur (the time split), from token ids
+        cached per text; where they do not, straight from the strings, which is cheaper when
+        nothing is reused."""
         n_docs = len(texts)
         if n_docs == 0:
             return np.zeros(0)
+        if self.reuse.observe(texts) >= 0.3:
+            return self._from_cached_ids(query, texts)
+        return self._from_strings(query, texts)
+
+    def _from_strings(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        n_docs = len(texts)
         # Every per-token step below runs inside C (map, chain, Counter, dict.fromkeys).
         docs = list(map(str.split, texts))
         doc_len = np.fromiter(map(len, docs), dtype=np.int64, count=n_docs)
-        total_len = int(doc_len.sum())
-        if total_len == 0:
+        if int(doc_len.sum()) == 0:
             return np.zeros(n_docs)  # rank_bm25 divides by zero here; nothing can match
         # Number of documents holding each word, in first-occurrence order (rank_bm25's order).
         doc_freq: Counter[str] = Counter(chain.from_iterable(map(dict.fromkeys, docs)))
-
-        # idf depends only on a word's document count: compute it once per distinct count.
         freqs = np.fromiter(doc_freq.values(), dtype=np.int64, count=len(doc_freq))
+        idf_of_freq, floor = self._idf(n_docs, freqs)
+        tokens = query.split()
+        query_terms, slots, term_idf = self._query_terms(
+            tokens, map(doc_freq.get, tokens), idf_of_freq, floor
+        )
+        if not slots:
+            return np.zeros(n_docs)
+        # Frequencies of the query's terms in every document, from one pass over all tokens.
+        flat = list(chain.from_iterable(docs))
+        hits = np.flatnonzero(
+            np.fromiter(map(query_terms.__contains__, flat), dtype=bool, count=len(flat))
+        )
+        slot_of_hit = np.fromiter(
+            map(query_terms.__getitem__, map(flat.__getitem__, hits.tolist())),
+            dtype=np.int64,
+            count=hits.size,
+        )
+        return self._combine(doc_len, hits, slot_of_hit, len(query_terms), slots, term_idf)
+
+    def _from_cached_ids(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        n_docs = len(texts)
+        token_ids, distinct_ids = self.cache.lookup(texts)
+        doc_len = np.fromiter(map(len, token_ids), dtype=np.int64, count=n_docs)
+        if int(doc_len.sum()) == 0:
+            return np.zeros(n_docs)
+        # A word's first place among the documents' distinct words is its first occurrence.
+        words, first, doc_count = np.unique(
+            np.concatenate(distinct_ids), return_index=True, return_counts=True
+        )
+        freqs = doc_count[np.argsort(first, kind="stable")]
+        idf_of_freq, floor = self._idf(n_docs, freqs)
+        tokens = query.split()
+        query_ids = np.fromiter(
+            map(self.cache.vocab.get, tokens, [-1] * len(tokens)), dtype=np.int64
+        )
+        where = np.minimum(np.searchsorted(words, query_ids), len(words) - 1)
+        known = words[where] == query_ids
+        token_freq = [
+            f if k else None for f, k in zip(doc_count[where].tolist(), known.tolist(), strict=True)
+        ]
+        query_terms, slots, term_idf = self._query_terms(tokens, token_freq, idf_of_freq, floor)
+        if not slots:
+            return np.zeros(n_docs)
+        term_words = np.zeros(len(query_terms), dtype=np.int64)
+        for token, slot in query_terms.items():
+            term_words[slot] = self.cache.vocab[token]
+        slot_of_word = np.full(len(words), -1, dtype=np.int64)
+        slot_of_word[np.searchsorted(words, term_words)] = np.arange(len(term_words))
+        all_slots = slot_of_word[np.searchsorted(words, np.concatenate(token_ids))]
+        hits = np.flatnonzero(all_slots >= 0)
+        return self._combine(doc_len, hits, all_slots[hits], len(query_terms), slots, term_idf)
+
+    # ---- the arithmetic both ways share, in rank_bm25's order
+
+    def _idf(self, n_docs: int, freqs: np.ndarray) -> tuple[dict[int, float], float]:
+        """idf per document count, and the floor for negative idfs (epsilon * mean idf)."""
+        # idf depends only on a word's document count: compute it once per distinct count.
         idf_of_freq = {
             freq: math.log(n_docs - freq + 0.5) - math.log(freq + 0.5)
             for freq in np.unique(freqs).tolist()
@@ -73,14 +214,20 @@ class BM25Ranker(Ranker):
         idf_table = np.zeros(n_docs + 1)
         idf_table[list(idf_of_freq)] = list(idf_of_freq.values())
         # rank_bm25 sums idfs one by one in dict order; a cumulative sum does the same additions.
-        average_idf = float(np.cumsum(idf_table[freqs])[-1]) / len(doc_freq)
-        floor = self.epsilon * average_idf
+        average_idf = float(np.cumsum(idf_table[freqs])[-1]) / len(freqs)
+        return idf_of_freq, self.epsilon * average_idf
 
+    @staticmethod
+    def _query_terms(
+        tokens: Sequence[str],
+        token_freqs: Iterable[int | None],
+        idf_of_freq: dict[int, float],
+        floor: float,
+    ) -> tuple[dict[str, int], list[int], list[float]]:
         query_terms: dict[str, int] = {}
         slots: list[int] = []
         term_idf: list[float] = []
-        for token in query.split():
-            freq = doc_freq.get(token)
+        for token, freq in zip(tokens, token_freqs, strict=True):
             if freq is None:
                 continue  # rank_bm25 adds 0 * (...) == 0 for unknown terms
             idf = idf_of_freq[freq]
@@ -92,24 +239,22 @@ class BM25Ranker(Ranker):
             if slot == len(term_idf):
                 term_idf.append(idf)
             slots.append(slot)
-        if not slots:
-            return np.zeros(n_docs)
+        return query_terms, slots, term_idf
 
-        # Frequencies of the query's terms in every document, from one pass over all tokens.
-        flat = list(chain.from_iterable(docs))
-        hits = np.flatnonzero(
-            np.fromiter(map(query_terms.__contains__, flat), dtype=bool, count=len(flat))
-        )
+    def _combine(
+        self,
+        doc_len: np.ndarray,
+        hits: np.ndarray,
+        slot_of_hit: np.ndarray,
+        n_terms: int,
+        slots: list[int],
+        term_idf: list[float],
+    ) -> np.ndarray:
+        n_docs = len(doc_len)
         owner = np.repeat(np.arange(n_docs), doc_len)[hits]
-        slot_of_hit = np.fromiter(
-            map(query_terms.__getitem__, map(flat.__getitem__, hits.tolist())),
-            dtype=np.int64,
-            count=hits.size,
-        )
-        n_terms = len(query_terms)
         term_freq = np.bincount(slot_of_hit * n_docs + owner, minlength=n_terms * n_docs)
         term_freq = term_freq.reshape(n_terms, n_docs).astype(np.float64)
-        avgdl = total_len / n_docs
+        avgdl = int(doc_len.sum()) / n_docs
         norm = self.k1 * (1 - self.b + self.b * doc_len / avgdl)
         contrib = np.array(term_idf)[:, None] * (
             term_freq * (self.k1 + 1) / (term_freq + norm[None, :])
@@ -117,44 +262,3 @@ class BM25Ranker(Ranker):
         # One addition per query token, in query order, as rank_bm25 accumulates.
         # rank_bm25 starts from +0.0, which turns a sum of -0.0 terms into +0.0.
         return np.cumsum(contrib[slots], axis=0)[-1] + 0.0
-
-
-# --------------------------------------------------------------------------- several processes
-
-_CHUNK = 64
-_SHARED: tuple[BM25Ranker, Sequence[PreparedQuestion]] | None = None
-
-
-def _score_chunk(bounds: tuple[int, int]) -> list[np.ndarray]:
-    if _SHARED is None:
-        raise RuntimeError("BM25 worker started without the questions it should score")
-    ranker, questions = _SHARED
-    return [ranker.scores_for(q.query, q.texts) for q in questions[bounds[0] : bounds[1]]]
-
-
-def parallel_scores(
-    ranker: BM25Ranker, questions: Sequence[PreparedQuestion], progress: ProgressFn | None
-) -> Iterator[np.ndarray]:
-    """Score chunks of questions in ``ranker.jobs`` forked processes, yielding in order.
-
-    The questions reach the workers through fork's copy of this process, not through pickling;
-    where fork is unsafe (torch already loaded, or no fork on this platform), chunks are scored
-    here instead.
-    """
-    global _SHARED
-    if not fork_is_safe():
-        for question in questions:
-            yield ranker.scores_for(question.query, question.texts)
-            if progress:
-                progress(1)
-        return
-    bounds = [(i, min(i + _CHUNK, len(questions))) for i in range(0, len(questions), _CHUNK)]
-    _SHARED = (ranker, questions)
-    try:
-        with pool_context().Pool(ranker.jobs, worker_setup, (os.getpid(),)) as pool:
-            for chunk in pool.imap(_score_chunk, bounds):
-                yield from chunk
-                if progress:
-                    progress(len(chunk))
-    finally:
-        _SHARED = None
