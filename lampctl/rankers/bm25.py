@@ -11,7 +11,6 @@ rank_bm25's, so the scores are bit-identical.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, count
 
@@ -142,32 +141,36 @@ class BM25Ranker(Ranker):
 
     def _from_strings(self, query: str, texts: Sequence[str]) -> np.ndarray:
         n_docs = len(texts)
-        # Every per-token step below runs inside C (map, chain, Counter, dict.fromkeys).
+        # Every per-token step below runs inside C (str.split, chain, dict, map) or numpy.
         docs = list(map(str.split, texts))
         doc_len = np.fromiter(map(len, docs), dtype=np.int64, count=n_docs)
-        if int(doc_len.sum()) == 0:
+        flat = list(chain.from_iterable(docs))
+        if not flat:
             return np.zeros(n_docs)  # rank_bm25 divides by zero here; nothing can match
-        # Number of documents holding each word, in first-occurrence order (rank_bm25's order).
-        doc_freq: Counter[str] = Counter(chain.from_iterable(map(dict.fromkeys, docs)))
-        freqs = np.fromiter(doc_freq.values(), dtype=np.int64, count=len(doc_freq))
+        # Words numbered in first-occurrence order (rank_bm25's dict order).
+        local = dict(zip(dict.fromkeys(flat), count()))
+        ids = np.fromiter(map(local.__getitem__, flat), dtype=np.int64, count=len(flat))
+        n_words = len(local)
+        owner = np.repeat(np.arange(n_docs), doc_len)
+        # Number of documents holding each word: its distinct (document, word) pairs.
+        key_type = np.int32 if n_docs * n_words < 2**31 else np.int64  # int32 sorts faster
+        pairs = np.sort((owner * n_words + ids).astype(key_type))
+        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+        freqs = np.bincount(pairs % n_words, minlength=n_words)
         idf_of_freq, floor = self._idf(n_docs, freqs)
         tokens = query.split()
+        positions = [local.get(t) for t in tokens]
+        freq_list = freqs.tolist()
         query_terms, slots, term_idf = self._query_terms(
-            tokens, map(doc_freq.get, tokens), idf_of_freq, floor
+            tokens, [None if p is None else freq_list[p] for p in positions], idf_of_freq, floor
         )
         if not slots:
             return np.zeros(n_docs)
-        # Frequencies of the query's terms in every document, from one pass over all tokens.
-        flat = list(chain.from_iterable(docs))
-        hits = np.flatnonzero(
-            np.fromiter(map(query_terms.__contains__, flat), dtype=bool, count=len(flat))
-        )
-        slot_of_hit = np.fromiter(
-            map(query_terms.__getitem__, map(flat.__getitem__, hits.tolist())),
-            dtype=np.int64,
-            count=hits.size,
-        )
-        return self._combine(doc_len, hits, slot_of_hit, len(query_terms), slots, term_idf)
+        slot_of_word = np.full(n_words, -1, dtype=np.int64)
+        slot_of_word[[local[t] for t in query_terms]] = np.arange(len(query_terms))
+        all_slots = slot_of_word[ids]
+        hits = np.flatnonzero(all_slots >= 0)
+        return self._combine(doc_len, hits, all_slots[hits], len(query_terms), slots, term_idf)
 
     def _from_cached_ids(self, query: str, texts: Sequence[str]) -> np.ndarray:
         n_docs = len(texts)
@@ -209,7 +212,7 @@ class BM25Ranker(Ranker):
         # idf depends only on a word's document count: compute it once per distinct count.
         idf_of_freq = {
             freq: math.log(n_docs - freq + 0.5) - math.log(freq + 0.5)
-            for freq in np.unique(freqs).tolist()
+            for freq in np.flatnonzero(np.bincount(freqs)).tolist()
         }
         idf_table = np.zeros(n_docs + 1)
         idf_table[list(idf_of_freq)] = list(idf_of_freq.values())
