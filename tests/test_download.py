@@ -344,3 +344,46 @@ def test_kill_mid_download_then_rerun_gives_identical_hashes(mirror, tmp_path):
     assert manifest["user/LaMP_4/train_questions.json"]["sha256"] == _sha(big)
     assert mirror.requests[-1] == (path, f"bytes={kept}-")
     assert mirror.served[path] - served_before == len(big) - kept
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 20])
+def test_streamed_shape_check_matches_the_whole_file_check(tmp_path, block):
+    """Big question files are checked a block at a time (bounded memory): same verdicts and
+    the same sha256 as checking the whole file."""
+    from lampctl.download import _scan_questions, check_shape
+    from lampctl.errors import InputError
+
+    good = json.dumps(
+        [
+            {"id": str(i), "input": "caf\u00e9 \u6771\u4eac " * i, "profile": [{"id": "x"}] * i}
+            for i in range(40)
+        ]
+    ).encode()
+    cases = {
+        "good": good,
+        "bom and spaces": b"\xef\xbb\xbf \n" + good + b"\n ",
+        "empty list": b"[ ]",
+        "html": b"<!DOCTYPE html><html>no</html>",
+        "not a list": b'{"task": "LaMP_1"}',
+        "missing key": b'[{"id": "1", "input": "x"}]',
+        "truncated": good[: len(good) // 2],
+        "garbage inside": good[:100] + b"@@" + good[100:],
+        "extra data": good + b" []",
+        "not utf-8": b'[{"id": "1", "input": "caf\xe9", "profile": []}]',
+    }
+    for label, body in cases.items():
+        path = tmp_path / f"{label}.json"
+        path.write_bytes(body)
+        try:
+            check_shape(json.loads(body.decode("utf-8-sig")), "questions", "f")
+            expected_ok = True
+        except (InputError, ValueError):
+            expected_ok = False
+        try:
+            digest = _scan_questions(path, "f", block)
+            ok = True
+        except InputError:
+            ok = False
+        assert ok == expected_ok, label
+        if ok:
+            assert digest == _sha(body), label

@@ -38,6 +38,58 @@ def test_bm25_scores_are_bit_identical_to_rank_bm25():
         checked += 1
 
 
+@pytest.mark.parametrize("path", ["_from_strings", "_from_cached_ids"])
+def test_both_bm25_paths_are_bit_identical_to_rank_bm25(path):
+    rng = random.Random(99)
+    ranker = BM25Ranker()
+    compute = getattr(ranker, path)
+    checked = 0
+    while checked < 300:
+        query, docs = _random_profile(rng)
+        if not any(d.split() for d in docs):
+            continue
+        expected = BM25Okapi([d.split() for d in docs]).get_scores(query.split())
+        assert compute(query, docs).tobytes() == expected.tobytes(), (query, docs)
+        checked += 1
+
+
+@pytest.mark.parametrize("limits", [(4_000_000, 1_000_000), (300, 40)])
+def test_time_split_histories_nested_reordered_and_overlapping(limits):
+    """A user's history grows question by question (nested), is sometimes shuffled or cut,
+    and users share items (overlap): the cached path must still equal rank_bm25, also when
+    its cache evicts texts and restarts its vocabulary (small limits)."""
+    from lampctl.rankers.bm25 import TokenCache
+
+    rng = random.Random(7)
+    ranker = BM25Ranker()
+    ranker.cache = TokenCache(max_tokens=limits[0], max_vocab=limits[1])
+    vocab = [f"t{i}" for i in range(80)] + ["The", "the", "é", "a,"]
+    shared = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 30))) for _ in range(30)]
+    used_cache = 0
+    for _user in range(12):
+        history: list[str] = []
+        for _step in range(rng.randint(3, 12)):
+            history += [
+                rng.choice(shared)
+                if rng.random() < 0.3
+                else " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 30)))
+                for _ in range(rng.randint(0, 6))
+            ]
+            docs = list(history)
+            if rng.random() < 0.2:
+                rng.shuffle(docs)
+            if rng.random() < 0.2 and docs:
+                docs = docs[rng.randint(0, len(docs) - 1) :]
+            if not any(d.split() for d in docs):
+                continue
+            query = " ".join(rng.choice(vocab + ["unseen"]) for _ in range(rng.randint(0, 20)))
+            expected = BM25Okapi([d.split() for d in docs]).get_scores(query.split())
+            got = ranker.scores_for(query, docs)
+            assert got.tobytes() == expected.tobytes()
+            used_cache += ranker.reuse.rate >= 0.3
+    assert used_cache > 20 and ranker.cache.hits > 0
+
+
 def test_bm25_negative_idf_floor_and_repeated_query_terms():
     docs = ["a b", "a c", "a d", "b b b"]  # 'a' is in 3 of 4 docs: negative idf, floored
     query = "a a b"
@@ -48,8 +100,9 @@ def test_bm25_negative_idf_floor_and_repeated_query_terms():
 def test_bm25_edge_profiles():
     ranker = BM25Ranker()
     assert ranker.scores_for("x", []).shape == (0,)
-    assert ranker.scores_for("x", ["", " "]).tolist() == [0.0, 0.0]
-    assert ranker.scores_for("", ["a b"]).tolist() == [0.0]
+    for path in (ranker._from_strings, ranker._from_cached_ids):
+        assert path("x", ["", " "]).tolist() == [0.0, 0.0]
+        assert path("", ["a b"]).tolist() == [0.0]
 
 
 def test_order_rule_later_item_first_on_ties():

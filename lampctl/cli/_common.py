@@ -16,11 +16,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from lampctl.encoder import EncoderConfig
 from lampctl.errors import ConfigError
@@ -97,6 +100,16 @@ def stdout_console() -> Console:
     return Console(highlight=False, soft_wrap=True, width=width)
 
 
+class RateColumn(ProgressColumn):
+    """Items per second over rich's moving window (questions/s, emails/s)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("")
+        return Text(f"{speed:,.0f} {task.fields.get('unit', '')}/s")
+
+
 class CliReporter:
     """Progress bars and messages on stderr; silent under ``--json``/``--quiet`` or no TTY."""
 
@@ -111,6 +124,7 @@ class CliReporter:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[unit]}"),
+                RateColumn(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=self._console,

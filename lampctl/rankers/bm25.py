@@ -31,6 +31,13 @@ class TokenCache:
         self._held = 0
         self.hits = 0
         self.misses = 0
+        self._table = np.full(0, -1, dtype=np.int64)
+
+    def table(self) -> np.ndarray:
+        """A scratch array indexed by token id, all -1 between uses (callers restore it)."""
+        if len(self._table) < len(self.vocab):
+            self._table = np.full(max(len(self.vocab) * 2, 1024), -1, dtype=np.int64)
+        return self._table
 
     def lookup(self, texts: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """(token ids, distinct ids in first-occurrence order) of each text."""
@@ -38,6 +45,9 @@ class TokenCache:
             self.vocab.clear()
             self._entries.clear()
             self._held = 0
+        elif self._held > self.max_tokens:  # the oldest half goes (never mid-question)
+            for old in list(self._entries)[: len(self._entries) // 2]:
+                self._held -= len(self._entries.pop(old)[0])
         found = list(map(self._entries.get, texts))
         missing = list(dict.fromkeys(t for t, e in zip(texts, found, strict=True) if e is None))
         self.hits += len(texts) - len(missing)
@@ -67,9 +77,6 @@ class TokenCache:
             entries[text] = (ids[token_start:token_end], first_ids[first_start:first_end])
             token_start, first_start = token_end, first_end
         self._held += len(flat)
-        if self._held > self.max_tokens:
-            for old in list(self._entries)[: len(self._entries) // 2]:
-                self._held -= len(self._entries.pop(old)[0])
 
 
 class ReuseMeter:
@@ -188,20 +195,20 @@ class BM25Ranker(Ranker):
         query_ids = np.fromiter(
             map(self.cache.vocab.get, tokens, [-1] * len(tokens)), dtype=np.int64
         )
-        where = np.minimum(np.searchsorted(words, query_ids), len(words) - 1)
-        known = words[where] == query_ids
-        token_freq = [
-            f if k else None for f, k in zip(doc_count[where].tolist(), known.tolist(), strict=True)
-        ]
-        query_terms, slots, term_idf = self._query_terms(tokens, token_freq, idf_of_freq, floor)
+        table = self.cache.table()
+        table[words] = doc_count  # look-ups by token id instead of searching
+        counts = np.where(query_ids >= 0, table[query_ids], -1).tolist()
+        table[words] = -1
+        query_terms, slots, term_idf = self._query_terms(
+            tokens, [c if c > 0 else None for c in counts], idf_of_freq, floor
+        )
         if not slots:
             return np.zeros(n_docs)
-        term_words = np.zeros(len(query_terms), dtype=np.int64)
-        for token, slot in query_terms.items():
-            term_words[slot] = self.cache.vocab[token]
-        slot_of_word = np.full(len(words), -1, dtype=np.int64)
-        slot_of_word[np.searchsorted(words, term_words)] = np.arange(len(term_words))
-        all_slots = slot_of_word[np.searchsorted(words, np.concatenate(token_ids))]
+        vocab = self.cache.vocab
+        term_words = [vocab[token] for token in query_terms]
+        table[term_words] = np.arange(len(term_words))
+        all_slots = table[np.concatenate(token_ids)]
+        table[term_words] = -1
         hits = np.flatnonzero(all_slots >= 0)
         return self._combine(doc_len, hits, all_slots[hits], len(query_terms), slots, term_idf)
 
