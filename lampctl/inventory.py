@@ -34,6 +34,7 @@ class StatusRow:
     ranked_by: str  # "contriever facebook/contriever fp32", "bm25", or ""
     shards: str  # "" or "missing 2/4, 3/4"
     merged: str  # up to date | stale: why | missing (the default merged file)
+    prompts: str = ""  # "2 up to date, 1 stale" over the set's model-input files
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -165,19 +166,10 @@ def _status_row(
     merged_file = path("merged")
     merged = "missing"
     if merged_file.exists():
-        merged_record = read_record(record_path(merged_file))
-        if merged_record is None:
-            merged = "no record"
-        else:
-            sources = {
-                role: Path(entry.get("path", ""))
-                for role, entry in (merged_record.get("sources") or {}).items()
-            }
-            merged, _ = derived_freshness(
-                merged_file, sources, merged_record.get("parameters") or {}
-            )
-            if merged.startswith("stale"):
-                problems.append(f"merged file {merged}")
+        merged = _recorded_freshness(merged_file)
+        if merged.startswith("stale"):
+            problems.append(f"merged file {merged}")
+    prompts = _prompts_state(questions, set_name, problems)
     return StatusRow(
         task.name,
         split,
@@ -189,8 +181,38 @@ def _status_row(
         ranked_by,
         f"missing {shard_note}" if shard_note else "",
         merged,
+        prompts,
         problems,
     )
+
+
+def _recorded_freshness(path: Path) -> str:
+    """A derived file judged against its own record (its inputs' sha256, its own hash)."""
+    record = read_record(record_path(path))
+    if record is None:
+        return "no record"
+    sources = {
+        role: Path(entry.get("path", "")) for role, entry in (record.get("sources") or {}).items()
+    }
+    return derived_freshness(path, sources, record.get("parameters") or {})[0]
+
+
+def _prompts_state(questions: Path, set_name: str, problems: list[str]) -> str:
+    """How many of the set's model-input files (``lampctl prompts``) are up to date."""
+    folder = questions.parent
+    if not folder.is_dir():
+        return ""
+    states = {}
+    for path in sorted(folder.glob(f"{set_name}_prompts_*.jsonl")):
+        states[path.name] = _recorded_freshness(path)
+    for name, state in states.items():
+        if state != "up to date":
+            problems.append(f"{name} {state}")
+    if not states:
+        return ""
+    fresh = sum(state == "up to date" for state in states.values())
+    stale = len(states) - fresh
+    return f"{fresh} up to date" + (f", {stale} stale" if stale else "")
 
 
 def _leftovers(

@@ -167,12 +167,17 @@ def merge_set(
         merged = merge_questions(
             questions, ranking, golds, str(ranking_path), str(outputs_path), top_k, complete
         )
-    if fmt == "json":
-        text = json.dumps(merged, ensure_ascii=False)
-    else:
-        text = "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in merged)
+    # Written question by question: the same bytes as one json.dumps of the whole list (its
+    # ", " separator), without a second copy of an 800 MB file in memory.
     with atomic_writer(output_path) as handle:
-        handle.write(text)
+        if fmt == "json":
+            handle.write("[")
+            for index, question in enumerate(merged):
+                handle.write((", " if index else "") + json.dumps(question, ensure_ascii=False))
+            handle.write("]")
+        else:
+            for question in merged:
+                handle.write(json.dumps(question, ensure_ascii=False) + "\n")
     write_derived_record(output_path, sources, parameters, {"questions": len(merged)})
     return MergeResult(
         str(output_path),

@@ -54,21 +54,115 @@ _WORD = re.compile(r"[^\W_]\S*")  # a letter or digit, up to the next whitespace
 
 def load_tokenizer(name: str, revision: str | None = None) -> tuple[Any, str]:
     """A Hugging Face tokenizer by hub id or folder, resolved once and offline-aware (the
-    same lookup and messages as ``--checkpoint``); returns it with the folder it came from."""
+    same lookup and messages as ``--checkpoint``); returns it with the folder it came from.
+
+    ``AutoTokenizer`` pulls in the model configuration code and with it torch (about 2 s). A
+    tokenizer whose class adds nothing to the generic fast tokenizer for the calls made here
+    (same backend state, same methods, same decoding settings) is loaded as that generic
+    class instead; that check is made once per tokenizer (and transformers version) with
+    ``AutoTokenizer`` and its verdict kept in lampctl's cache folder.
+    """
     from lampctl.encoder import locate_checkpoint
 
     folder = locate_checkpoint(name, revision, kind="tokenizer")
-    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     # Errors only, for the rest of the process: every long text would warn that it exceeds
     # the model's length, and truncation is the point here.
     hf_logging.set_verbosity_error()
+    verdict_file = _verdict_path(Path(folder))
     try:
+        if verdict_file is not None and verdict_file.is_file():
+            if json.loads(verdict_file.read_text()).get("generic") is True:
+                from transformers import PreTrainedTokenizerFast
+
+                return PreTrainedTokenizerFast.from_pretrained(folder), folder
+        from transformers import AutoTokenizer
+
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load tokenizer {name!r} from {folder}: {exc}") from None
+    if verdict_file is not None and not verdict_file.exists():
+        _record_verdict(verdict_file, tokenizer, folder)
     return tokenizer, folder
+
+
+# What the generic class must share with the tokenizer's own for our calls to behave alike.
+_SAME_METHODS = (
+    "__call__",
+    "_encode_plus",
+    "_batch_encode_plus",
+    "encode",
+    "decode",
+    "batch_decode",
+    "_decode",
+    "convert_tokens_to_string",
+    "num_special_tokens_to_add",
+    "build_inputs_with_special_tokens",
+    "set_truncation_and_padding",
+    "clean_up_tokenization",
+)
+_SAME_ATTRIBUTES = (
+    "clean_up_tokenization_spaces",
+    "truncation_side",
+    "padding_side",
+    "all_special_ids",
+    "all_special_tokens",
+    "is_fast",
+    "split_special_tokens",
+)
+
+
+def _verdict_path(folder: Path) -> Path | None:
+    import hashlib
+    import os
+    from importlib.metadata import PackageNotFoundError, version
+
+    if not (folder / "tokenizer.json").is_file():
+        return None
+    try:
+        stamp = version("transformers")
+    except PackageNotFoundError:
+        return None
+    digest = hashlib.sha256(stamp.encode())
+    for name in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+    ):
+        if (folder / name).is_file():
+            digest.update(name.encode() + (folder / name).read_bytes())
+    root = os.environ.get("LAMPCTL_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lampctl"
+    )
+    return Path(root) / "tokenizers" / f"{digest.hexdigest()[:32]}.json"
+
+
+def _record_verdict(path: Path, tokenizer: Any, folder: str) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    try:
+        generic = PreTrainedTokenizerFast.from_pretrained(folder)
+    except (OSError, ValueError):
+        same = False
+    else:
+        same = (
+            tokenizer.backend_tokenizer.to_str() == generic.backend_tokenizer.to_str()
+            and all(
+                getattr(type(tokenizer), m, None) is getattr(type(generic), m, None)
+                for m in _SAME_METHODS
+            )
+            and all(
+                getattr(tokenizer, a, None) == getattr(generic, a, None) for a in _SAME_ATTRIBUTES
+            )
+        )
+    try:
+        from lampctl.data import write_json
+
+        write_json(path, {"generic": same, "class": type(tokenizer).__name__})
+    except OSError:
+        pass  # no cache folder to write: the next run checks again
 
 
 class CountingTokenizer:

@@ -344,6 +344,40 @@ def test_cli_writes_rows_records_and_skips_when_up_to_date(cli, tmp_path):
     assert dev.exists()
 
 
+def test_status_shows_prompt_files_and_their_staleness(cli, tmp_path):
+    tree = write_tree(tmp_path / "d", tasks=(5,), spec=SynthSpec(questions=6, profile_max=5))
+    args = ("-t", "5", "-s", "user", "--set", "dev", "--data-dir", tree)
+    assert cli("rank", *args).exit_code == 0
+    for length in ("64", "128"):
+        assert cli("prompts", *args, "--tokenizer", MINILM, "--max-length", length).exit_code == 0
+    row = cli.json("status", *args)["rows"][0]
+    assert row["prompts"] == "2 up to date"
+    assert cli("rank", *args, "-r", "recency").exit_code == 0
+    row = cli.json("status", *args)["rows"][0]
+    assert row["prompts"] == "0 up to date, 2 stale"
+    assert any("prompts" in p and "stale: ranking changed" in p for p in row["problems"])
+
+
+def test_generic_tokenizer_verdict_is_cached_and_gives_the_same_strings(tmp_path, monkeypatch):
+    import sys
+
+    from lampctl import prompts
+
+    monkeypatch.setenv("LAMPCTL_CACHE_DIR", str(tmp_path / "cache"))
+    first, _ = load_tokenizer(MINILM)
+    verdicts = list((tmp_path / "cache/tokenizers").glob("*.json"))
+    assert len(verdicts) == 1 and json.loads(verdicts[0].read_text())["generic"] is True
+    second, _ = load_tokenizer(MINILM)
+    assert type(second).__name__ != type(first).__name__  # the generic class, this time
+    questions = _questions(2, seed=21)
+    ranking = {q["id"]: [p["id"] for p in q["profile"]] for q in questions}
+    for max_length in (24, 512):
+        a, _ = _ours(2, questions, ranking, 3, max_length, first, tmp_path)
+        b, _ = _ours(2, questions, ranking, 3, max_length, second, tmp_path)
+        assert a == b
+    assert "lampctl.prompts" in sys.modules and prompts.load_tokenizer is load_tokenizer
+
+
 def test_cli_no_profile_and_explicit_files(cli, tmp_path):
     tree = write_tree(tmp_path / "d", tasks=(7,), spec=SynthSpec(questions=5, profile_max=4))
     summary = cli.json(

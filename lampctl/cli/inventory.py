@@ -66,6 +66,7 @@ def status_command(
             "ranking",
             "ranked by",
             "merged",
+            "prompts",
             "problems",
         )
         for r in rows:
@@ -79,6 +80,7 @@ def status_command(
                 r.ranking,
                 r.ranked_by,
                 r.merged,
+                r.prompts,
                 "; ".join(r.problems),
                 style="red" if r.problems else "",
             )

@@ -23,7 +23,7 @@ class TokenCache:
     """Each distinct text as token ids (and its distinct ids in first-occurrence order),
     computed once and kept while within a token budget (oldest texts dropped first)."""
 
-    def __init__(self, max_tokens: int = 4_000_000, max_vocab: int = 1_000_000) -> None:
+    def __init__(self, max_tokens: int = 2_000_000, max_vocab: int = 1_000_000) -> None:
         self.max_tokens = max_tokens
         self.max_vocab = max_vocab
         self.vocab: dict[str, int] = {}
@@ -80,21 +80,25 @@ class TokenCache:
 
 
 class ReuseMeter:
-    """How often a question's texts were seen before, cheaply (a set membership per text):
-    worth caching token ids in the time split, where a user's history recurs; not in the user
-    split, where every profile is new."""
+    """How often a question's texts were seen lately, cheaply (the texts' hashes, two
+    generations of at most ``limit`` each, so memory stays small on any file): worth caching
+    token ids in the time split, where a user's history recurs; not in the user split, where
+    every profile is new."""
 
-    def __init__(self, limit: int = 2_000_000) -> None:
+    def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
-        self._seen: set[str] = set()
+        self._recent: set[int] = set()
+        self._older: set[int] = set()
         self.rate = 0.0
 
     def observe(self, texts: Sequence[str]) -> float:
-        if len(self._seen) > self.limit:
-            self._seen.clear()
-        repeated = sum(map(self._seen.__contains__, texts))
-        self._seen.update(texts)
-        self.rate = 0.7 * self.rate + 0.3 * (repeated / max(len(texts), 1))
+        hashes = list(map(hash, texts))
+        recent, older = self._recent, self._older
+        repeated = sum(map(recent.__contains__, hashes)) + sum(map(older.__contains__, hashes))
+        recent.update(hashes)
+        if len(recent) > self.limit:
+            self._older, self._recent = recent, set()
+        self.rate = 0.7 * self.rate + 0.3 * min(repeated / max(len(texts), 1), 1.0)
         return self.rate
 
 
@@ -154,26 +158,28 @@ class BM25Ranker(Ranker):
         flat = list(chain.from_iterable(docs))
         if not flat:
             return np.zeros(n_docs)  # rank_bm25 divides by zero here; nothing can match
-        # Words numbered in first-occurrence order (rank_bm25's dict order).
-        local = dict(zip(dict.fromkeys(flat), count()))
-        ids = np.fromiter(map(local.__getitem__, flat), dtype=np.int64, count=len(flat))
-        n_words = len(local)
+        # Each word numbered by the position of its first occurrence: increasing numbers are
+        # rank_bm25's dict order, and one C-level pass numbers every token.
+        n_tokens = len(flat)
+        local: dict[str, int] = {}
+        ids = np.fromiter(map(local.setdefault, flat, count()), dtype=np.int64, count=n_tokens)
         owner = np.repeat(np.arange(n_docs), doc_len)
         # Number of documents holding each word: its distinct (document, word) pairs.
-        key_type = np.int32 if n_docs * n_words < 2**31 else np.int64  # int32 sorts faster
-        pairs = np.sort((owner * n_words + ids).astype(key_type))
+        key_type = np.int32 if n_docs * n_tokens < 2**31 else np.int64  # int32 sorts faster
+        pairs = np.sort((owner * n_tokens + ids).astype(key_type))
         pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
-        freqs = np.bincount(pairs % n_words, minlength=n_words)
+        by_first = np.bincount(pairs % n_tokens, minlength=n_tokens)
+        freqs = by_first[by_first > 0]
         idf_of_freq, floor = self._idf(n_docs, freqs)
         tokens = query.split()
         positions = [local.get(t) for t in tokens]
-        freq_list = freqs.tolist()
+        freq_list = by_first.tolist()
         query_terms, slots, term_idf = self._query_terms(
             tokens, [None if p is None else freq_list[p] for p in positions], idf_of_freq, floor
         )
         if not slots:
             return np.zeros(n_docs)
-        slot_of_word = np.full(n_words, -1, dtype=np.int64)
+        slot_of_word = np.full(n_tokens, -1, dtype=np.int64)
         slot_of_word[[local[t] for t in query_terms]] = np.arange(len(query_terms))
         all_slots = slot_of_word[ids]
         hits = np.flatnonzero(all_slots >= 0)
