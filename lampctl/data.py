@@ -150,6 +150,40 @@ def raw_questions(path: Path) -> list[msgspec.Raw] | None:
         return None
 
 
+def raw_question_spans(path: Path) -> list[tuple[int, int]] | None:
+    """(offset, length) in the file of each question of a questions file, found in one
+    msgspec pass; the file's bytes are released before this returns, so readers can fetch a
+    few questions at a time. None when the file is not a plain JSON list."""
+    import numpy as np
+
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        raws = msgspec.json.decode(raw, type=list[msgspec.Raw])
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    if not raws:
+        return []
+    base = np.frombuffer(raw, dtype=np.uint8).ctypes.data
+    spans = [(np.frombuffer(r, dtype=np.uint8).ctypes.data - base, len(r)) for r in raws]
+    start, length = spans[-1]
+    if raw[start : start + length] != bytes(raws[-1]):  # Raw did not view the buffer itself
+        return None
+    return spans
+
+
+def read_spans(path: Path, spans: list[tuple[int, int]]) -> list[bytes]:
+    """The bytes of consecutive questions (as ``raw_question_spans`` found them), in one read."""
+    first = spans[0][0]
+    last = spans[-1][0] + spans[-1][1]
+    with path.open("rb") as handle:
+        handle.seek(first)
+        block = handle.read(last - first)
+    return [block[start - first : start - first + length] for start, length in spans]
+
+
 def decode_raw(raw: msgspec.Raw | bytes, name: str, index: int) -> Any:
     """One question of ``raw_questions``; errors name the file and the question's position."""
     data = bytes(raw)

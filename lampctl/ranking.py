@@ -19,7 +19,9 @@ from lampctl.data import (
     decode_raw,
     gc_paused,
     load_questions,
+    raw_question_spans,
     raw_questions,
+    read_spans,
     validate_questions,
 )
 from lampctl.encoder import EncoderConfig, LogFn
@@ -240,40 +242,36 @@ def rank_in_workers(
 ) -> list[RankedQuestion] | None:
     """Decode, check, prepare and rank chunks of the file in the ranker's worker processes.
 
-    The workers are started before the file is read, so they do not inherit its bytes; each
-    gets raw JSON of a few questions at a time. The parent only splits the file and keeps the
-    (small) rankings, so the whole tree holds about one copy of the file. None when the file
+    The workers are started before the file is read, so they do not inherit its bytes. The
+    parent finds where each question lies in the file (one msgspec pass), lets the bytes go,
+    and sends each worker the places of a few questions at a time, which it reads, parses,
+    checks and ranks; the parent keeps only the (small) rankings. None when the file
     is too small to be worth it or is not a plain JSON list (the caller then reads it itself).
     """
     if path.stat().st_size < WORKER_MIN_BYTES:
         return None
     pool = ranker.worker_pool()
-    raws = raw_questions(path)
-    if pool is None or raws is None or len(raws) < 2 * WORKER_CHUNK:
+    spans = raw_question_spans(path) if pool is not None else None
+    if pool is None or spans is None or len(spans) < 2 * WORKER_CHUNK:
         return None
-    reporter.start(label, len(raws))
-    chunks = range(0, len(raws), WORKER_CHUNK)
+    reporter.start(label, len(spans))
     window = 2 * ranker.jobs
     pending: deque[Any] = deque()
     ranked: list[RankedQuestion] = []
     seen: set[str] = set()
+    starts = iter(range(0, len(spans), WORKER_CHUNK))
 
-    def submit(start: int) -> None:
-        part = [bytes(r) for r in raws[start : start + WORKER_CHUNK]]
-        pending.append(
-            pool.apply_async(_rank_raw_chunk, ((task, use_date, str(path), start, part),))
-        )
+    def submit() -> None:
+        start = next(starts, None)
+        if start is not None:
+            job = (task, use_date, str(path), start, spans[start : start + WORKER_CHUNK])
+            pending.append(pool.apply_async(_rank_raw_chunk, (job,)))
 
-    upcoming = iter(chunks)
-    for start in upcoming:
-        submit(start)
-        if len(pending) >= window:
-            break
+    for _ in range(window):
+        submit()
     while pending:
         done = pending.popleft().get()
-        next_start = next(upcoming, None)
-        if next_start is not None:
-            submit(next_start)
+        submit()
         for question in done:
             if question.id in seen:
                 raise InputError(f"{path}: duplicate question id {question.id!r}")
@@ -294,10 +292,13 @@ def init_rank_worker(parent_pid: int, ranker: Ranker) -> None:
     _WORKER_RANKER = ranker
 
 
-def _rank_raw_chunk(job: tuple[TaskSpec, bool, str, int, list[bytes]]) -> list[RankedQuestion]:
-    task, use_date, name, offset, raws = job
+def _rank_raw_chunk(
+    job: tuple[TaskSpec, bool, str, int, list[tuple[int, int]]],
+) -> list[RankedQuestion]:
+    task, use_date, name, offset, spans = job
     if _WORKER_RANKER is None:
         raise RuntimeError("ranking worker started without its ranker")
+    raws = read_spans(Path(name), spans)
     data = [decode_raw(r, name, offset + i) for i, r in enumerate(raws)]
     questions = validate_questions(data, name, None, offset)
     prepared = prepare(task, questions, _WORKER_RANKER, use_date, name)
