@@ -47,6 +47,7 @@ _WHITESPACE_SPLITTING = {
 }
 _CUT = re.compile(r"\S(?=\s)")
 _WORD = re.compile(r"[^\W_]\S*")  # a letter or digit, up to the next whitespace
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -189,6 +190,7 @@ class CountingTokenizer:
         self._backend = backend if self.sliceable else None
         self._backend_checked = False
         self.calls = 0
+        self._decode_batch = self._backend_decoder()
 
     # ---- batched work
 
@@ -254,7 +256,11 @@ class CountingTokenizer:
         letter or digit in it becomes at least one token."""
         if not self.prefix_safe or len(text) < tokens:
             return False
-        if sum(1 for _ in islice(_WORD.finditer(text), tokens)) < tokens:
+        if text.isascii() and not _ASCII_CONTROL.search(text):
+            # Plain ASCII: every whitespace-separated word is printable and so a token or more.
+            if len(text.split(None, tokens)) <= tokens:
+                return False
+        elif sum(1 for _ in islice(_WORD.finditer(text), tokens)) < tokens:
             return False
         self._long[text] = tokens  # a lower bound: all that min(len, cap) needs
         return True
@@ -292,9 +298,39 @@ class CountingTokenizer:
         return self.special + len(kept), kept, len(content) > room
 
     def decode(self, batches: list[list[int]]) -> list[str]:
+        """``batch_decode(..., skip_special_tokens=True)``, by the backend in one call where
+        that is provably what transformers does (``_backend_decoder``)."""
         if not batches:
             return []
+        if self._decode_batch is not None:
+            return list(self._decode_batch(batches, skip_special_tokens=True))
         return list(self.tokenizer.batch_decode(batches, skip_special_tokens=True))
+
+    def _backend_decoder(self) -> Any:
+        """The backend's ``decode_batch`` when the tokenizer decodes with the generic fast
+        tokenizer's ``_decode`` (backend decode, then the clean-up only if enabled) and its
+        clean-up is off; checked once more on a probe of texts and special tokens."""
+        backend = self._backend
+        if backend is None or getattr(self.tokenizer, "clean_up_tokenization_spaces", True):
+            return None
+        try:
+            from transformers import PreTrainedTokenizerFast
+        except ImportError:  # pragma: no cover - transformers is a dependency
+            return None
+        if type(self.tokenizer)._decode is not PreTrainedTokenizerFast._decode:
+            return None
+        probe = [
+            "Hello , world . It 's n't 're ' quoted ' ?! café 東京",
+            " ".join(self.tokenizer.all_special_tokens) + " end",
+            "a   b\tc\nd 1,000.5 $x (y) [z] <t> -- ...",
+        ]
+        ids = self.tokenizer(probe)["input_ids"]
+        ids = (
+            [list(x) for x in ids] + [x[1:-1] for x in ids] + [list(self.tokenizer.all_special_ids)]
+        )
+        expected = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        got = backend.decode_batch(ids, skip_special_tokens=True)
+        return backend.decode_batch if list(got) == list(expected) else None
 
 
 # --------------------------------------------------------------------------- one question
@@ -499,14 +535,20 @@ def read_prompt_questions(
             wanted = [str(i) for i in ranked[:k]]
             if len(set(wanted)) != len(wanted):
                 raise InputError(f"{ranking_path}: question {qid!r} ranks an item twice")
-            position = {}
-            for index, item in enumerate(question.profile):
+            position: dict[str, int] = {}
+            looking = set(wanted)
+            for index, item in enumerate(question.profile):  # until the k ranked ids are found
                 try:
-                    position.setdefault(str(item_id.decode(item).id), index)
+                    found = str(item_id.decode(item).id)
                 except msgspec.DecodeError:
                     raise InputError(
                         f"{name}: question {qid!r}, profile item #{index} has no string 'id'"
                     ) from None
+                if found in looking:
+                    position.setdefault(found, index)
+                    looking.discard(found)
+                    if not looking:
+                        break
             missing = [i for i in wanted if i not in position]
             if missing:
                 raise InputError(

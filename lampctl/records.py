@@ -193,6 +193,17 @@ def write_derived_record(
 
 
 def source_fingerprints(output: Path, sources: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Each input's fingerprint, reusing the record's sha256 where size and mtime match."""
-    previous = (read_record(record_path(output)) or {}).get("sources") or {}
+    """Each input's fingerprint, reusing a recorded sha256 where size and mtime match: the
+    output's own record, else the ranking's record (which hashed the same questions file)."""
+    previous = dict((read_record(record_path(output)) or {}).get("sources") or {})
+    ranking = sources.get("ranking")
+    ranking_record = read_record(record_path(ranking)) if ranking is not None else None
+    questions = sources.get("questions")
+    if (
+        "questions" not in previous
+        and ranking_record is not None
+        and questions is not None
+        and Path(str(ranking_record.get("input", ""))).resolve() == questions.resolve()
+    ):
+        previous["questions"] = ranking_record
     return {role: input_fingerprint(path, previous.get(role)) for role, path in sources.items()}
