@@ -27,7 +27,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -711,13 +711,14 @@ def prompts_file(
     *,
     k: int,
     max_length: int,
-    tokenizer: Any | None,
+    tokenizer: Any | Future[Any] | None,
     tokenizer_id: str | None,
     revision: str | None,
     force: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> PromptResult:
-    """Build one set's JSONL and its record; skipped when the record says it is up to date."""
+    """Build one set's JSONL and its record; skipped when the record says it is up to date.
+    ``tokenizer`` may still be loading (a future): the file is read meanwhile."""
     from lampctl import __version__
     from lampctl.data import atomic_writer, gc_paused
     from lampctl.records import (
@@ -757,6 +758,8 @@ def prompts_file(
         fingerprints = pool.submit(source_fingerprints, output_path, sources)
         questions = read_prompt_questions(questions_path, ranking_path, k if tokenizer else 0)
         golds = read_golds(outputs_path)
+        if isinstance(tokenizer, Future):
+            tokenizer = tokenizer.result()
         built, stats = build_prompts(
             task, questions, tokenizer, max_length, str(questions_path), progress
         )

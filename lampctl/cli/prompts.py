@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -129,12 +130,14 @@ def prompts(
                     f"--output takes one set; {len(jobs)} are chosen", param_hint="--output"
                 )
             jobs = [(*jobs[0][:5], output_file)]
-    tokenizer: Any | None = None
-    if not no_profile:
-        assert tokenizer_id is not None
-        tokenizer, _ = load_tokenizer(tokenizer_id, revision)
     results: list[PromptResult] = []
-    with CliReporter(state) as reporter:
+    # The tokenizer (transformers' import, mostly) loads on a thread while the first file is
+    # read; a tokenizer that cannot be found still fails before anything is written.
+    with CliReporter(state) as reporter, ThreadPoolExecutor(max_workers=1) as loader:
+        tokenizer: Any | None = None
+        if not no_profile:
+            assert tokenizer_id is not None
+            tokenizer = loader.submit(lambda: load_tokenizer(tokenizer_id, revision)[0])
         for spec, set_name, questions, ranking, outputs, target in jobs:
             reporter.start(f"{spec.name} {target.name}", None)
             result = prompts_file(
