@@ -21,17 +21,21 @@ import msgspec
 from lampctl.errors import InputError
 
 
-def read_json(path: Path, what: str = "file") -> Any:
-    """Parse a JSON file; any problem becomes one ``InputError`` naming the file."""
+def read_bytes(path: Path, what: str = "file") -> bytes:
+    """A file's bytes; any problem becomes one ``InputError`` naming the file."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder, expected a {what}") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
-    return parse_json_bytes(raw, str(path))
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """Parse a JSON file; any problem becomes one ``InputError`` naming the file."""
+    return parse_json_bytes(read_bytes(path, what), str(path))
 
 
 def parse_json_bytes(raw: bytes, name: str) -> Any:

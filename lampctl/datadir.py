@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from lampctl.errors import InputError
-from lampctl.tasks import Registry
+from lampctl.tasks import Registry, TaskSpec
 
 # The LaMP server's own layout: LaMP_7/dev/dev_questions.json, time/LaMP_7/dev/...,
 # LaMP_2/new/dev/... (what a wget mirror of the download page gives).
@@ -54,3 +56,63 @@ def check_data_dir(registry: Registry, data_dir: Path) -> None:
         f"{data_dir}: {what} (expected {layout}); run 'lampctl download --data-dir {data_dir}', "
         "or point --data-dir (or LAMPCTL_DATA_DIR) at the folder that holds the files"
     )
+
+
+@dataclass(frozen=True)
+class RankedSet:
+    """One (task, split, set) with its files, for the commands that build on rankings."""
+
+    task: TaskSpec
+    split: str
+    set: str
+    questions: Path
+    ranking: Path | None  # None when the command is asked to do without one
+    outputs: Path | None  # None for test sets (no golds published)
+
+
+def ranked_sets(
+    registry: Registry,
+    data_dir: Path,
+    tasks: Sequence[str] = (),
+    splits: Sequence[str] = (),
+    sets: Sequence[str] = (),
+    need_ranking: bool = True,
+    without: str = "--no-ranking",
+) -> list[RankedSet]:
+    """Every set asked for that has questions (and, when ``need_ranking``, a ranking). A split
+    named with ``--split`` must have its rankings; with no filters, unranked sets are left out.
+    ``without`` names the option that does without rankings, for the message."""
+    check_data_dir(registry, data_dir)
+    found: list[RankedSet] = []
+    for task, split, set_name in registry.combinations(tasks, splits, sets):
+        questions = registry.path("questions", data_dir, task, split, set_name)
+        ranking = registry.path("ranking", data_dir, task, split, set_name)
+        outputs = registry.path("outputs", data_dir, task, split, set_name)
+        if not questions.exists():
+            if splits and sets:
+                raise InputError(f"{questions}: questions file not found")
+            continue
+        if need_ranking and not ranking.exists():
+            if splits:
+                raise InputError(
+                    f"{ranking}: no ranking; run 'lampctl rank -t {task.name} -s {split}' first"
+                )
+            continue
+        if not outputs.exists() and set_name != "test":
+            raise InputError(f"{outputs}: outputs file not found")
+        found.append(
+            RankedSet(
+                task,
+                split,
+                set_name,
+                questions,
+                ranking if need_ranking else None,
+                outputs if outputs.exists() else None,
+            )
+        )
+    if not found:
+        raise InputError(
+            f"{data_dir}: nothing to do for the chosen tasks (no rankings yet: run "
+            f"'lampctl rank-all' first, or pass {without})"
+        )
+    return found

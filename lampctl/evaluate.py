@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lampctl.data import parse_json_bytes
+from lampctl.data import parse_json_bytes, read_bytes
 from lampctl.errors import InputError
 from lampctl.tasks import EvaluationSpec, Registry, TaskSpec
 
@@ -116,13 +116,7 @@ def parse_answers(raw: bytes, name: str) -> Answers:
 
 
 def load_answers(path: Path) -> Answers:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, expected a predictions file") from None
-    return parse_answers(raw, str(path))
+    return parse_answers(read_bytes(path, "predictions file"), str(path))
 
 
 def load_bundle(path: Path) -> list[Answers]:
@@ -455,10 +449,7 @@ def user_ids_of(questions: Any, name: str) -> dict[str, Any]:
 
 def read_user_ids(path: Path) -> dict[str, Any]:
     """Only ids and user ids are decoded (profiles are skipped), so big files load quickly."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read questions: {exc.strerror}") from None
+    raw = read_bytes(path, "questions file")
     import msgspec
 
     from lampctl.fastjson import QuestionUser

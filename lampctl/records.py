@@ -72,10 +72,11 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def freshness(
-    output: Path, source: Path, parameters: dict[str, Any], extra: dict[str, Any] | None = None
-) -> tuple[str, dict[str, Any] | None]:
-    """("up to date" | "stale: why" | "new", record) for an output made from ``source``."""
+def _judge_record(
+    output: Path, parameters: dict[str, Any]
+) -> tuple[str | None, dict[str, Any] | None]:
+    """What every record check starts with: a verdict if one is already clear (new, no
+    record, other parameters, output changed), else None; and the record."""
     record = read_record(record_path(output))
     if not output.exists():
         return "new", record
@@ -83,10 +84,21 @@ def freshness(
         return "stale: no record", record
     if record.get("parameters") != parameters:
         return "stale: other parameters", record
+    if output_changed(output, record):
+        return "stale: file changed", record
+    return None, record
+
+
+def freshness(
+    output: Path, source: Path, parameters: dict[str, Any], extra: dict[str, Any] | None = None
+) -> tuple[str, dict[str, Any] | None]:
+    """("up to date" | "stale: why" | "new", record) for a ranking made from ``source``."""
+    verdict, record = _judge_record(output, parameters)
+    if verdict is not None:
+        return verdict.replace("file changed", "ranking changed"), record
+    assert record is not None
     if extra and any(record.get(k) != v for k, v in extra.items()):
         return "stale: other parameters", record
-    if output_changed(output, record):
-        return "stale: ranking changed", record
     if input_fingerprint(source, record)["input_sha256"] != record.get("input_sha256"):
         return "stale: input changed", record
     return "up to date", record
@@ -139,15 +151,10 @@ def derived_freshness(
 ) -> tuple[str, dict[str, Any] | None]:
     """Like ``freshness`` for a file made from several inputs (a merged file, model inputs):
     ``sources`` names each input by its role (questions, ranking, outputs)."""
-    record = read_record(record_path(output))
-    if not output.exists():
-        return "new", record
-    if record is None:
-        return "stale: no record", record
-    if record.get("parameters") != parameters:
-        return "stale: other parameters", record
-    if output_changed(output, record):
-        return "stale: file changed", record
+    verdict, record = _judge_record(output, parameters)
+    if verdict is not None:
+        return verdict, record
+    assert record is not None
     known = record.get("sources") or {}
     if set(known) != set(sources):
         return "stale: other inputs", record

@@ -22,11 +22,10 @@ from lampctl.cli._common import (
     note_finished,
 )
 from lampctl.data import load_questions
-from lampctl.datadir import check_data_dir
-from lampctl.errors import InputError, ShardError
+from lampctl.datadir import ranked_sets
+from lampctl.errors import ShardError
 from lampctl.merge import MERGE_FORMATS, MergeResult, merge_set, merged_path
 from lampctl.shards import GatherResult, find_shards, gather
-from lampctl.tasks import Registry, TaskSpec
 
 
 def merge(
@@ -97,9 +96,23 @@ def merge(
             )
         jobs = [(questions_file, ranking_file, outputs_file, output_file)]
     else:
-        jobs = _planned_merges(
-            state.registry(), data_dir, tasks, splits, sets, top_k, fmt, no_ranking
-        )
+        registry = state.registry()
+        jobs = [
+            (
+                s.questions,
+                s.ranking,
+                s.outputs,
+                merged_path(
+                    registry.path("merged", data_dir, s.task, s.split, s.set),
+                    top_k,
+                    fmt,
+                    ranked=not no_ranking,
+                ),
+            )
+            for s in ranked_sets(
+                registry, data_dir, tasks or [], splits or [], sets or [], not no_ranking
+            )
+        ]
     results: list[MergeResult] = []
     for questions, ranking, outputs, target in jobs:
         result = merge_set(questions, ranking, outputs, target, top_k, fmt, force)
@@ -119,59 +132,6 @@ def merge(
         console.print(table)
 
     emit(state, {"command": "merge", "files": [r.as_dict() for r in results]}, human)
-
-
-MergeJob = tuple[Path, Path | None, Path | None, Path]
-
-
-def _planned_merges(
-    registry: Registry,
-    data_dir: Path,
-    tasks: list[str] | None,
-    splits: list[str] | None,
-    sets: list[str] | None,
-    top_k: int | None,
-    fmt: str,
-    no_ranking: bool,
-) -> list[MergeJob]:
-    """(questions, ranking, outputs, target) for each set asked for; with no filters, every
-    set that has a ranking (or, with --no-ranking, questions)."""
-    check_data_dir(registry, data_dir)
-    named = bool(splits)  # a split asked for by name must have its rankings
-    jobs: list[MergeJob] = []
-    for spec, split, set_name in registry.combinations(tasks or [], splits or [], sets or []):
-
-        def path(kind: str, spec: TaskSpec = spec, split: str = split, s: str = set_name) -> Path:
-            return registry.path(kind, data_dir, spec, split, s)
-
-        questions, ranking, outputs = path("questions"), path("ranking"), path("outputs")
-        if not questions.exists():
-            if named and sets:
-                raise InputError(f"{questions}: questions file not found")
-            continue
-        if not no_ranking and not ranking.exists():
-            if named:
-                raise InputError(
-                    f"{ranking}: no ranking; run 'lampctl rank -t {spec.name} -s {split}' first"
-                )
-            continue
-        if not outputs.exists() and set_name != "test":
-            raise InputError(f"{outputs}: outputs file not found")
-        target = merged_path(path("merged"), top_k, fmt, ranked=not no_ranking)
-        jobs.append(
-            (
-                questions,
-                None if no_ranking else ranking,
-                outputs if outputs.exists() else None,
-                target,
-            )
-        )
-    if not jobs:
-        raise InputError(
-            f"{data_dir}: nothing to merge for the chosen tasks (no rankings yet: run "
-            "'lampctl rank-all' first, or pass --no-ranking)"
-        )
-    return jobs
 
 
 def gather_command(

@@ -22,10 +22,9 @@ from lampctl.cli._common import (
     get_state,
     note_finished,
 )
-from lampctl.datadir import check_data_dir
-from lampctl.errors import InputError
+from lampctl.datadir import ranked_sets
 from lampctl.prompts import PromptResult, load_tokenizer, output_name, prompts_file
-from lampctl.tasks import Registry, TaskSpec
+from lampctl.tasks import TaskSpec
 
 PromptJob = tuple[TaskSpec, str, Path, Path | None, Path | None, Path]
 
@@ -113,17 +112,26 @@ def prompts(
             )
         ]
     else:
-        jobs = _planned(
-            registry,
-            data_dir,
-            tasks,
-            splits,
-            sets,
-            k,
-            max_length,
-            None if no_profile else tokenizer_id,
-            no_profile,
-        )
+        name = None if no_profile else tokenizer_id
+        jobs = [
+            (
+                s.task,
+                s.set,
+                s.questions,
+                s.ranking,
+                s.outputs,
+                s.questions.with_name(output_name(s.set, k, max_length, name)),
+            )
+            for s in ranked_sets(
+                registry,
+                data_dir,
+                tasks or [],
+                splits or [],
+                sets or [],
+                need_ranking=not no_profile,
+                without="--no-profile",
+            )
+        ]
         if output_file is not None:
             if len(jobs) != 1:
                 raise typer.BadParameter(
@@ -194,50 +202,3 @@ def prompts(
         },
         human,
     )
-
-
-def _planned(
-    registry: Registry,
-    data_dir: Path,
-    tasks: list[str] | None,
-    splits: list[str] | None,
-    sets: list[str] | None,
-    k: int,
-    max_length: int,
-    tokenizer_id: str | None,
-    no_profile: bool,
-) -> list[PromptJob]:
-    """One job per ranked set asked for (any set with questions, under --no-profile)."""
-    check_data_dir(registry, data_dir)
-    jobs: list[PromptJob] = []
-    for spec, split, set_name in registry.combinations(tasks or [], splits or [], sets or []):
-
-        def path(kind: str, spec: TaskSpec = spec, split: str = split, s: str = set_name) -> Path:
-            return registry.path(kind, data_dir, spec, split, s)
-
-        questions, ranking, outputs = path("questions"), path("ranking"), path("outputs")
-        if not questions.exists():
-            continue
-        if not no_profile and not ranking.exists():
-            if splits:
-                raise InputError(
-                    f"{ranking}: no ranking; run 'lampctl rank -t {spec.name} -s {split}' first"
-                )
-            continue
-        target = questions.with_name(output_name(set_name, k, max_length, tokenizer_id))
-        jobs.append(
-            (
-                spec,
-                set_name,
-                questions,
-                None if no_profile else ranking,
-                outputs if outputs.exists() else None,
-                target,
-            )
-        )
-    if not jobs:
-        raise InputError(
-            f"{data_dir}: nothing to build for the chosen tasks (no rankings yet: run "
-            "'lampctl rank-all' first, or pass --no-profile)"
-        )
-    return jobs
