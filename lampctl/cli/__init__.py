@@ -60,6 +60,10 @@ class LampctlGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except (LampctlError, OSError) as exc:
             if _debug():
                 raise
@@ -122,7 +126,8 @@ class LampctlCommand(TyperCommand):
 app = typer.Typer(
     cls=LampctlGroup,
     name="lampctl",
-    help="Download, build and rank the LaMP personalization benchmark.\n\n"
+    help="Download, build and rank the LaMP personalization benchmark; build its model inputs "
+    "and score predictions.\n\n"
     f"Set {DEBUG_ENV}=1 to see tracebacks.",
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -157,7 +162,8 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Download, build and rank the LaMP personalization benchmark.
+    """Download, build and rank the LaMP personalization benchmark; build its model inputs
+    and score predictions.
 
     Examples:
 
