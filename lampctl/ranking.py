@@ -267,17 +267,21 @@ def rank_in_workers(
             job = (task, use_date, str(path), start, spans[start : start + WORKER_CHUNK])
             pending.append(pool.apply_async(_rank_raw_chunk, (job,)))
 
-    for _ in range(window):
-        submit()
-    while pending:
-        done = pending.popleft().get()
-        submit()
-        for question in done:
-            if question.id in seen:
-                raise InputError(f"{path}: duplicate question id {question.id!r}")
-            seen.add(question.id)
-        ranked.extend(done)
-        reporter.advance(len(done))
+    try:
+        for _ in range(window):
+            submit()
+        while pending:
+            done = pending.popleft().get()
+            submit()
+            for question in done:
+                if question.id in seen:
+                    raise InputError(f"{path}: duplicate question id {question.id!r}")
+                seen.add(question.id)
+            ranked.extend(done)
+            reporter.advance(len(done))
+    except BaseException:
+        ranker.close()  # drop the chunks still queued; the next file starts a fresh pool
+        raise
     return ranked
 
 

@@ -178,3 +178,50 @@ def test_empty_profile_ranks_to_empty_list(cli, tmp_path):
             == 0
         )
         assert json.loads((tmp_path / "o.json").read_text()) == {"1": []}
+
+
+@pytest.mark.parametrize("split", ["user", "time"])
+def test_worker_processes_rank_byte_identically(cli, tmp_path, monkeypatch, split):
+    """Big files are ranked in worker processes that read their own questions: the same bytes
+    as one process, for both splits (the time split takes the cached-token path)."""
+    from lampctl import ranking
+    from lampctl.synth import SynthSpec, write_tree
+
+    monkeypatch.setattr(ranking, "WORKER_MIN_BYTES", 0)
+    monkeypatch.setattr(ranking, "WORKER_CHUNK", 7)
+    tree = write_tree(
+        tmp_path / "d", tasks=(5,), spec=SynthSpec(questions=60, profile_max=30), time_users=4
+    )
+    source = tree / split / "LaMP_5/train_questions.json"
+    outputs = {}
+    for jobs in ("1", "2"):
+        target = tmp_path / f"rank{jobs}.json"
+        result = cli("rank", "-t", "5", "-r", "bm25", "-i", source, "-o", target, "--jobs", jobs)
+        assert result.exit_code == 0, result.err
+        outputs[jobs] = target.read_bytes()
+    assert outputs["1"] == outputs["2"]
+
+
+def test_a_bad_question_in_a_worker_is_one_line(cli, tmp_path, monkeypatch):
+    from lampctl import ranking
+    from lampctl.synth import SynthSpec, user_split
+
+    monkeypatch.setattr(ranking, "WORKER_MIN_BYTES", 0)
+    monkeypatch.setattr(ranking, "WORKER_CHUNK", 5)
+    data = user_split(5, SynthSpec(questions=40, profile_max=8))
+    data[23]["profile"].append(
+        {
+            "id": data[23]["profile"][0]["id"] if data[23]["profile"] else "x",
+            "title": "t",
+            "abstract": 3,
+        }
+    )
+    source = tmp_path / "q.json"
+    source.write_text(json.dumps(data))
+    result = cli(
+        "rank", "-t", "5", "-r", "bm25", "-i", source, "-o", tmp_path / "r.json", "--jobs", "2"
+    )
+    assert result.exit_code == 1
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and data[23]["id"] in lines[0] and str(source) in lines[0]
+    assert not (tmp_path / "r.json").exists()
