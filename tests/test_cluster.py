@@ -316,6 +316,8 @@ def test_refused_host_fails_fast_in_one_line(cli, tmp_path):
     assert len(lines) == 1 and f"cannot reach 127.0.0.1:{port} (connection refused)" in lines[0]
     summary = json.loads(result.out)
     assert summary["failed"] == 70 and "connection refused" in summary["error"]
+    human = cli("download", "--base-url", f"http://127.0.0.1:{port}/", "--data-dir", tmp_path / "d")
+    assert human.out.count("connection refused") == 1 and "(70 files)" in human.out
 
 
 def test_stalled_host_times_out_and_says_so(cli, mirror, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -226,7 +227,17 @@ def _show_outcomes(
 
     def human(console: Console) -> None:
         table = Table("file", "status", "size", "fixes / error")
+        # One row per file, except that files failing for one shared reason (a host that is
+        # down) are one row with their count, not seventy copies of the message.
+        shared = Counter(o.error for o in outcomes if o.status == "failed")
+        shown: set[str | None] = set()
         for o in outcomes:
+            if o.status == "failed" and shared[o.error] > 3:
+                if o.error not in shown:
+                    shown.add(o.error)
+                    count = shared[o.error]
+                    table.add_row(f"({count} files)", o.status, "", str(o.error), style="red")
+                continue
             note = o.error or ", ".join(o.fixes)
             table.add_row(o.rel, o.status, f"{o.size or 0:,}", note, style=_style(o.status))
         console.print(table)
