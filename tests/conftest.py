@@ -84,6 +84,13 @@ def tree(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def encoder_device() -> str:
+    """Where the encoder tests run: cpu, or e.g. LAMPCTL_TEST_DEVICE=cuda on a GPU machine
+    (the same tests then check the CUDA path against the CPU reference pooling)."""
+    return os.environ.get("LAMPCTL_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 

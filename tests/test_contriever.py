@@ -30,13 +30,16 @@ def _questions(rng, count=12):
     return questions
 
 
-def test_scores_match_reference_pooling(tiny_bert):
+def test_scores_match_reference_pooling(tiny_bert, encoder_device):
     import random
 
     questions = _questions(random.Random(0))
     ranker = ContrieverRanker(
         EncoderConfig(
-            checkpoint=str(tiny_bert), device="cpu", batch_size=7, max_tokens_per_batch=300
+            checkpoint=str(tiny_bert),
+            device=encoder_device,
+            batch_size=7,
+            max_tokens_per_batch=300,
         )
     )
     for question, scores in zip(questions, ranker.score(questions), strict=True):
@@ -44,8 +47,8 @@ def test_scores_match_reference_pooling(tiny_bert):
         np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_texts_longer_than_the_model_are_truncated(tiny_bert):
-    encoder = Encoder(EncoderConfig(checkpoint=str(tiny_bert), device="cpu"))
+def test_texts_longer_than_the_model_are_truncated(tiny_bert, encoder_device):
+    encoder = Encoder(EncoderConfig(checkpoint=str(tiny_bert), device=encoder_device))
     assert encoder.max_length == 64  # the model's position limit, below the tokenizer's
     long_text = " ".join(["model"] * 500)
     vectors = encoder.encode([long_text, "model"])
@@ -62,8 +65,8 @@ def test_model_is_loaded_once_per_process(tiny_bert, monkeypatch):
     assert calls == []
 
 
-def test_each_distinct_text_is_encoded_once(tiny_bert):
-    encoder = Encoder(EncoderConfig(checkpoint=str(tiny_bert), device="cpu"))
+def test_each_distinct_text_is_encoded_once(tiny_bert, encoder_device):
+    encoder = Encoder(EncoderConfig(checkpoint=str(tiny_bert), device=encoder_device))
     first = encoder.encode(["a b", "c d", "a b"])
     again = encoder.encode(["c d", "a b"])
     assert encoder.stats.encoded == 2
@@ -86,15 +89,22 @@ def test_missing_local_checkpoint_folder(tmp_path):
 
 
 def test_device_choice():
-    assert resolve_device("auto") == "cpu"  # this machine has no GPU
+    import torch
+
     assert resolve_device("CPU") == "cpu"
-    with pytest.raises(ModelLoadError, match="CUDA is not available"):
-        resolve_device("cuda:0")
+    if torch.cuda.is_available():  # a GPU machine (LAMPCTL_TEST_DEVICE=cuda)
+        assert resolve_device("auto") == "cuda"
+        with pytest.raises(ModelLoadError, match="does not exist"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        assert resolve_device("auto") == "cpu"
+        with pytest.raises(ModelLoadError, match="CUDA is not available"):
+            resolve_device("cuda:0")
     with pytest.raises(ModelLoadError, match="unknown device"):
         resolve_device("tpu")
 
 
-def test_rank_cli_with_contriever(cli, tree, tiny_bert):
+def test_rank_cli_with_contriever(cli, tree, tiny_bert, encoder_device):
     result = cli(
         "--json",
         "rank",
@@ -107,7 +117,7 @@ def test_rank_cli_with_contriever(cli, tree, tiny_bert):
         "--checkpoint",
         tiny_bert,
         "--device",
-        "cpu",
+        encoder_device,
         "--format",
         "trec",
         "--top-k",
