@@ -11,7 +11,7 @@ import socket
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -140,18 +140,25 @@ def load_questions(path: Path) -> list[Question]:
     return validate_questions(read_json(path, "questions file"), str(path))
 
 
-def raw_questions(path: Path) -> list[msgspec.Raw] | None:
-    """Each question of a questions file as raw JSON bytes, to decode chunk by chunk (the file's
-    bytes stay in memory once, not as millions of Python objects). None when the file is not a
-    plain JSON list; ``load_questions`` then says what is wrong."""
+def _raw_list(path: Path) -> tuple[bytes, list[msgspec.Raw]] | None:
+    """The file's bytes and each top-level list element as a view into them; None when the
+    file cannot be read or is not a plain JSON list."""
     try:
         raw = path.read_bytes()
     except OSError:
         return None
     try:
-        return msgspec.json.decode(raw, type=list[msgspec.Raw])
+        return raw, msgspec.json.decode(raw, type=list[msgspec.Raw])
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
+
+
+def raw_questions(path: Path) -> list[msgspec.Raw] | None:
+    """Each question of a questions file as raw JSON bytes, to decode chunk by chunk (the file's
+    bytes stay in memory once, not as millions of Python objects). None when the file is not a
+    plain JSON list; ``load_questions`` then says what is wrong."""
+    found = _raw_list(path)
+    return None if found is None else found[1]
 
 
 def raw_question_spans(path: Path) -> list[tuple[int, int]] | None:
@@ -160,14 +167,10 @@ def raw_question_spans(path: Path) -> list[tuple[int, int]] | None:
     few questions at a time. None when the file is not a plain JSON list."""
     import numpy as np
 
-    try:
-        raw = path.read_bytes()
-    except OSError:
+    found = _raw_list(path)
+    if found is None:
         return None
-    try:
-        raws = msgspec.json.decode(raw, type=list[msgspec.Raw])
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return None
+    raw, raws = found
     if not raws:
         return []
     base = np.frombuffer(raw, dtype=np.uint8).ctypes.data
@@ -186,6 +189,14 @@ def read_spans(path: Path, spans: list[tuple[int, int]]) -> list[bytes]:
         handle.seek(first)
         block = handle.read(last - first)
     return [block[start - first : start - first + length] for start, length in spans]
+
+
+def decode_questions(
+    raws: Sequence[msgspec.Raw | bytes], name: str, offset: int, seen: set[str] | None = None
+) -> list[Question]:
+    """Questions ``offset``, ``offset + 1``, ... of a file, from their raw JSON, checked."""
+    data = [decode_raw(r, name, offset + i) for i, r in enumerate(raws)]
+    return validate_questions(data, name, seen, offset)
 
 
 def decode_raw(raw: msgspec.Raw | bytes, name: str, index: int) -> Any:

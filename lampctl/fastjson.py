@@ -28,6 +28,3 @@ class QuestionUser(msgspec.Struct):
 
     id: str | int
     user_id: Any = None
-
-
-DecodeError = msgspec.DecodeError

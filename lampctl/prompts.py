@@ -492,29 +492,23 @@ def read_prompt_questions(
     the items that can be used are decoded: the rest of each profile stays raw bytes."""
     import msgspec
 
+    from lampctl.data import load_questions, read_bytes
     from lampctl.fastjson import ItemId, RawQuestion
 
     name = str(questions_path)
-    try:
-        raw = questions_path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{questions_path}: questions file not found") from None
+    raw = read_bytes(questions_path, "questions file")
     try:
         questions = msgspec.json.decode(raw, type=list[RawQuestion])
-    except msgspec.DecodeError as exc:
-        from lampctl.data import load_questions
-
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         load_questions(questions_path)  # names the problem in the usual words
         raise InputError(f"{name}: {exc}") from None
     ranking = None
     if ranking_path is not None:
         try:
             ranking = msgspec.json.decode(
-                ranking_path.read_bytes(), type=dict[str, list[str | int]]
+                read_bytes(ranking_path, "ranking file"), type=dict[str, list[str | int]]
             )
-        except FileNotFoundError:
-            raise InputError(f"{ranking_path}: ranking not found") from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise InputError(
                 f"{ranking_path}: not a {{question id: [profile ids]}} ranking: {exc}"
             ) from None
@@ -545,7 +539,7 @@ def read_prompt_questions(
                         f"{name}: question {qid!r}, profile item #{index} has no string 'id'"
                     ) from None
                 if found in looking:
-                    position.setdefault(found, index)
+                    position[found] = index
                     looking.discard(found)
                     if not looking:
                         break

@@ -16,13 +16,12 @@ import numpy as np
 from lampctl.data import (
     Question,
     atomic_writer,
-    decode_raw,
+    decode_questions,
     gc_paused,
     load_questions,
     raw_question_spans,
     raw_questions,
     read_spans,
-    validate_questions,
 )
 from lampctl.encoder import EncoderConfig, LogFn
 from lampctl.errors import ConfigError, InputError
@@ -220,9 +219,7 @@ def question_chunks(
         reporter.start(label, len(raws))
         seen: set[str] = set()
         for start in range(0, len(raws), IN_PROCESS_CHUNK):
-            part = raws[start : start + IN_PROCESS_CHUNK]
-            data = [decode_raw(r, str(path), start + i) for i, r in enumerate(part)]
-            yield validate_questions(data, str(path), seen, start)
+            yield decode_questions(raws[start : start + IN_PROCESS_CHUNK], str(path), start, seen)
         return
     questions = load_questions(path)
     if shard is not None:
@@ -302,9 +299,7 @@ def _rank_raw_chunk(
     task, use_date, name, offset, spans = job
     if _WORKER_RANKER is None:
         raise RuntimeError("ranking worker started without its ranker")
-    raws = read_spans(Path(name), spans)
-    data = [decode_raw(r, name, offset + i) for i, r in enumerate(raws)]
-    questions = validate_questions(data, name, None, offset)
+    questions = decode_questions(read_spans(Path(name), spans), name, offset)
     prepared = prepare(task, questions, _WORKER_RANKER, use_date, name)
     return rank_prepared(prepared, _WORKER_RANKER, SilentReporter())
 

@@ -177,18 +177,13 @@ def write_derived_record(
     inputs' (``source_fingerprints``), taken while they were read, else taken now."""
     if is_special_file(output):
         return
-    previous = (read_record(record_path(output)) or {}).get("sources") or {}
-    fingerprints = fingerprints or {}
+    fingerprints = fingerprints or source_fingerprints(output, sources)
     write_json(
         record_path(output),
         {
             "lampctl": __version__,
             "sources": {
-                role: {
-                    "path": str(path),
-                    **(fingerprints.get(role) or input_fingerprint(path, previous.get(role))),
-                }
-                for role, path in sources.items()
+                role: {"path": str(path), **fingerprints[role]} for role, path in sources.items()
             },
             "output_size": output.stat().st_size,
             "output_sha256": sha256_file(output),

@@ -465,3 +465,28 @@ def test_missing_tokenizer_messages(cli, tmp_path):
     result = cli("prompts", "-t", "7", "--data-dir", tree, "--tokenizer", "org/not-cached")
     assert result.exit_code == 1 and "HF_HUB_OFFLINE is set" in result.err
     assert "--tokenizer PATH" in result.err
+
+
+def test_non_utf8_questions_are_one_line(cli, tmp_path):
+    questions = tmp_path / "q.json"
+    questions.write_bytes(b'[{"id": "1", "input": "caf\xe9", "profile": []}]')
+    ranking = tmp_path / "r.json"
+    ranking.write_text('{"1": []}')
+    result = cli(
+        "prompts",
+        "-t",
+        "7",
+        "--questions",
+        questions,
+        "--ranking",
+        ranking,
+        "--output",
+        tmp_path / "o.jsonl",
+        "--tokenizer",
+        MINILM,
+    )
+    assert result.exit_code == 1
+    assert result.err.strip().splitlines() == [
+        f"Error: {questions}: not UTF-8 text (byte 0xe9 at offset 26)"
+    ]
+    assert not (tmp_path / "o.jsonl").exists()
