@@ -40,12 +40,13 @@ def _debug() -> bool:
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
-def _wants_json(ctx: Any) -> bool:
+def _wants_json(ctx: Any, args: list[str] | None = None) -> bool:
+    """``--json`` was given: globally or to the command (seen in ``args`` when the command's
+    own options could not be parsed)."""
     state = ctx.find_root().obj
-    if isinstance(state, State) and state.json:
-        return True
-    raw = [*getattr(ctx, "protected_args", []), *ctx.args]
-    return "--json" in raw[: raw.index("--")] if "--" in raw else "--json" in raw
+    given = args or []
+    given = given[: given.index("--")] if "--" in given else given
+    return (isinstance(state, State) and state.json) or "--json" in given
 
 
 def _one_line(exc: OSError) -> str:
@@ -88,9 +89,7 @@ class LampctlCommand(TyperCommand):
             self._refuse_repeats(ctx, args)
             return super().parse_args(ctx, args)
         except UsageError as exc:
-            state = ctx.find_root().obj
-            given = args[: args.index("--")] if "--" in args else args
-            if "--json" in given or (isinstance(state, State) and state.json):
+            if _wants_json(ctx, args):
                 json_error(exc.format_message(), 2)
             raise
 
