@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lampctl.data import gc_paused, leftover_temp_files, load_outputs, load_questions
+from lampctl.data import TMP_SUFFIX, gc_paused, load_outputs, load_questions
 from lampctl.download import Manifest
 from lampctl.encoder import EncoderConfig
 from lampctl.records import (
@@ -218,10 +218,18 @@ def _prompts_state(questions: Path, set_name: str, problems: list[str]) -> str:
 def _leftovers(
     registry: Registry, data_dir: Path, task: TaskSpec, split: str, set_name: str
 ) -> list[Path]:
-    found: list[Path] = []
-    for kind in ("questions", "outputs", "ranking", "merged", "id_questions", "id_outputs"):
-        found += leftover_temp_files(registry.path(kind, data_dir, task, split, set_name))
-    return found
+    """Temp files of interrupted writes of any of the set's files (rankings, merged files,
+    model inputs, downloads), from one listing of the task's folder."""
+    folder = registry.task_dir(data_dir, task, split)
+    if not folder.is_dir():
+        return []
+    kinds = ("questions", "outputs", "ranking", "merged", "id_questions", "id_outputs")
+    # A file's stem also starts its variants' names (merged_top4, rank.shard-0-of-4).
+    stems = [registry.path(kind, data_dir, task, split, set_name).stem for kind in kinds]
+    prefixes = tuple(f".{stem}" for stem in [*stems, f"{set_name}_prompts_"])
+    return sorted(
+        p for p in folder.iterdir() if p.name.startswith(prefixes) and p.name.endswith(TMP_SUFFIX)
+    )
 
 
 @dataclass(frozen=True)
