@@ -11,6 +11,7 @@ from typing import Any
 from lampctl.data import TMP_SUFFIX, gc_paused, load_outputs, load_questions
 from lampctl.download import Manifest
 from lampctl.encoder import EncoderConfig
+from lampctl.prompts import prompts_prefix
 from lampctl.records import (
     derived_freshness,
     freshness,
@@ -203,7 +204,7 @@ def _prompts_state(questions: Path, set_name: str, problems: list[str]) -> str:
     if not folder.is_dir():
         return ""
     states = {}
-    for path in sorted(folder.glob(f"{set_name}_prompts_*.jsonl")):
+    for path in sorted(folder.glob(f"{prompts_prefix(set_name)}*.jsonl")):
         states[path.name] = _recorded_freshness(path)
     for name, state in states.items():
         if state != "up to date":
@@ -226,7 +227,7 @@ def _leftovers(
     kinds = ("questions", "outputs", "ranking", "merged", "id_questions", "id_outputs")
     # A file's stem also starts its variants' names (merged_top4, rank.shard-0-of-4).
     stems = [registry.path(kind, data_dir, task, split, set_name).stem for kind in kinds]
-    prefixes = tuple(f".{stem}" for stem in [*stems, f"{set_name}_prompts_"])
+    prefixes = tuple(f".{stem}" for stem in [*stems, prompts_prefix(set_name)])
     return sorted(
         p for p in folder.iterdir() if p.name.startswith(prefixes) and p.name.endswith(TMP_SUFFIX)
     )

@@ -667,12 +667,17 @@ def output_name(set_name: str, k: int, max_length: int, tokenizer: str | None) -
     """``dev_prompts_k4_len512_bert-base-uncased-1a2b3c4d.jsonl``: different choices never
     overwrite each other (the hash tells two tokenizers with one folder name apart)."""
     if tokenizer is None:
-        return f"{set_name}_prompts_noprofile.jsonl"
+        return f"{prompts_prefix(set_name)}noprofile.jsonl"
     import hashlib
 
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", tokenizer.rstrip("/").split("/")[-1]) or "tokenizer"
     digest = hashlib.sha256(tokenizer.encode()).hexdigest()[:8]
-    return f"{set_name}_prompts_k{k}_len{max_length}_{slug}-{digest}.jsonl"
+    return f"{prompts_prefix(set_name)}k{k}_len{max_length}_{slug}-{digest}.jsonl"
+
+
+def prompts_prefix(set_name: str) -> str:
+    """How every model-input file of a set is named first (``status`` finds them by it)."""
+    return f"{set_name}_prompts_"
 
 
 @dataclass(frozen=True)
