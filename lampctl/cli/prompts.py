@@ -23,8 +23,9 @@ from lampctl.cli._common import (
     note_finished,
 )
 from lampctl.datadir import ranked_sets
-from lampctl.prompts import PromptResult, load_tokenizer, output_name, prompts_file
+from lampctl.prompts import PromptResult, output_name, prompts_file
 from lampctl.tasks import TaskSpec
+from lampctl.tokenizer import open_tokenizer
 
 PromptJob = tuple[TaskSpec, str, Path, Path | None, Path | None, Path]
 
@@ -145,7 +146,7 @@ def prompts(
         tokenizer: Any | None = None
         if not no_profile:
             assert tokenizer_id is not None
-            tokenizer = loader.submit(lambda: load_tokenizer(tokenizer_id, revision)[0])
+            tokenizer = loader.submit(open_tokenizer, tokenizer_id, revision)
         for spec, set_name, questions, ranking, outputs, target in jobs:
             reporter.start(f"{spec.name} {target.name}", None)
             result = prompts_file(
