@@ -16,11 +16,11 @@ class ItemId(msgspec.Struct):
 
 
 class RawQuestion(msgspec.Struct):
-    """A question with its profile items left as raw JSON."""
+    """A question with its profile left as raw JSON (checked to be JSON, not yet split)."""
 
     id: str | int
     input: str
-    profile: list[msgspec.Raw]
+    profile: msgspec.Raw
 
 
 class QuestionUser(msgspec.Struct):

@@ -24,16 +24,17 @@ reference calls it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from lampctl.errors import InputError
+from lampctl.errors import InputError, LampctlError
 from lampctl.tasks import PromptSpec, TaskSpec
 from lampctl.tokenizer import ModelTokenizer
 
@@ -206,10 +207,6 @@ class Built:
     tokens: int = 0
 
 
-class _Retry(Exception):
-    pass
-
-
 def item_values(
     spec: PromptSpec, item: dict[str, Any], question_id: str, name: str
 ) -> dict[str, Any]:
@@ -348,8 +345,20 @@ def read_prompt_questions(
     ranking_path: Path | None,
     k: int,
 ) -> list[PromptQuestion]:
-    """Each question with its first k ranked items (or profile order without a ranking). Only
-    the items that can be used are decoded: the rest of each profile stays raw bytes."""
+    """Each question with its first k ranked items (or profile order without a ranking)."""
+    return [q for part in prompt_question_chunks(questions_path, ranking_path, k) for q in part]
+
+
+def prompt_question_chunks(
+    questions_path: Path,
+    ranking_path: Path | None,
+    k: int,
+    chunk: int = 512,
+    part: tuple[int, int] = (0, 1),
+) -> Iterator[list[PromptQuestion]]:
+    """``read_prompt_questions`` a chunk at a time (of part ``i`` of ``n`` equal runs of
+    questions, for worker ``i`` of ``n``). Only the items that can be used are decoded: the
+    rest of each profile stays raw bytes, viewed in the mapped file."""
     import msgspec
 
     from lampctl.data import load_questions, map_bytes, read_bytes
@@ -373,15 +382,25 @@ def read_prompt_questions(
                 f"{ranking_path}: not a {{question id: [profile ids]}} ranking: {exc}"
             ) from None
     item_id = msgspec.json.Decoder(ItemId)
+    raw_items = msgspec.json.Decoder(list[msgspec.Raw])
     out: list[PromptQuestion] = []
     seen: set[str] = set()
-    for question in questions:
+    index, parts = part
+    first, end = len(questions) * index // parts, len(questions) * (index + 1) // parts
+    for question in islice(questions, first, end):
+        if len(out) == chunk:
+            yield out
+            out = []
         qid = str(question.id)
         if qid in seen:
             raise InputError(f"{name}: duplicate question id {qid!r}")
         seen.add(qid)
+        try:
+            profile = raw_items.decode(question.profile)
+        except msgspec.DecodeError:
+            raise InputError(f"{name}: question {qid!r} has no 'profile' list") from None
         if ranking is None:
-            chosen = question.profile[:k]
+            chosen = profile[:k]
         else:
             ranked = ranking.get(qid)
             if ranked is None:
@@ -391,7 +410,7 @@ def read_prompt_questions(
                 raise InputError(f"{ranking_path}: question {qid!r} ranks an item twice")
             position: dict[str, int] = {}
             looking = set(wanted)
-            for index, item in enumerate(question.profile):  # until the k ranked ids are found
+            for index, item in enumerate(profile):  # until the k ranked ids are found
                 try:
                     found = str(item_id.decode(item).id)
                 except msgspec.DecodeError:
@@ -409,10 +428,185 @@ def read_prompt_questions(
                     f"{ranking_path}: question {qid!r} ranks profile id {missing[0]!r}, which "
                     "its profile does not have"
                 )
-            chosen = [question.profile[position[i]] for i in wanted]
+            chosen = [profile[position[i]] for i in wanted]
         items = [msgspec.json.decode(item) for item in chosen]
         out.append(PromptQuestion(qid, question.input, items))
-    return out
+    if out:
+        yield out
+
+
+WORKER_MIN_BYTES = 16_000_000  # smaller files are built before worker processes would start
+
+
+class WorkerBuild:
+    """The rows of a big file built by ``jobs`` forked processes, each reading and building an
+    equal run of its questions (each maps the file and finds the questions itself; this
+    process only gathers the rows).
+
+    Each worker tokenizes on its own core (the tokenizers library's threads are off in it: they
+    would not survive the fork once this process has started them). What the workers run is
+    imported before the fork. Errors come back with their messages; the first in file order
+    is raised. Workers die with this process.
+    """
+
+    def __init__(self, pipes: list[Any], processes: list[Any], questions_path: Path) -> None:
+        self.pipes = pipes
+        self.processes = processes
+        self.questions_path = questions_path
+
+    @classmethod
+    def start(
+        cls,
+        task: TaskSpec,
+        questions_path: Path,
+        ranking_path: Path | None,
+        k: int,
+        tokenizer: ModelTokenizer | None,
+        max_length: int,
+        golds: dict[str, Any] | None,
+        outputs_name: str,
+        jobs: int,
+    ) -> WorkerBuild | None:
+        """Workers started, or None where they do not pay or are not safe: a small file, one
+        job, no fork, or torch loaded (its threads do not survive a fork)."""
+        from lampctl.parallel import fork_is_safe
+
+        try:
+            big = questions_path.stat().st_size >= WORKER_MIN_BYTES
+        except OSError:
+            return None  # the in-process reader names the problem
+        if jobs < 2 or not big or not fork_is_safe():
+            return None
+        import multiprocessing as mp
+        import pickle  # noqa: F401 - imported before the fork, for the workers
+        import traceback  # noqa: F401
+
+        import lampctl.data  # noqa: F401
+        import lampctl.fastjson  # noqa: F401
+        import lampctl.parallel  # noqa: F401
+
+        context = mp.get_context("fork")
+        args = (task, questions_path, ranking_path, k, tokenizer, max_length, golds, outputs_name)
+        pipes, processes = [], []
+        # The library's after-fork hook warns and switches its threads off in a child once this
+        # process has used them; the children switch them off themselves, so mark them
+        # configured while forking.
+        unset = "TOKENIZERS_PARALLELISM" not in os.environ
+        if unset:
+            os.environ["TOKENIZERS_PARALLELISM"] = "true"
+        try:
+            for index in range(jobs):
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(
+                    target=_build_part,
+                    args=(sender, os.getpid(), (index, jobs), *args),
+                    daemon=True,
+                )
+                process.start()
+                sender.close()
+                pipes.append(receiver)
+                processes.append(process)
+        finally:
+            if unset:
+                os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        return cls(pipes, processes, questions_path)
+
+    def gather(self, progress: Callable[[int], None] | None = None) -> tuple[str, PromptStats]:
+        import pickle
+        from multiprocessing.connection import wait
+
+        jobs = len(self.pipes)
+        rows: list[list[str]] = [[] for _ in range(jobs)]
+        ids: list[list[str]] = [[] for _ in range(jobs)]
+        outcome: list[tuple[str, Any] | None] = [None] * jobs
+        waiting = {pipe: index for index, pipe in enumerate(self.pipes)}
+        while waiting:
+            for pipe in wait(list(waiting)):
+                index = waiting[pipe]
+                try:
+                    kind, payload = pickle.loads(self.pipes[index].recv_bytes())
+                except EOFError:
+                    self.processes[index].join()
+                    kind, payload = "died", self.processes[index].exitcode
+                if kind == "rows":
+                    rows[index].append(payload[0])
+                    ids[index].extend(payload[1])
+                    if progress:
+                        progress(len(payload[1]))
+                    continue
+                outcome[index] = (kind, payload)
+                del waiting[pipe]
+            first = next((i for i, o in enumerate(outcome) if o is None or o[0] != "done"), None)
+            if first is not None and outcome[first] is not None:
+                break  # the first failure in file order is known
+        for result in outcome:
+            if result is None or result[0] == "done":
+                continue
+            kind, payload = result
+            if kind == "error":
+                raise InputError(payload)
+            if kind == "died":
+                raise LampctlError(
+                    f"{self.questions_path}: a worker process building prompts stopped "
+                    f"(exit code {payload}); try --jobs 1"
+                )
+            raise RuntimeError(f"building prompts from {self.questions_path} failed:\n{payload}")
+        seen: set[str] = set()
+        for part in ids:
+            for qid in part:
+                if qid in seen:
+                    raise InputError(f"{self.questions_path}: duplicate question id {qid!r}")
+                seen.add(qid)
+        tallies = [payload for _, payload in outcome]  # type: ignore[misc]
+        return "".join(text for part in rows for text in part), PromptStats.combine(tallies)
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+        for pipe in self.pipes:
+            pipe.close()
+
+
+def _build_part(
+    sender: Any,
+    parent: int,
+    part: tuple[int, int],
+    task: TaskSpec,
+    questions_path: Path,
+    ranking_path: Path | None,
+    k: int,
+    tokenizer: ModelTokenizer | None,
+    max_length: int,
+    golds: dict[str, Any] | None,
+    outputs_name: str,
+) -> None:
+    import pickle
+    import traceback
+
+    from lampctl.data import gc_paused
+    from lampctl.parallel import worker_setup
+
+    worker_setup(parent)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core each; see build_in_workers
+
+    def send(kind: str, payload: Any) -> None:
+        sender.send_bytes(pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL))
+
+    try:
+        with gc_paused():
+            builder = PromptBuilder(task, tokenizer, max_length, str(questions_path))
+            for chunk in prompt_question_chunks(questions_path, ranking_path, k, part=part):
+                text = render_rows(chunk, builder.add(chunk), golds, outputs_name)
+                send("rows", (text, [q.id for q in chunk]))
+            send("done", builder.tally)
+    except InputError as exc:
+        send("error", str(exc))
+    except BrokenPipeError:
+        pass  # the parent stopped listening: it has an error of its own to report
+    except BaseException:
+        send("crash", traceback.format_exc())
 
 
 @dataclass(frozen=True)
@@ -428,6 +622,105 @@ class PromptStats:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    @classmethod
+    def combine(cls, parts: Sequence[Tally]) -> PromptStats:
+        """The stats of a file from those of its parts (in any order)."""
+        counted = sum(p.counted for p in parts)
+        total = sum(p.total_tokens for p in parts)
+        return cls(
+            questions=sum(p.questions for p in parts),
+            hit_budget=sum(p.hit_budget for p in parts),
+            bare_input=sum(p.bare_input for p in parts),
+            mean_tokens=round(total / counted, 2) if counted else 0.0,
+            max_tokens=max((p.max_tokens for p in parts), default=0),
+            over_max_length=sum(p.over_max_length for p in parts),
+            tokenizer_calls=sum(p.tokenizer_calls for p in parts),
+        )
+
+
+@dataclass
+class Tally:
+    """What ``PromptStats`` sums up, as a builder counts it."""
+
+    questions: int = 0
+    hit_budget: int = 0
+    bare_input: int = 0
+    counted: int = 0  # sources with a token count (all, with a tokenizer)
+    total_tokens: int = 0
+    max_tokens: int = 0
+    over_max_length: int = 0
+    tokenizer_calls: int = 0
+
+
+class PromptBuilder:
+    """Sources a chunk of questions at a time, in question order, with one ``CountingTokenizer``
+    for the whole file (a text that recurs across chunks is tokenized once); ``stats`` sums up
+    the chunks so far. ``tokenizer`` None: the bare inputs."""
+
+    def __init__(
+        self, task: TaskSpec, tokenizer: ModelTokenizer | None, max_length: int, name: str
+    ) -> None:
+        if task.prompt is None:
+            raise InputError(f"{task.name} has no prompt in the task registry")
+        self.spec = task.prompt
+        self.max_length = max_length
+        self.name = name
+        self.tokens = CountingTokenizer(tokenizer, max_length) if tokenizer is not None else None
+        self.phrase = 0
+        if self.tokens is not None and self.spec.phrase:
+            self.tokens.prime_lengths([self.spec.phrase])
+            self.phrase = self.tokens.length(self.spec.phrase)
+        self.input_cap = int(START_FACTOR * max_length) + 1  # all min(len, int(f * max)) reads
+        self.tally = Tally()
+
+    def add(self, questions: Sequence[PromptQuestion]) -> list[str]:
+        tally = self.tally
+        tally.questions += len(questions)
+        tokens = self.tokens
+        if tokens is None:
+            return [q.input for q in questions]
+        spec, max_length = self.spec, self.max_length
+        values_of = [
+            [item_values(spec, item, q.id, self.name) for item in q.items] for q in questions
+        ]
+        inputs = [q.input for q in questions]
+        cap = self.input_cap
+        tokens.prime_texts({t: cap for t in inputs if not tokens.surely_longer(t, cap)})
+        frames = [need_frame(spec, v) for values in values_of for v in values]
+        tokens.prime_lengths([f for f in frames if f is not None])
+        _prime_first_attempt(
+            spec, tokens, list(zip(inputs, values_of, strict=True)), max_length, self.phrase
+        )
+        pending: list[tuple[Built, list[dict[str, Any]] | None]] = []
+        to_decode: list[list[int]] = []
+        for question_input, values in zip(inputs, values_of, strict=True):
+            built, ids, items = build_source(spec, question_input, values, max_length, tokens)
+            tally.counted += 1
+            tally.total_tokens += built.tokens
+            tally.max_tokens = max(tally.max_tokens, built.tokens)
+            tally.over_max_length += built.tokens > max_length
+            pending.append((built, None if ids is None else items))
+            if ids is not None:
+                to_decode.extend(ids)
+        slots = tokens.decode(to_decode)
+        offset = 0
+        sources = []
+        for question_input, (built, items) in zip(inputs, pending, strict=True):
+            if items is None:
+                sources.append(built.source)
+                tally.bare_input += 1
+            else:
+                sources.append(
+                    assemble(spec, question_input, slots[offset : offset + len(items)], items)
+                )
+                offset += len(items)
+            tally.hit_budget += built.truncated
+        tally.tokenizer_calls = tokens.calls
+        return sources
+
+    def stats(self) -> PromptStats:
+        return PromptStats.combine([self.tally])
+
 
 def build_prompts(
     task: TaskSpec,
@@ -435,70 +728,14 @@ def build_prompts(
     tokenizer: ModelTokenizer | None,
     max_length: int,
     name: str,
-    progress: Callable[[int], None] | None = None,
     chunk: int = 512,
 ) -> tuple[list[str], PromptStats]:
     """Sources for every question, in order (``tokenizer`` None: the bare inputs)."""
-    spec = task.prompt
-    if spec is None:
-        raise InputError(f"{task.name} has no prompt in the task registry")
-    if tokenizer is None:
-        sources = [q.input for q in questions]
-        return sources, PromptStats(len(sources), 0, 0, 0.0, 0, 0, 0)
-    tokens = CountingTokenizer(tokenizer, max_length)
-    values_of = [[item_values(spec, item, q.id, name) for item in q.items] for q in questions]
-    if spec.phrase:
-        tokens.prime_lengths([spec.phrase])
-    phrase = tokens.length(spec.phrase) if spec.phrase else 0
-    input_cap = int(START_FACTOR * max_length) + 1  # all that min(len, int(f * max)) reads
+    builder = PromptBuilder(task, tokenizer, max_length, name)
     sources: list[str] = []
-    hit = bare = 0
-    accounted: list[int] = []
     for start in range(0, len(questions), chunk):
-        part = range(start, min(start + chunk, len(questions)))
-        inputs = [questions[i].input for i in part]
-        tokens.prime_texts({t: input_cap for t in inputs if not tokens.surely_longer(t, input_cap)})
-        frames = [need_frame(spec, v) for i in part for v in values_of[i]]
-        tokens.prime_lengths([f for f in frames if f is not None])
-        _prime_first_attempt(
-            spec, tokens, [(questions[i].input, values_of[i]) for i in part], max_length, phrase
-        )
-        pending: list[tuple[int, Built, list[dict[str, Any]] | None]] = []
-        to_decode: list[list[int]] = []
-        for i in part:
-            built, ids, items = build_source(
-                spec, questions[i].input, values_of[i], max_length, tokens
-            )
-            accounted.append(built.tokens)
-            if ids is None:
-                pending.append((i, built, None))
-            else:
-                pending.append((i, built, items))
-                to_decode.extend(ids)
-        slots = tokens.decode(to_decode)
-        offset = 0
-        for i, built, items in pending:
-            if items is None:
-                sources.append(built.source)
-                bare += 1
-            else:
-                sources.append(
-                    assemble(spec, questions[i].input, slots[offset : offset + len(items)], items)
-                )
-                offset += len(items)
-            hit += built.truncated
-        if progress:
-            progress(len(part))
-    stats = PromptStats(
-        questions=len(sources),
-        hit_budget=hit,
-        bare_input=bare,
-        mean_tokens=round(sum(accounted) / len(accounted), 2) if accounted else 0.0,
-        max_tokens=max(accounted, default=0),
-        over_max_length=sum(n > max_length for n in accounted),
-        tokenizer_calls=tokens.calls,
-    )
-    return sources, stats
+        sources.extend(builder.add(questions[start : start + chunk]))
+    return sources, builder.stats()
 
 
 def read_golds(path: Path | None) -> dict[str, Any] | None:
@@ -560,6 +797,32 @@ class PromptResult:
         }
 
 
+def _build_here(
+    task: TaskSpec,
+    questions_path: Path,
+    ranking_path: Path | None,
+    k: int,
+    tokenizer: ModelTokenizer | Future[ModelTokenizer] | None,
+    max_length: int,
+    golds: dict[str, Any] | None,
+    outputs_name: str,
+    progress: Callable[[int], None] | None,
+) -> tuple[str, PromptStats]:
+    """The rows of a file, built in this process; a tokenizer still loading is waited for
+    once the questions are read."""
+    chunks: Iterable[list[PromptQuestion]] = prompt_question_chunks(questions_path, ranking_path, k)
+    if isinstance(tokenizer, Future):
+        chunks = list(chunks)
+        tokenizer = tokenizer.result()
+    builder = PromptBuilder(task, tokenizer, max_length, str(questions_path))
+    parts = []
+    for chunk in chunks:
+        parts.append(render_rows(chunk, builder.add(chunk), golds, outputs_name))
+        if progress:
+            progress(len(chunk))
+    return "".join(parts), builder.stats()
+
+
 def prompts_file(
     task: TaskSpec,
     set_name: str,
@@ -574,10 +837,12 @@ def prompts_file(
     tokenizer_id: str | None,
     revision: str | None,
     force: bool = False,
+    jobs: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> PromptResult:
     """Build one set's JSONL and its record; skipped when the record says it is up to date.
-    ``tokenizer`` may still be loading (a future): the file is read meanwhile."""
+    ``tokenizer`` may still be loading (a future): the file is read meanwhile. A big file is
+    built by ``jobs`` worker processes."""
     from lampctl import __version__
     from lampctl.data import atomic_writer, gc_paused
     from lampctl.records import (
@@ -611,21 +876,47 @@ def prompts_file(
             PromptStats(**stats) if isinstance(stats, dict) else None,
             round(time.perf_counter() - started, 3),
         )
-    # The inputs are hashed for the record on a thread while they are used (hashlib lets go
-    # of the GIL).
-    with ThreadPoolExecutor(max_workers=1) as pool, gc_paused():
-        fingerprints = pool.submit(source_fingerprints, output_path, sources)
-        questions = read_prompt_questions(questions_path, ranking_path, k if tokenizer else 0)
-        golds = read_golds(outputs_path)
-        if isinstance(tokenizer, Future):
-            tokenizer = tokenizer.result()
-        built, stats = build_prompts(
-            task, questions, tokenizer, max_length, str(questions_path), progress
+    golds = read_golds(outputs_path)
+    used_k = k if tokenizer is not None else 0
+    # Worker processes are forked first, before this process starts its hashing thread; none
+    # while transformers (and torch) load on a thread.
+    workers = None
+    if not isinstance(tokenizer, Future):
+        workers = WorkerBuild.start(
+            task,
+            questions_path,
+            ranking_path,
+            used_k,
+            tokenizer,
+            max_length,
+            golds,
+            str(outputs_path),
+            jobs,
         )
-        text = render_rows(questions, built, golds, str(outputs_path))
-        with atomic_writer(output_path) as handle:
-            handle.write(text)
-        known = fingerprints.result()
+    try:
+        # The inputs are hashed for the record on a thread meanwhile (hashlib lets go of the GIL).
+        with ThreadPoolExecutor(max_workers=1) as hasher, gc_paused():
+            fingerprints = hasher.submit(source_fingerprints, output_path, sources)
+            if workers is not None:
+                text, stats = workers.gather(progress)
+            else:
+                text, stats = _build_here(
+                    task,
+                    questions_path,
+                    ranking_path,
+                    used_k,
+                    tokenizer,
+                    max_length,
+                    golds,
+                    str(outputs_path),
+                    progress,
+                )
+            with atomic_writer(output_path) as handle:
+                handle.write(text)
+            known = fingerprints.result()
+    finally:
+        if workers is not None:
+            workers.close()
     write_derived_record(
         output_path,
         sources,

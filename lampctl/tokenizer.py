@@ -126,27 +126,40 @@ class ModelTokenizer:
 def open_tokenizer(name: str, revision: str | None = None) -> ModelTokenizer:
     """A Hugging Face tokenizer by hub id or folder, resolved once and offline-aware (the same
     lookup and messages as ``--checkpoint``)."""
+    saved = open_saved_tokenizer(name, revision)
+    if saved is not None:
+        return saved
     from lampctl.encoder import locate_checkpoint
 
     folder = locate_checkpoint(name, revision, kind="tokenizer")
     verdict_file = verdict_path(Path(folder))
     verdict = _read_verdict(verdict_file)
-    if verdict.get("backend") is True:
-        backend = _saved_backend(verdict_file, verdict)
-        if backend is not None:
-            return ModelTokenizer(
-                folder,
-                backend,
-                special=int(verdict["special"]),
-                right_truncation=True,
-                backend_decodes=True,
-                verified=True,
-                load_full=lambda: _load_transformers(folder, generic=True),
-            )
     tokenizer = _load_transformers(folder, generic=verdict.get("generic") is True)
     if verdict_file is not None and not verdict:
         _record_verdict(verdict_file, tokenizer, folder)
     return ModelTokenizer.from_transformers(tokenizer, folder)
+
+
+def open_saved_tokenizer(name: str, revision: str | None = None) -> ModelTokenizer | None:
+    """The tokenizer as its saved backend alone, when an earlier load's verdict allows (a few
+    milliseconds); None otherwise. Lookup errors are ``open_tokenizer``'s."""
+    from lampctl.encoder import locate_checkpoint
+
+    folder = locate_checkpoint(name, revision, kind="tokenizer")
+    verdict_file = verdict_path(Path(folder))
+    verdict = _read_verdict(verdict_file)
+    backend = _saved_backend(verdict_file, verdict) if verdict.get("backend") is True else None
+    if backend is None:
+        return None
+    return ModelTokenizer(
+        folder,
+        backend,
+        special=int(verdict["special"]),
+        right_truncation=True,
+        backend_decodes=True,
+        verified=True,
+        load_full=lambda: _load_transformers(folder, generic=True),
+    )
 
 
 def _load_transformers(folder: str, generic: bool) -> Any:

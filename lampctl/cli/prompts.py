@@ -21,11 +21,12 @@ from lampctl.cli._common import (
     emit,
     get_state,
     note_finished,
+    usable_cpus,
 )
 from lampctl.datadir import ranked_sets
 from lampctl.prompts import PromptResult, output_name, prompts_file
 from lampctl.tasks import TaskSpec
-from lampctl.tokenizer import open_tokenizer
+from lampctl.tokenizer import open_saved_tokenizer, open_tokenizer
 
 PromptJob = tuple[TaskSpec, str, Path, Path | None, Path | None, Path]
 
@@ -66,6 +67,10 @@ def prompts(
         typer.Option("--output", "-o", help="... into this file (also for one data-dir set)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Build again even if up to date.")] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="CPU processes (default: all usable cores)."),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -146,7 +151,11 @@ def prompts(
         tokenizer: Any | None = None
         if not no_profile:
             assert tokenizer_id is not None
-            tokenizer = loader.submit(open_tokenizer, tokenizer_id, revision)
+            # One saved by an earlier run loads in milliseconds, here; the first load (through
+            # transformers) goes on a thread, while the first file is read.
+            tokenizer = open_saved_tokenizer(tokenizer_id, revision) or loader.submit(
+                open_tokenizer, tokenizer_id, revision
+            )
         for spec, set_name, questions, ranking, outputs, target in jobs:
             reporter.start(f"{spec.name} {target.name}", None)
             result = prompts_file(
@@ -162,6 +171,7 @@ def prompts(
                 tokenizer_id=None if no_profile else tokenizer_id,
                 revision=revision,
                 force=force,
+                jobs=processes or usable_cpus(),
                 progress=reporter.advance,
             )
             results.append(result)
