@@ -544,3 +544,103 @@ def test_non_utf8_questions_are_one_line(cli, tmp_path):
         f"Error: {questions}: not UTF-8 text (byte 0xe9 at offset 26)"
     ]
     assert not (tmp_path / "o.jsonl").exists()
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+@pytest.fixture
+def forking(monkeypatch):
+    """Worker processes for any file. This test process has torch loaded, for which the real
+    check refuses to fork; the workers here only tokenize."""
+    from lampctl import parallel, prompts
+
+    monkeypatch.setattr(prompts, "WORKER_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel, "fork_is_safe", lambda: True)
+
+
+def _prompts_file(tmp_path, questions, ranking, tok, jobs, name="out.jsonl", outputs=None):
+    from lampctl.prompts import prompts_file
+
+    qpath = tmp_path / "q.json"
+    qpath.write_text(json.dumps(questions))
+    rpath = tmp_path / "r.json"
+    rpath.write_text(json.dumps(ranking))
+    return prompts_file(
+        REGISTRY.task("4"),
+        "dev",
+        qpath,
+        rpath,
+        outputs,
+        tmp_path / name,
+        k=3,
+        max_length=96,
+        tokenizer=tok,
+        tokenizer_id=MINILM,
+        revision=None,
+        force=True,
+        jobs=jobs,
+    )
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_workers_write_the_same_rows_and_stats(minilm, forking, tmp_path, jobs):
+    questions = _questions(4, seed=40 + jobs, count=41)
+    ranking = {q["id"]: [p["id"] for p in reversed(q["profile"])] for q in questions}
+    here = _prompts_file(tmp_path, questions, ranking, minilm.warm, 1, "here.jsonl")
+    there = _prompts_file(tmp_path, questions, ranking, minilm.warm, jobs, "there.jsonl")
+    assert (tmp_path / "here.jsonl").read_bytes() == (tmp_path / "there.jsonl").read_bytes()
+    assert here.stats.questions == there.stats.questions == len(questions)
+    assert {**here.stats.as_dict(), "tokenizer_calls": 0} == {
+        **there.stats.as_dict(),
+        "tokenizer_calls": 0,
+    }
+    by_id = {q["id"]: {p["id"]: p for p in q["profile"]} for q in questions}
+    rows = [json.loads(line) for line in (tmp_path / "there.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [q["id"] for q in questions]
+    assert [r["source"] for r in rows] == [
+        reference_source(
+            4, q["input"], [by_id[q["id"]][i] for i in ranking[q["id"]]], 3, 96, minilm.ref
+        )
+        for q in questions
+    ]
+
+
+@pytest.mark.parametrize("damage", ["missing field late", "duplicate id across parts"])
+def test_worker_errors_name_the_question_and_write_nothing(minilm, forking, tmp_path, damage):
+    from lampctl.errors import InputError
+
+    questions = _questions(4, seed=7, count=30)
+    for q in questions:
+        if not q["profile"]:
+            q["profile"] = [{"id": q["id"] + "-x", "title": "t", "text": "some text"}]
+    ranking = {q["id"]: [p["id"] for p in q["profile"]] for q in questions}
+    if damage == "missing field late":
+        target = questions[25]
+        del target["profile"][0]["title"]
+        needle = f"question {target['id']!r}, profile item {target['profile'][0]['id']!r}"
+    else:  # question 20 (in the second part) takes question 3's id, and so its ranking
+        questions[20] = {**questions[20], "id": questions[3]["id"]}
+        questions[20]["profile"] = [dict(p) for p in questions[3]["profile"]]
+        needle = f"duplicate question id {questions[3]['id']!r}"
+    with pytest.raises(InputError, match=needle):
+        _prompts_file(tmp_path, questions, ranking, minilm.warm, 2)
+    assert not (tmp_path / "out.jsonl").exists()
+    with pytest.raises(InputError, match=needle):  # the same error without workers
+        _prompts_file(tmp_path, questions, ranking, minilm.warm, 1)
+
+
+def test_a_worker_that_dies_is_one_error(minilm, forking, tmp_path, monkeypatch):
+    import os
+
+    from lampctl import prompts
+    from lampctl.errors import LampctlError
+
+    monkeypatch.setattr(prompts, "_build_part", lambda *args: os._exit(3))
+    questions = _questions(4, seed=8, count=10)
+    ranking = {q["id"]: [p["id"] for p in q["profile"]] for q in questions}
+    with pytest.raises(
+        LampctlError, match=r"worker process building prompts stopped \(exit code 3\)"
+    ):
+        _prompts_file(tmp_path, questions, ranking, minilm.warm, 2)
+    assert not (tmp_path / "out.jsonl").exists()
