@@ -16,10 +16,11 @@ class ItemId(msgspec.Struct):
 
 
 class RawQuestion(msgspec.Struct):
-    """A question with its profile left as raw JSON (checked to be JSON, not yet split)."""
+    """A question with its input and profile left as raw JSON (checked to be JSON, not yet
+    decoded): a reader decodes those of the questions it uses."""
 
     id: str | int
-    input: str
+    input: msgspec.Raw
     profile: msgspec.Raw
 
 

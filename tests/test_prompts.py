@@ -521,11 +521,19 @@ def test_missing_tokenizer_messages(cli, tmp_path):
     assert "--tokenizer PATH" in result.err
 
 
-def test_non_utf8_questions_are_one_line(cli, tmp_path):
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'[{"id": "1", "input": "caf\xe9", "profile": []}]',
+        b'[{"id": "1", "input": "x", "profile": [{"id": "a", "text": "caf\xe9"}]}]',
+    ],
+    ids=["input", "ranked item"],
+)
+def test_non_utf8_questions_are_one_line(cli, tmp_path, content):
     questions = tmp_path / "q.json"
-    questions.write_bytes(b'[{"id": "1", "input": "caf\xe9", "profile": []}]')
+    questions.write_bytes(content)
     ranking = tmp_path / "r.json"
-    ranking.write_text('{"1": []}')
+    ranking.write_text('{"1": ["a"]}' if b'"a"' in content else '{"1": []}')
     result = cli(
         "prompts",
         "-t",
@@ -540,8 +548,9 @@ def test_non_utf8_questions_are_one_line(cli, tmp_path):
         MINILM,
     )
     assert result.exit_code == 1
+    offset = content.index(b"\xe9")
     assert result.err.strip().splitlines() == [
-        f"Error: {questions}: not UTF-8 text (byte 0xe9 at offset 26)"
+        f"Error: {questions}: not UTF-8 text (byte 0xe9 at offset {offset})"
     ]
     assert not (tmp_path / "o.jsonl").exists()
 
@@ -555,7 +564,7 @@ def forking(monkeypatch):
     check refuses to fork; the workers here only tokenize."""
     from lampctl import parallel, prompts
 
-    monkeypatch.setattr(prompts, "WORKER_MIN_BYTES", 0)
+    monkeypatch.setattr(prompts, "WORKER_MIN_BYTES", 1)
     monkeypatch.setattr(parallel, "fork_is_safe", lambda: True)
 
 
