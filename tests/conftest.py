@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,10 @@ from lampctl.cli import app
 from lampctl.synth import SynthSpec, write_tiny_bert, write_tree
 
 # Set before transformers / huggingface_hub are imported anywhere: they read these at import.
+# The folder goes when the test run ends.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="lampctl-test-hf-")
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 
 # The LaMP paper's best retriever per task, (user split, time split): tables 6 and 8.
 PAPER_DEFAULTS = {
