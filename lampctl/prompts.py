@@ -543,6 +543,9 @@ class WorkerBuild:
                 sender.close()
                 pipes.append(receiver)
                 processes.append(process)
+        except OSError:  # no process to be had (memory, process limits): build here instead
+            cls(pipes, processes, questions_path).close()
+            return None
         finally:
             if unset:
                 os.environ.pop("TOKENIZERS_PARALLELISM", None)

@@ -653,3 +653,17 @@ def test_a_worker_that_dies_is_one_error(minilm, forking, tmp_path, monkeypatch)
     ):
         _prompts_file(tmp_path, questions, ranking, minilm.warm, 2)
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_no_process_to_be_had_builds_here(minilm, forking, tmp_path, monkeypatch):
+    import multiprocessing.context
+
+    def refuse(self):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, "start", refuse)
+    questions = _questions(4, seed=9, count=12)
+    ranking = {q["id"]: [p["id"] for p in q["profile"]] for q in questions}
+    result = _prompts_file(tmp_path, questions, ranking, minilm.warm, 2)
+    assert result.stats.questions == len(questions)
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == len(questions)
