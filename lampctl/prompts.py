@@ -468,6 +468,55 @@ class _Picker:
         return [position[i] for i in wanted]
 
 
+@dataclass(frozen=True)
+class FileBuild:
+    """What building one file's rows takes, in this process or in a worker."""
+
+    task: TaskSpec
+    questions_path: Path
+    ranking_path: Path | None
+    k: int
+    max_length: int
+    golds: dict[str, Any] | None
+    outputs_name: str
+
+    def chunks(self, part: tuple[int, int] = (0, 1)) -> Iterator[list[PromptQuestion]]:
+        return prompt_question_chunks(self.questions_path, self.ranking_path, self.k, part=part)
+
+    def build(
+        self,
+        tokenizer: ModelTokenizer | None,
+        chunks: Iterable[list[PromptQuestion]],
+        each: Callable[[str, list[PromptQuestion]], None],
+    ) -> Tally:
+        """Each chunk's rows, handed to ``each`` with the chunk; what the builder counted."""
+        builder = PromptBuilder(self.task, tokenizer, self.max_length, str(self.questions_path))
+        for chunk in chunks:
+            each(render_rows(chunk, builder.add(chunk), self.golds, self.outputs_name), chunk)
+        return builder.tally
+
+    def here(
+        self,
+        tokenizer: ModelTokenizer | Future[ModelTokenizer] | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[str, PromptStats]:
+        """The file's rows, built in this process; a tokenizer still loading (a future) is
+        waited for once the questions are read."""
+        chunks: Iterable[list[PromptQuestion]] = self.chunks()
+        if isinstance(tokenizer, Future):
+            chunks = list(chunks)
+            tokenizer = tokenizer.result()
+        texts: list[str] = []
+
+        def keep(text: str, chunk: list[PromptQuestion]) -> None:
+            texts.append(text)
+            if progress:
+                progress(len(chunk))
+
+        tally = self.build(tokenizer, chunks, keep)
+        return "".join(texts), PromptStats.combine([tally])
+
+
 WORKER_MIN_BYTES = 16_000_000  # of the questions file per worker process
 MAX_WORKERS = 8
 
@@ -490,23 +539,14 @@ class WorkerBuild:
 
     @classmethod
     def start(
-        cls,
-        task: TaskSpec,
-        questions_path: Path,
-        ranking_path: Path | None,
-        k: int,
-        tokenizer: ModelTokenizer | None,
-        max_length: int,
-        golds: dict[str, Any] | None,
-        outputs_name: str,
-        jobs: int,
+        cls, job: FileBuild, tokenizer: ModelTokenizer | None, jobs: int
     ) -> WorkerBuild | None:
         """Workers started, or None where they do not pay or are not safe: a small file, one
         job, no fork, or torch loaded (its threads do not survive a fork)."""
         from lampctl.parallel import fork_is_safe
 
         try:
-            size = questions_path.stat().st_size
+            size = job.questions_path.stat().st_size
         except OSError:
             return None  # the in-process reader names the problem
         # Each worker finds every question in the file (about a quarter of a second for
@@ -523,7 +563,6 @@ class WorkerBuild:
         import lampctl.parallel  # noqa: F401
 
         context = mp.get_context("fork")
-        args = (task, questions_path, ranking_path, k, tokenizer, max_length, golds, outputs_name)
         pipes, processes = [], []
         # The library's after-fork hook warns and switches its threads off in a child once this
         # process has used them; the children switch them off themselves, so mark them
@@ -536,7 +575,7 @@ class WorkerBuild:
                 receiver, sender = context.Pipe(duplex=False)
                 process = context.Process(
                     target=_build_part,
-                    args=(sender, os.getpid(), (index, jobs), *args),
+                    args=(sender, os.getpid(), (index, jobs), job, tokenizer),
                     daemon=True,
                 )
                 process.start()
@@ -544,12 +583,12 @@ class WorkerBuild:
                 pipes.append(receiver)
                 processes.append(process)
         except OSError:  # no process to be had (memory, process limits): build here instead
-            cls(pipes, processes, questions_path).close()
+            cls(pipes, processes, job.questions_path).close()
             return None
         finally:
             if unset:
                 os.environ.pop("TOKENIZERS_PARALLELISM", None)
-        return cls(pipes, processes, questions_path)
+        return cls(pipes, processes, job.questions_path)
 
     def gather(self, progress: Callable[[int], None] | None = None) -> tuple[str, PromptStats]:
         import pickle
@@ -613,15 +652,10 @@ def _build_part(
     sender: Any,
     parent: int,
     part: tuple[int, int],
-    task: TaskSpec,
-    questions_path: Path,
-    ranking_path: Path | None,
-    k: int,
+    job: FileBuild,
     tokenizer: ModelTokenizer | None,
-    max_length: int,
-    golds: dict[str, Any] | None,
-    outputs_name: str,
 ) -> None:
+    """A worker of ``WorkerBuild``: part ``i`` of ``n`` of the file's rows, a chunk at a time."""
     import pickle
     import traceback
 
@@ -629,18 +663,19 @@ def _build_part(
     from lampctl.parallel import worker_setup
 
     worker_setup(parent)
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core each; see build_in_workers
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core each; see WorkerBuild
 
     def send(kind: str, payload: Any) -> None:
         sender.send_bytes(pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL))
 
     try:
         with gc_paused():
-            builder = PromptBuilder(task, tokenizer, max_length, str(questions_path))
-            for chunk in prompt_question_chunks(questions_path, ranking_path, k, part=part):
-                text = render_rows(chunk, builder.add(chunk), golds, outputs_name)
-                send("rows", (text, [q.id for q in chunk]))
-            send("done", builder.tally)
+            tally = job.build(
+                tokenizer,
+                job.chunks(part),
+                lambda text, chunk: send("rows", (text, [q.id for q in chunk])),
+            )
+        send("done", tally)
     except InputError as exc:
         send("error", str(exc))
     except BrokenPipeError:
@@ -837,32 +872,6 @@ class PromptResult:
         }
 
 
-def _build_here(
-    task: TaskSpec,
-    questions_path: Path,
-    ranking_path: Path | None,
-    k: int,
-    tokenizer: ModelTokenizer | Future[ModelTokenizer] | None,
-    max_length: int,
-    golds: dict[str, Any] | None,
-    outputs_name: str,
-    progress: Callable[[int], None] | None,
-) -> tuple[str, PromptStats]:
-    """The rows of a file, built in this process; a tokenizer still loading is waited for
-    once the questions are read."""
-    chunks: Iterable[list[PromptQuestion]] = prompt_question_chunks(questions_path, ranking_path, k)
-    if isinstance(tokenizer, Future):
-        chunks = list(chunks)
-        tokenizer = tokenizer.result()
-    builder = PromptBuilder(task, tokenizer, max_length, str(questions_path))
-    parts = []
-    for chunk in chunks:
-        parts.append(render_rows(chunk, builder.add(chunk), golds, outputs_name))
-        if progress:
-            progress(len(chunk))
-    return "".join(parts), builder.stats()
-
-
 def prompts_file(
     task: TaskSpec,
     set_name: str,
@@ -916,23 +925,18 @@ def prompts_file(
             PromptStats(**stats) if isinstance(stats, dict) else None,
             round(time.perf_counter() - started, 3),
         )
-    golds = read_golds(outputs_path)
-    used_k = k if tokenizer is not None else 0
+    job = FileBuild(
+        task,
+        questions_path,
+        ranking_path,
+        k if tokenizer is not None else 0,
+        max_length,
+        read_golds(outputs_path),
+        str(outputs_path),
+    )
     # Worker processes are forked first, before this process starts its hashing thread; none
     # while transformers (and torch) load on a thread.
-    workers = None
-    if not isinstance(tokenizer, Future):
-        workers = WorkerBuild.start(
-            task,
-            questions_path,
-            ranking_path,
-            used_k,
-            tokenizer,
-            max_length,
-            golds,
-            str(outputs_path),
-            jobs,
-        )
+    workers = None if isinstance(tokenizer, Future) else WorkerBuild.start(job, tokenizer, jobs)
     try:
         # The inputs are hashed for the record on a thread meanwhile (hashlib lets go of the GIL).
         with ThreadPoolExecutor(max_workers=1) as hasher, gc_paused():
@@ -940,17 +944,7 @@ def prompts_file(
             if workers is not None:
                 text, stats = workers.gather(progress)
             else:
-                text, stats = _build_here(
-                    task,
-                    questions_path,
-                    ranking_path,
-                    used_k,
-                    tokenizer,
-                    max_length,
-                    golds,
-                    str(outputs_path),
-                    progress,
-                )
+                text, stats = job.here(tokenizer, progress)
             with atomic_writer(output_path) as handle:
                 handle.write(text)
             known = fingerprints.result()
