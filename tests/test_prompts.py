@@ -145,8 +145,7 @@ def minilm(tmp_path_factory):
     return loaded
 
 
-@pytest.fixture(scope="module")
-def sentencepiece_like(tmp_path_factory):
+def _sentencepiece_like(tmp_path_factory, clean_up: bool) -> Loaded:
     """A cased Unigram tokenizer with a Metaspace pre-tokenizer and an EOS post-processor, as
     T5's, trained here and saved as a PreTrainedTokenizerFast."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
@@ -183,11 +182,31 @@ def sentencepiece_like(tmp_path_factory):
         single="$A </s>", special_tokens=[("</s>", backend.token_to_id("</s>"))]
     )
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+        tokenizer_object=backend,
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        clean_up_tokenization_spaces=clean_up,
     )
     folder = tmp_path_factory.mktemp("sp-tokenizer")
     tok.save_pretrained(folder)
     return Loaded(str(folder), tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_like(tmp_path_factory):
+    loaded = _sentencepiece_like(tmp_path_factory, clean_up=False)
+    assert not loaded.warm.transformers_loaded
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_clean_up(tmp_path_factory):
+    """The same with transformers' clean-up after decoding: the backend alone does not decode
+    as it does, so every run keeps going through transformers."""
+    loaded = _sentencepiece_like(tmp_path_factory, clean_up=True)
+    assert loaded.warm.transformers_loaded and not loaded.warm.backend_decodes
+    return loaded
 
 
 # --------------------------------------------------------------------------- data
@@ -198,6 +217,7 @@ def _questions(task: int, seed: int, count: int = 12) -> list[dict]:
     rng = random.Random(seed)
     spec = REGISTRY.task(str(task)).prompt
     words = ["the", "model", "Data", "über", "naïve", "東京", "кот", "rate", "news", "x"]
+    words += [",", ".", "it 's", "do n't", "?"]  # what transformers' clean-up rejoins
 
     def text(lo, hi):
         return " ".join(rng.choice(words) for _ in range(rng.randint(lo, hi)))
@@ -243,8 +263,11 @@ def _ours(task, questions, ranking, k, max_length, tok, tmp_path):
     return build_prompts(REGISTRY.task(str(task)), loaded, tok, max_length, str(qpath), chunk=5)
 
 
-@pytest.mark.parametrize("task", [1, 2, 3, 4, 5, 6, 7])
-@pytest.mark.parametrize("family", ["minilm", "sentencepiece_like"])
+@pytest.mark.parametrize(
+    ("task", "family"),
+    [(t, f) for t in range(1, 8) for f in ("minilm", "sentencepiece_like")]
+    + [(3, "sentencepiece_clean_up"), (7, "sentencepiece_clean_up")],
+)
 def test_sources_equal_the_reference(task, family, request, tmp_path):
     loaded = request.getfixturevalue(family)
     questions = _questions(task, seed=task)
