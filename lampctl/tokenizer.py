@@ -126,12 +126,12 @@ class ModelTokenizer:
 def open_tokenizer(name: str, revision: str | None = None) -> ModelTokenizer:
     """A Hugging Face tokenizer by hub id or folder, resolved once and offline-aware (the same
     lookup and messages as ``--checkpoint``)."""
-    saved = open_saved_tokenizer(name, revision)
-    if saved is not None:
-        return saved
     from lampctl.encoder import locate_checkpoint
 
     folder = locate_checkpoint(name, revision, kind="tokenizer")
+    saved = open_saved_tokenizer(folder)
+    if saved is not None:
+        return saved
     verdict_file = verdict_path(Path(folder))
     verdict = _read_verdict(verdict_file)
     tokenizer = _load_transformers(folder, generic=verdict.get("generic") is True)
@@ -140,12 +140,9 @@ def open_tokenizer(name: str, revision: str | None = None) -> ModelTokenizer:
     return ModelTokenizer.from_transformers(tokenizer, folder)
 
 
-def open_saved_tokenizer(name: str, revision: str | None = None) -> ModelTokenizer | None:
-    """The tokenizer as its saved backend alone, when an earlier load's verdict allows (a few
-    milliseconds); None otherwise. Lookup errors are ``open_tokenizer``'s."""
-    from lampctl.encoder import locate_checkpoint
-
-    folder = locate_checkpoint(name, revision, kind="tokenizer")
+def open_saved_tokenizer(folder: str) -> ModelTokenizer | None:
+    """The tokenizer in ``folder`` (as ``locate_checkpoint`` found it) as its saved backend
+    alone, when an earlier load's verdict allows (a few milliseconds); None otherwise."""
     verdict_file = verdict_path(Path(folder))
     verdict = _read_verdict(verdict_file)
     backend = _saved_backend(verdict_file, verdict) if verdict.get("backend") is True else None

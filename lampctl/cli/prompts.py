@@ -24,6 +24,7 @@ from lampctl.cli._common import (
     usable_cpus,
 )
 from lampctl.datadir import ranked_sets
+from lampctl.encoder import locate_checkpoint
 from lampctl.prompts import PromptResult, output_name, prompts_file
 from lampctl.tasks import TaskSpec
 from lampctl.tokenizer import open_saved_tokenizer, open_tokenizer
@@ -145,17 +146,15 @@ def prompts(
                 )
             jobs = [(*jobs[0][:5], output_file)]
     results: list[PromptResult] = []
-    # The tokenizer (transformers' import, mostly) loads on a thread while the first file is
-    # read; a tokenizer that cannot be found still fails before anything is written.
     with CliReporter(state) as reporter, ThreadPoolExecutor(max_workers=1) as loader:
         tokenizer: Any | None = None
         if not no_profile:
             assert tokenizer_id is not None
-            # One saved by an earlier run loads in milliseconds, here; the first load (through
+            # Found once, here, so a tokenizer that cannot be had fails before any work. One
+            # saved by an earlier run loads in milliseconds; the first load (through
             # transformers) goes on a thread, while the first file is read.
-            tokenizer = open_saved_tokenizer(tokenizer_id, revision) or loader.submit(
-                open_tokenizer, tokenizer_id, revision
-            )
+            folder = locate_checkpoint(tokenizer_id, revision, kind="tokenizer")
+            tokenizer = open_saved_tokenizer(folder) or loader.submit(open_tokenizer, folder)
         for spec, set_name, questions, ranking, outputs, target in jobs:
             reporter.start(f"{spec.name} {target.name}", None)
             result = prompts_file(
