@@ -70,7 +70,9 @@ def prompts(
     force: Annotated[bool, typer.Option("--force", help="Build again even if up to date.")] = False,
     processes: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="CPU processes (default: all usable cores)."),
+        typer.Option(
+            "--jobs", "-j", min=1, help="CPU processes for big files (default: all usable cores)."
+        ),
     ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
