@@ -135,7 +135,9 @@ def open_tokenizer(name: str, revision: str | None = None) -> ModelTokenizer:
     verdict_file = verdict_path(Path(folder))
     verdict = _read_verdict(verdict_file)
     tokenizer = _load_transformers(folder, generic=verdict.get("generic") is True)
-    if verdict_file is not None and not verdict:
+    # No verdict yet, or one whose saved backend is gone or damaged: (re)record it. The files
+    # and versions it is named by are unchanged, so a generic verdict still holds.
+    if verdict_file is not None and (not verdict or verdict.get("backend") is True):
         _record_verdict(verdict_file, tokenizer, folder)
     return ModelTokenizer.from_transformers(tokenizer, folder)
 

@@ -425,6 +425,7 @@ def test_verdict_is_recorded_once_and_later_loads_use_the_backend_alone(tmp_path
     backend = next(folder.glob("*.backend.json"))
     backend.write_text(backend.read_text().replace('"[UNK]"', '"[UNK2]"', 1))
     assert open_tokenizer(MINILM).transformers_loaded
+    assert not open_tokenizer(MINILM).transformers_loaded  # saved again by the load before
 
 
 def test_a_later_run_does_not_import_transformers(tmp_path):
