@@ -34,6 +34,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from lampctl.errors import InputError, LampctlError
 from lampctl.tasks import PromptSpec, TaskSpec
 from lampctl.tokenizer import ModelTokenizer
@@ -59,10 +61,9 @@ class CountingTokenizer:
     """The tokenizer calls the reference makes, answered from one batched tokenization of each
     distinct text (see the module docstring for why the answers are the same)."""
 
-    def __init__(self, tokenizer: ModelTokenizer, max_length: int) -> None:
+    def __init__(self, tokenizer: ModelTokenizer) -> None:
         self.tokenizer = tokenizer
         self.special = tokenizer.special
-        self.max_length = max_length
         # text -> (its first content ids, whether that is all of them)
         self._content: dict[str, tuple[list[int], bool]] = {}
         self._lengths: dict[str, int] = {}  # exact len(tok(s)) of frames and phrases
@@ -359,8 +360,6 @@ def prompt_question_chunks(
     """``read_prompt_questions`` a chunk at a time (of part ``i`` of ``n`` equal runs of
     questions, for worker ``i`` of ``n``). Only what is used is decoded: each question's input
     and first k ranked items; the rest stays raw bytes, viewed in the mapped file."""
-    import msgspec
-
     from lampctl.data import load_questions, map_bytes
     from lampctl.fastjson import RawQuestion
 
@@ -398,8 +397,6 @@ class _Picker:
     decoded from raw JSON; items are decoded only as far as finding the ranked ids needs."""
 
     def __init__(self, name: str, ranking_path: Path | None, k: int) -> None:
-        import msgspec
-
         from lampctl.data import read_bytes
         from lampctl.fastjson import ItemId
 
@@ -417,19 +414,16 @@ class _Picker:
         self.item_id = msgspec.json.Decoder(ItemId)
         self.items = msgspec.json.Decoder(list[msgspec.Raw])
         self.text = msgspec.json.Decoder(str)
-        self.error = msgspec.DecodeError
 
     def pick(self, qid: str, raw_input: bytes, raw_profile: bytes) -> PromptQuestion:
-        import msgspec
-
         name = self.name
         try:
             profile = self.items.decode(raw_profile)
-        except self.error:
+        except msgspec.DecodeError:
             raise InputError(f"{name}: question {qid!r} has no 'profile' list") from None
         try:
             question_input = self.text.decode(raw_input)
-        except self.error:
+        except msgspec.DecodeError:
             raise InputError(f"{name}: question {qid!r} has no string 'input'") from None
         if self.ranking is None:
             chosen = profile[: self.k]
@@ -450,7 +444,7 @@ class _Picker:
         for index, item in enumerate(profile):  # until the k ranked ids are found
             try:
                 found = str(self.item_id.decode(item).id)
-            except self.error:
+            except msgspec.DecodeError:
                 raise InputError(
                     f"{self.name}: question {qid!r}, profile item #{index} has no string 'id'"
                 ) from None
@@ -740,7 +734,7 @@ class PromptBuilder:
         self.spec = task.prompt
         self.max_length = max_length
         self.name = name
-        self.tokens = CountingTokenizer(tokenizer, max_length) if tokenizer is not None else None
+        self.tokens = CountingTokenizer(tokenizer) if tokenizer is not None else None
         self.phrase = 0
         if self.tokens is not None and self.spec.phrase:
             self.tokens.prime_lengths([self.spec.phrase])

@@ -418,36 +418,17 @@ def test_encoder_settings_from_environment_and_config(cli, tree, tiny_bert, tmp_
     monkeypatch.delenv("LAMPCTL_CHECKPOINT")
     config = tmp_path / "enc.yaml"
     config.write_text(f"encoder:\n  checkpoint: {tiny_bert}\n  precision: fp32\n")
-    plan = cli.json(
-        "--config",
-        config,
-        "rank-all",
-        "-t",
-        "7",
-        "-s",
-        "user",
-        "--set",
-        "dev",
-        "--data-dir",
-        tree,
-        "--dry-run",
-    )
+
+    def dry_run() -> dict:
+        return cli.json(
+            "--config", config, "rank-all", "-t", "7", "-s", "user", "--set", "dev",
+            "--data-dir", tree, "--dry-run",
+        )  # fmt: skip
+
+    plan = dry_run()
     assert plan["jobs"][0]["state"] == "up to date"
     monkeypatch.setenv("LAMPCTL_PRECISION", "bf16")
-    plan = cli.json(
-        "--config",
-        config,
-        "rank-all",
-        "-t",
-        "7",
-        "-s",
-        "user",
-        "--set",
-        "dev",
-        "--data-dir",
-        tree,
-        "--dry-run",
-    )
+    plan = dry_run()
     assert plan["jobs"][0]["state"] == "stale: other parameters"
 
 
