@@ -218,9 +218,11 @@ def decode_questions(
 
 def decode_raw(raw: msgspec.Raw | bytes, name: str, index: int) -> Any:
     """One question of ``raw_questions``; errors name the file and the question's position."""
+    from lampctl import fastjson
+
     data = bytes(raw)
     try:
-        return msgspec.json.decode(data)
+        return fastjson.decode(data)
     except UnicodeDecodeError:
         try:
             data.decode("utf-8")

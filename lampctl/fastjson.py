@@ -6,9 +6,22 @@ until an item is needed), which is most of the work on an 800 MB questions file.
 
 from __future__ import annotations
 
+import codecs
 from typing import Any
 
 import msgspec
+
+
+def decode(raw: Any, decoder: msgspec.json.Decoder[Any] | None = None) -> Any:
+    """Decode with msgspec, raising ``UnicodeDecodeError`` (with the byte's offset) whenever the
+    bytes are not UTF-8. msgspec's own report of bad UTF-8 changed across releases (0.18 raised
+    ``UnicodeDecodeError``, 0.19+ a ``DecodeError`` with its own words), so the cause is checked
+    here, by Python's codec, and never read from msgspec's message."""
+    try:
+        return msgspec.json.decode(raw) if decoder is None else decoder.decode(raw)
+    except msgspec.DecodeError:
+        codecs.decode(raw, "utf-8")  # raises UnicodeDecodeError when that is the cause
+        raise
 
 
 class ItemId(msgspec.Struct):

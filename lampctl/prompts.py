@@ -36,6 +36,7 @@ from typing import Any
 
 import msgspec
 
+from lampctl import fastjson
 from lampctl.errors import InputError, LampctlError
 from lampctl.tasks import PromptSpec, TaskSpec
 from lampctl.tokenizer import ModelTokenizer
@@ -404,10 +405,13 @@ class _Picker:
         self.ranking: dict[str, list[str | int]] | None = None
         if ranking_path is not None:
             try:
-                self.ranking = msgspec.json.decode(
-                    read_bytes(ranking_path, "ranking file"), type=dict[str, list[str | int]]
+                self.ranking = fastjson.decode(
+                    read_bytes(ranking_path, "ranking file"),
+                    msgspec.json.Decoder(dict[str, list[str | int]]),
                 )
-            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{ranking_path}: not UTF-8 text (offset {exc.start})") from None
+            except msgspec.DecodeError as exc:
                 raise InputError(
                     f"{ranking_path}: not a {{question id: [profile ids]}} ranking: {exc}"
                 ) from None
@@ -418,18 +422,18 @@ class _Picker:
     def pick(self, qid: str, raw_input: bytes, raw_profile: bytes) -> PromptQuestion:
         name = self.name
         try:
-            profile = self.items.decode(raw_profile)
+            profile = fastjson.decode(raw_profile, self.items)
         except msgspec.DecodeError:
             raise InputError(f"{name}: question {qid!r} has no 'profile' list") from None
         try:
-            question_input = self.text.decode(raw_input)
+            question_input = fastjson.decode(raw_input, self.text)
         except msgspec.DecodeError:
             raise InputError(f"{name}: question {qid!r} has no string 'input'") from None
         if self.ranking is None:
             chosen = profile[: self.k]
         else:
             chosen = [profile[i] for i in self._ranked_positions(qid, profile)]
-        return PromptQuestion(qid, question_input, [msgspec.json.decode(i) for i in chosen])
+        return PromptQuestion(qid, question_input, [fastjson.decode(i) for i in chosen])
 
     def _ranked_positions(self, qid: str, profile: list[Any]) -> list[int]:
         assert self.ranking is not None
@@ -443,7 +447,7 @@ class _Picker:
         looking = set(wanted)
         for index, item in enumerate(profile):  # until the k ranked ids are found
             try:
-                found = str(self.item_id.decode(item).id)
+                found = str(fastjson.decode(item, self.item_id).id)
             except msgspec.DecodeError:
                 raise InputError(
                     f"{self.name}: question {qid!r}, profile item #{index} has no string 'id'"
