@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import msgspec
 
-from lampctl.errors import InputError
+from lampctl.errors import InputError, OutputError
 
 
 def read_bytes(path: Path, what: str = "file") -> bytes:
@@ -346,13 +346,45 @@ def writable_target(path: Path) -> tuple[Path, bool]:
     real = Path(os.path.realpath(path))
     try:
         mode = real.stat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the latter: the write says why
         return real, True
     if stat.S_ISDIR(mode):
         raise InputError(f"{path}: is a folder, not a file to write")
     if stat.S_ISSOCK(mode):
         raise InputError(f"{path}: is a socket; refusing to write to it")
     return real, stat.S_ISREG(mode)
+
+
+def _identities(path: Path) -> set[tuple[Any, ...]]:
+    """What makes two paths the same file: the path with links resolved and, for a file that
+    exists, its device and inode (a hard link, a bind mount)."""
+    keys: set[tuple[Any, ...]] = {("path", os.path.realpath(path))}
+    try:
+        info = os.stat(path)
+    except OSError:
+        return keys
+    if stat.S_ISREG(info.st_mode):
+        keys.add(("inode", info.st_dev, info.st_ino))
+    return keys
+
+
+def refuse_overwriting_inputs(outputs: Sequence[Path], inputs: dict[str, Path | None]) -> None:
+    """An ``OutputError`` when an output is one of the command's inputs (``inputs``: role ->
+    path), after links: a command never replaces a file it reads. Called before any work."""
+    known: dict[tuple[Any, ...], tuple[str, Path]] = {}
+    for role, path in inputs.items():
+        if path is not None:
+            for key in _identities(path):
+                known.setdefault(key, (role, path))
+    for output in outputs:
+        for key in _identities(output):
+            if key in known:
+                role, path = known[key]
+                same = "" if str(path) == str(output) else f" ({path})"
+                raise OutputError(
+                    f"{output}: is this command's {role} file{same}; writing there would "
+                    "replace an input: choose another output"
+                )
 
 
 def is_special_file(path: Path) -> bool:
@@ -370,14 +402,26 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     target, regular = writable_target(path)
     encoding = None if "b" in mode else "utf-8"
     if not regular:
-        with open(target, mode, encoding=encoding) as handle:
-            yield handle
+        try:
+            with open(target, mode, encoding=encoding) as handle:
+                yield handle
+        except OSError as exc:
+            if exc.filename not in (None, str(target)):
+                raise
+            raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temp_files(target)
-    fd, tmp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=_tmp_prefix(target) + _owner_tag(), suffix=TMP_SUFFIX
-    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_temp_files(target)
+        fd, tmp_name = tempfile.mkstemp(
+            dir=target.parent, prefix=_tmp_prefix(target) + _owner_tag(), suffix=TMP_SUFFIX
+        )
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        blocking = next((p for p in target.parents if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            why = f"{blocking} is a file, not a folder"
+        raise OutputError(f"{path}: cannot write: {why}") from None
     tmp = Path(tmp_name)
     try:
         os.fchmod(fd, 0o666 & ~process_umask())
@@ -386,6 +430,11 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename not in (None, tmp_name, str(target)):
+            raise  # an input the body was reading, not this output
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

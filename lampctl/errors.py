@@ -27,3 +27,7 @@ class AvocadoError(LampctlError):
 
 class ShardError(LampctlError):
     """Shard files are missing or were made with different parameters."""
+
+
+class OutputError(LampctlError):
+    """An output cannot be written, or would replace one of the command's own inputs."""

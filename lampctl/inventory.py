@@ -13,11 +13,13 @@ from lampctl.download import Manifest
 from lampctl.encoder import EncoderConfig
 from lampctl.prompts import prompts_prefix
 from lampctl.records import (
+    RECORD_SUFFIX,
     derived_freshness,
     freshness,
     ranking_parameters,
     read_record,
     record_path,
+    recorded_path,
 )
 from lampctl.shards import missing_shards
 from lampctl.tasks import Registry, TaskSpec, item_text
@@ -31,10 +33,10 @@ class StatusRow:
     questions: str  # present | ids only | partial download (N bytes) | missing
     outputs: str  # present | missing | none published | partial download (N bytes)
     verified: str  # verified | unverified | changed | built | -
-    ranking: str  # up to date | stale: why | no record | missing
+    ranking: str  # up to date | stale: why (no record, input changed, ...) | missing
     ranked_by: str  # "contriever facebook/contriever fp32", "bm25", or ""
     shards: str  # "" or "missing 2/4, 3/4"
-    merged: str  # up to date | stale: why | missing (the default merged file)
+    merged: str  # the merged file's state, or "N up to date, M stale" over its variants | missing
     prompts: str = ""  # "2 up to date, 1 stale" over the set's model-input files
     problems: list[str] = field(default_factory=list)
 
@@ -65,14 +67,18 @@ def status(
     splits: Sequence[str] = (),
     sets: Sequence[str] = (),
     encoder: EncoderConfig | None = None,
+    rehash: bool = False,
 ) -> list[StatusRow]:
     """One row per (task, split, set). A ranking is judged against what ``rank-all`` would
-    make now (the split's default ranker, ``encoder``'s settings), so the two always agree."""
+    make now (the split's default ranker, ``encoder``'s settings), so the two always agree.
+    ``rehash``: hash every input again instead of trusting an unchanged size and mtime."""
     manifest = Manifest.load(data_dir)
     encoder = encoder or EncoderConfig()
     rows = []
     for task, split, set_name in registry.combinations(tasks, splits, sets):
-        rows.append(_status_row(registry, manifest, data_dir, task, split, set_name, encoder))
+        rows.append(
+            _status_row(registry, manifest, data_dir, task, split, set_name, encoder, rehash)
+        )
     return rows
 
 
@@ -104,6 +110,7 @@ def _status_row(
     split: str,
     set_name: str,
     encoder: EncoderConfig,
+    rehash: bool = False,
 ) -> StatusRow:
     def path(kind: str) -> Path:
         return registry.path(kind, data_dir, task, split, set_name)
@@ -144,13 +151,11 @@ def _status_row(
     if ranking.exists():
         record = read_record(record_path(ranking))
         ranked_by = _made_by(record)
-        if record is None:
-            r_state = "no record"
-        elif not questions.exists():
+        if not questions.exists():
             r_state = "stale: questions missing"
-        else:
+        else:  # as rank-all judges it: no (readable) record is stale
             expected = ranking_parameters(task.default_ranker[split], encoder, use_date=False)
-            r_state, _ = freshness(ranking, questions, expected)
+            r_state, _ = freshness(ranking, questions, expected, rehash=rehash)
         if r_state.startswith("stale"):
             problems.append(f"ranking {r_state}")
     elif q_state == "present":
@@ -165,12 +170,10 @@ def _status_row(
     if shard_note:
         problems.append(f"shards missing: {shard_note}")
     merged_file = path("merged")
-    merged = "missing"
-    if merged_file.exists():
-        merged = _recorded_freshness(merged_file)
-        if merged.startswith("stale"):
-            problems.append(f"merged file {merged}")
-    prompts = _prompts_state(questions, set_name, problems)
+    merged = _files_state(merged_variants(merged_file), problems, rehash, True) or "missing"
+    prompts = _files_state(
+        sorted(questions.parent.glob(f"{prompts_prefix(set_name)}*.jsonl")), problems, rehash
+    )
     return StatusRow(
         task.name,
         split,
@@ -187,30 +190,43 @@ def _status_row(
     )
 
 
-def _recorded_freshness(path: Path) -> str:
+def merged_variants(default: Path) -> list[Path]:
+    """The set's merged files: the default one and its variants (``_topN``, ``_unranked``,
+    ``.jsonl``), which all start with the default file's stem."""
+    if not default.parent.is_dir():
+        return []
+    return sorted(
+        p
+        for p in default.parent.glob(f"{default.stem}*")
+        if p.name.endswith((".json", ".jsonl")) and not p.name.endswith(RECORD_SUFFIX)
+    )
+
+
+def _recorded_freshness(path: Path, rehash: bool = False) -> str:
     """A derived file judged against its own record (its inputs' sha256, its own hash)."""
     record = read_record(record_path(path))
     if record is None:
-        return "no record"
+        return "stale: no record"
     sources = {
-        role: Path(entry.get("path", "")) for role, entry in (record.get("sources") or {}).items()
+        role: recorded_path(record, entry.get("path", ""), path)
+        for role, entry in (record.get("sources") or {}).items()
     }
-    return derived_freshness(path, sources, record.get("parameters") or {})[0]
+    return derived_freshness(path, sources, record.get("parameters") or {}, rehash)[0]
 
 
-def _prompts_state(questions: Path, set_name: str, problems: list[str]) -> str:
-    """How many of the set's model-input files (``lampctl prompts``) are up to date."""
-    folder = questions.parent
-    if not folder.is_dir():
-        return ""
-    states = {}
-    for path in sorted(folder.glob(f"{prompts_prefix(set_name)}*.jsonl")):
-        states[path.name] = _recorded_freshness(path)
+def _files_state(
+    paths: list[Path], problems: list[str], rehash: bool, one_by_name: bool = False
+) -> str:
+    """How many of the derived files are up to date (with ``one_by_name``, a lone file's own
+    state); each that is not is named in ``problems``."""
+    states = {path.name: _recorded_freshness(path, rehash) for path in paths}
     for name, state in states.items():
         if state != "up to date":
             problems.append(f"{name} {state}")
     if not states:
         return ""
+    if one_by_name and len(states) == 1:
+        return next(iter(states.values()))
     fresh = sum(state == "up to date" for state in states.values())
     stale = len(states) - fresh
     return f"{fresh} up to date" + (f", {stale} stale" if stale else "")

@@ -15,9 +15,18 @@ from lampctl.data import (
     load_outputs,
     load_questions,
     read_json,
+    refuse_overwriting_inputs,
 )
 from lampctl.errors import InputError
-from lampctl.records import derived_freshness, read_record, record_path, write_derived_record
+from lampctl.records import (
+    check_ranking_matches,
+    derived_freshness,
+    held_still,
+    read_record,
+    record_path,
+    source_fingerprints,
+    write_derived_record,
+)
 
 MERGE_FORMATS = ("json", "jsonl")
 
@@ -134,10 +143,12 @@ def merge_set(
     top_k: int | None = None,
     fmt: str = "json",
     force: bool = False,
+    allow_stale: bool = False,
 ) -> MergeResult:
     """Merge one set; skipped when ``output_path``'s record matches its inputs (``force``
-    redoes it). The record beside it names the inputs' sha256, so ``status`` sees a merged
-    file go stale when its ranking changes."""
+    redoes it). The record beside it names the inputs' sha256 as they were read, so ``status``
+    sees a merged file go stale when its ranking changes. A ranking whose record says it was
+    made from another version of the questions is refused unless ``allow_stale``."""
     started = time.perf_counter()
     if fmt not in MERGE_FORMATS:
         raise InputError(f"unknown merge format {fmt!r} (use json or jsonl)")
@@ -147,6 +158,7 @@ def merge_set(
         sources["ranking"] = ranking_path
     if outputs_path is not None:
         sources["outputs"] = outputs_path
+    refuse_overwriting_inputs([output_path], dict(sources))
     parameters = merge_parameters(top_k, fmt, ranked)
     if not force and derived_freshness(output_path, sources, parameters)[0] == "up to date":
         record = read_record(record_path(output_path)) or {}
@@ -159,7 +171,12 @@ def merge_set(
             "up to date",
             round(time.perf_counter() - started, 3),
         )
-    with gc_paused():
+    with held_still(sources), gc_paused():
+        fingerprints = source_fingerprints(output_path, sources)
+        if ranking_path is not None and not allow_stale:
+            check_ranking_matches(
+                ranking_path, questions_path, fingerprints["questions"]["input_sha256"]
+            )
         questions = load_questions(questions_path)
         ranking = load_ranking(ranking_path) if ranking_path is not None else None
         complete = ranking_path is not None and ranking_top_k(ranking_path) is None
@@ -178,7 +195,9 @@ def merge_set(
         else:
             for question in merged:
                 handle.write(json.dumps(question, ensure_ascii=False) + "\n")
-    write_derived_record(output_path, sources, parameters, {"questions": len(merged)})
+    write_derived_record(
+        output_path, sources, parameters, {"questions": len(merged)}, fingerprints=fingerprints
+    )
     return MergeResult(
         str(output_path),
         len(merged),

@@ -891,9 +891,10 @@ def prompts_file(
     ``tokenizer`` may still be loading (a future): the file is read meanwhile. A big file is
     built by ``jobs`` worker processes."""
     from lampctl import __version__
-    from lampctl.data import atomic_writer, gc_paused
+    from lampctl.data import atomic_writer, gc_paused, refuse_overwriting_inputs
     from lampctl.records import (
         derived_freshness,
+        held_still,
         read_record,
         record_path,
         source_fingerprints,
@@ -906,6 +907,7 @@ def prompts_file(
         sources["ranking"] = ranking_path
     if outputs_path is not None:
         sources["outputs"] = outputs_path
+    refuse_overwriting_inputs([output_path], dict(sources))
     parameters = {
         "k": k if tokenizer is not None else 0,
         "max_length": max_length if tokenizer is not None else None,
@@ -937,7 +939,7 @@ def prompts_file(
     workers = None if isinstance(tokenizer, Future) else WorkerBuild.start(job, tokenizer, jobs)
     try:
         # The inputs are hashed for the record on a thread meanwhile (hashlib lets go of the GIL).
-        with ThreadPoolExecutor(max_workers=1) as hasher, gc_paused():
+        with held_still(sources), ThreadPoolExecutor(max_workers=1) as hasher, gc_paused():
             fingerprints = hasher.submit(source_fingerprints, output_path, sources)
             if workers is not None:
                 text, stats = workers.gather(progress)

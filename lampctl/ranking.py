@@ -22,12 +22,13 @@ from lampctl.data import (
     raw_question_spans,
     raw_questions,
     read_spans,
+    refuse_overwriting_inputs,
 )
 from lampctl.encoder import EncoderConfig, LogFn
 from lampctl.errors import ConfigError, InputError
 from lampctl.parallel import worker_setup
 from lampctl.rankers.base import PreparedQuestion, Ranker, order_by_scores
-from lampctl.records import input_fingerprint, read_record, record_path, write_record
+from lampctl.records import held_still, input_fingerprint, read_record, record_path, write_record
 from lampctl.reporting import Reporter, SilentReporter
 from lampctl.shards import Shard
 from lampctl.shards import select as select_shard
@@ -318,9 +319,10 @@ def rank_with_record(
     shard: Shard | None = None,
 ) -> RankResult:
     """``rank_file``, then the record beside the ranking that says what made it."""
+    refuse_overwriting_inputs([output_path], {"questions": input_path})
     previous = read_record(record_path(output_path))
     # Hash the input on a thread while it is ranked (hashlib lets go of the GIL).
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with held_still({"questions": input_path}), ThreadPoolExecutor(max_workers=1) as pool:
         fingerprint = pool.submit(input_fingerprint, input_path, previous)
         result = rank_file(
             task,

@@ -4,17 +4,28 @@
 (with size and mtime, so an unchanged input is not hashed again), the parameters that decide
 the ranking, the counts and the lampctl version. Rankings are written before their record, so
 a ranking without a matching record is simply redone.
+
+Source paths are stored relative to the record's own folder (``"paths": "relative"``), so a
+record is judged the same from any working directory, and survives the data dir being moved or
+mounted elsewhere. Records written before that stored paths as given; those are read as given.
+
+What the quick check sees: an input is re-hashed only when its size or mtime differ from the
+record's, so a same-size replacement that keeps the old mtime (``cp -p``, ``rsync -t``) passes.
+``rehash=True`` (``status --verify``) hashes every input again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lampctl import __version__
 from lampctl.data import is_special_file, read_json, sha256_file, write_json
 from lampctl.encoder import EncoderConfig
-from lampctl.errors import LampctlError
+from lampctl.errors import InputError, LampctlError
 
 RECORD_SUFFIX = ".meta.json"
 
@@ -32,9 +43,30 @@ def ranking_parameters(
         params.update(k1=1.5, b=0.75, epsilon=0.25)
     elif ranker == "contriever":
         params.update(
-            checkpoint=encoder.checkpoint, revision=encoder.revision, precision=encoder.precision
+            checkpoint=checkpoint_identity(encoder.checkpoint),
+            revision=encoder.revision,
+            precision=encoder.precision,
         )
     return params
+
+
+def checkpoint_identity(checkpoint: str) -> str:
+    """A local checkpoint folder by its resolved path (``./minilm``, ``/scratch/minilm/`` and
+    ``/scratch/minilm`` are one checkpoint); a hub id as it is."""
+    path = Path(checkpoint).expanduser()
+    return str(path.resolve()) if path.is_dir() else checkpoint
+
+
+def stored_path(source: Path, record_folder: Path) -> str:
+    """``source`` as a record stores it: relative to the record's folder."""
+    return os.path.relpath(os.path.realpath(source), os.path.realpath(record_folder))
+
+
+def recorded_path(record: dict[str, Any], value: Any, output: Path) -> Path:
+    """A source path read back from ``output``'s record, wherever the reader stands."""
+    if record.get("paths") == "relative":
+        return Path(os.path.normpath(Path(os.path.realpath(output.parent)) / str(value)))
+    return Path(str(value))  # an older record: the path as it was given
 
 
 def record_path(output: Path) -> Path:
@@ -47,11 +79,15 @@ def record_path(output: Path) -> Path:
     return output.with_name(name + RECORD_SUFFIX)
 
 
-def input_fingerprint(path: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
-    """sha256, size and mtime of an input; the recorded sha is reused when size and mtime match."""
+def input_fingerprint(
+    path: Path, previous: dict[str, Any] | None, rehash: bool = False
+) -> dict[str, Any]:
+    """sha256, size and mtime of an input; the recorded sha is reused when size and mtime match
+    (unless ``rehash``)."""
     stat = path.stat()
     if (
-        previous
+        not rehash
+        and previous
         and previous.get("input_size") == stat.st_size
         and previous.get("input_mtime_ns") == stat.st_mtime_ns
         and previous.get("input_sha256")
@@ -72,34 +108,56 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def other_parameters(recorded: dict[str, Any], wanted: dict[str, Any]) -> str | None:
+    """None when they agree, else "stale: other parameters (KEY: RECORDED recorded, WANTED
+    now)" naming the first parameter that differs."""
+    if recorded == wanted:
+        return None
+    for key in [*wanted, *(k for k in recorded if k not in wanted)]:
+        if recorded.get(key) != wanted.get(key):
+            return (
+                f"stale: other parameters ({key}: {recorded.get(key)!r} recorded, "
+                f"{wanted.get(key)!r} now)"
+            )
+    return "stale: other parameters"
+
+
 def _judge_record(
     output: Path, parameters: dict[str, Any]
 ) -> tuple[str | None, dict[str, Any] | None]:
     """What every record check starts with: a verdict if one is already clear (new, no
-    record, other parameters, output changed), else None; and the record."""
+    record, other parameters, output changed), else None; and the record. A record that is
+    missing or unreadable counts as none: the output is stale."""
     record = read_record(record_path(output))
     if not output.exists():
         return "new", record
     if record is None:
         return "stale: no record", record
-    if record.get("parameters") != parameters:
-        return "stale: other parameters", record
+    recorded = record.get("parameters")
+    differs = other_parameters(recorded if isinstance(recorded, dict) else {}, parameters)
+    if differs:
+        return differs, record
     if output_changed(output, record):
         return "stale: file changed", record
     return None, record
 
 
 def freshness(
-    output: Path, source: Path, parameters: dict[str, Any], extra: dict[str, Any] | None = None
+    output: Path,
+    source: Path,
+    parameters: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    rehash: bool = False,
 ) -> tuple[str, dict[str, Any] | None]:
     """("up to date" | "stale: why" | "new", record) for a ranking made from ``source``."""
     verdict, record = _judge_record(output, parameters)
     if verdict is not None:
         return verdict.replace("file changed", "ranking changed"), record
     assert record is not None
-    if extra and any(record.get(k) != v for k, v in extra.items()):
-        return "stale: other parameters", record
-    if input_fingerprint(source, record)["input_sha256"] != record.get("input_sha256"):
+    for key, value in (extra or {}).items():
+        if record.get(key) != value:
+            return other_parameters({key: record.get(key)}, {key: value}) or "", record
+    if input_fingerprint(source, record, rehash)["input_sha256"] != record.get("input_sha256"):
         return "stale: input changed", record
     return "up to date", record
 
@@ -130,7 +188,8 @@ def write_record(
         record_path(output),
         {
             "lampctl": __version__,
-            "input": str(source),
+            "paths": "relative",
+            "input": stored_path(source, output.parent),
             **(fingerprint or input_fingerprint(source, previous)),
             "output_size": output.stat().st_size,
             "output_sha256": sha256_file(output),
@@ -147,7 +206,7 @@ def write_record(
 
 
 def derived_freshness(
-    output: Path, sources: dict[str, Path], parameters: dict[str, Any]
+    output: Path, sources: dict[str, Path], parameters: dict[str, Any], rehash: bool = False
 ) -> tuple[str, dict[str, Any] | None]:
     """Like ``freshness`` for a file made from several inputs (a merged file, model inputs):
     ``sources`` names each input by its role (questions, ranking, outputs)."""
@@ -161,7 +220,8 @@ def derived_freshness(
     for role, path in sources.items():
         if not path.exists():
             return f"stale: {role} missing", record
-        if input_fingerprint(path, known[role])["input_sha256"] != known[role].get("input_sha256"):
+        fingerprint = input_fingerprint(path, known[role], rehash)
+        if fingerprint["input_sha256"] != known[role].get("input_sha256"):
             return f"stale: {role} changed", record
     return "up to date", record
 
@@ -182,8 +242,10 @@ def write_derived_record(
         record_path(output),
         {
             "lampctl": __version__,
+            "paths": "relative",
             "sources": {
-                role: {"path": str(path), **fingerprints[role]} for role, path in sources.items()
+                role: {"path": stored_path(path, output.parent), **fingerprints[role]}
+                for role, path in sources.items()
             },
             "output_size": output.stat().st_size,
             "output_sha256": sha256_file(output),
@@ -205,7 +267,41 @@ def source_fingerprints(output: Path, sources: dict[str, Path]) -> dict[str, dic
         "questions" not in previous
         and ranking_record is not None
         and questions is not None
-        and Path(str(ranking_record.get("input", ""))).resolve() == questions.resolve()
+        and recorded_path(ranking_record, ranking_record.get("input", ""), ranking).resolve()
+        == questions.resolve()
     ):
         previous["questions"] = ranking_record
     return {role: input_fingerprint(path, previous.get(role)) for role, path in sources.items()}
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
+@contextlib.contextmanager
+def held_still(sources: dict[str, Path]) -> Iterator[None]:
+    """An ``InputError`` when a source is modified or replaced while the body hashes and reads
+    it, so a record never pairs an output with inputs other than those it was built from."""
+    before = {role: _stamp(path) for role, path in sources.items()}
+    yield
+    for role, path in sources.items():
+        if _stamp(path) != before[role]:
+            raise InputError(
+                f"{path}: the {role} file changed while it was being read; run the command again"
+            )
+
+
+def check_ranking_matches(ranking: Path, questions: Path, questions_sha256: str) -> None:
+    """An ``InputError`` when ``ranking``'s record says it was made from another version of
+    ``questions`` (a ranking without a record cannot be judged and passes)."""
+    record = read_record(record_path(ranking))
+    made_from = (record or {}).get("input_sha256")
+    if made_from and made_from != questions_sha256:
+        raise InputError(
+            f"{ranking}: stale: made from another version of {questions} (its record's sha256 "
+            "differs); rank again, or pass --allow-stale to use it anyway"
+        )

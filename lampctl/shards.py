@@ -22,7 +22,13 @@ from typing import Any
 
 from lampctl.data import Question, atomic_writer, read_json
 from lampctl.errors import ConfigError, ShardError
-from lampctl.records import input_fingerprint, read_record, record_path, write_record
+from lampctl.records import (
+    input_fingerprint,
+    output_changed,
+    read_record,
+    record_path,
+    write_record,
+)
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 
@@ -129,9 +135,12 @@ class GatherResult:
         return dict(self.__dict__)
 
 
-def gather(final: Path, questions_path: Path, questions: Sequence[Question]) -> GatherResult:
+def gather(
+    final: Path, questions_path: Path, questions: Sequence[Question], clean: bool = False
+) -> GatherResult:
     """Merge all shards of ``final`` into it, atomically, in the input's question order, and
-    write its record as an unsharded run would."""
+    write its record as an unsharded run would. ``clean``: then remove the shard files and
+    their records."""
     question_ids = [q.id for q in questions]
     by_count = find_shards(final)
     if not by_count:
@@ -149,6 +158,11 @@ def gather(final: Path, questions_path: Path, questions: Sequence[Question]) -> 
         record = read_record(record_path(path))
         if record is None:
             raise ShardError(f"{path}: no record beside it (was it written completely?)")
+        if output_changed(path, record):
+            raise ShardError(
+                f"{path}: changed since it was written (its record's sha256 differs); rank "
+                "that shard again"
+            )
         records.append((path, record))
     first_path, first = records[0]
     for path, record in records[1:]:
@@ -180,4 +194,8 @@ def gather(final: Path, questions_path: Path, questions: Sequence[Question]) -> 
         handle.write(text)
     items = sum(len(q.profile) for q in questions)
     write_record(final, questions_path, first["parameters"], (len(questions), items), previous)
+    if clean:
+        for path, _ in records:
+            path.unlink(missing_ok=True)
+            record_path(path).unlink(missing_ok=True)
     return GatherResult(str(final), count, len(question_ids))

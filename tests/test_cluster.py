@@ -429,7 +429,9 @@ def test_encoder_settings_from_environment_and_config(cli, tree, tiny_bert, tmp_
     assert plan["jobs"][0]["state"] == "up to date"
     monkeypatch.setenv("LAMPCTL_PRECISION", "bf16")
     plan = dry_run()
-    assert plan["jobs"][0]["state"] == "stale: other parameters"
+    assert plan["jobs"][0]["state"] == (
+        "stale: other parameters (precision: 'fp32' recorded, 'bf16' now)"
+    )
 
 
 # --------------------------------------------------------------------------- wrong folders
@@ -513,9 +515,12 @@ def test_merged_file_records_top_k_names_and_staleness(cli, tree):
         record["parameters"]["top_k"] == 2
         and len(record["sources"]["ranking"]["input_sha256"]) == 64
     )
-    assert cli.json("status", *args)["rows"][0]["merged"] == "up to date"
+    assert cli.json("status", *args)["rows"][0]["merged"] == "3 up to date"  # every variant
     assert cli("rank", *args, "-r", "recency").exit_code == 0
-    assert cli.json("status", *args)["rows"][0]["merged"] == "stale: ranking changed"
+    row = cli.json("status", *args)["rows"][0]
+    assert row["merged"] == "1 up to date, 2 stale"  # the unranked file needs no ranking
+    assert "dev_questions_merged.json stale: ranking changed" in row["problems"]
+    assert "dev_questions_merged_top2.json stale: ranking changed" in row["problems"]
 
 
 def test_merge_explicit_files_like_the_reference(cli, tree, tmp_path):

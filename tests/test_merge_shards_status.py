@@ -191,10 +191,11 @@ def test_status_and_check(cli, tree):
     assert cli("rank", "-t", "3", "-s", "user", "-r", "bm25", "--data-dir", tree).exit_code == 0
     # Not the split's default ranker (contriever): stale, for status as for rank-all --dry-run.
     status = cli.json("status", "-t", "3", "-s", "user", "--data-dir", tree)
-    assert {r["ranking"] for r in status["rows"]} == {"stale: other parameters"}
+    other = "stale: other parameters (ranker: 'bm25' recorded, 'contriever' now)"
+    assert {r["ranking"] for r in status["rows"]} == {other}
     assert {r["ranked_by"] for r in status["rows"]} == {"bm25"}
     plan = cli.json("rank-all", "-t", "3", "-s", "user", "--data-dir", tree, "--dry-run")
-    assert {j["state"] for j in plan["jobs"]} == {"stale: other parameters"}
+    assert {j["state"] for j in plan["jobs"]} == {other}
     # Judged against bm25 (as a config making bm25 the default would), they are up to date.
     config = tree.parent / "bm25.yaml"
     config.write_text("tasks:\n  LaMP-3:\n    default_ranker: {user: bm25, time: recency}\n")

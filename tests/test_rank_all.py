@@ -54,7 +54,10 @@ def test_plan_uses_the_paper_defaults_and_skips_up_to_date(cli, tree, tiny_bert)
     plan = cli.json("rank-all", "--dry-run", "--data-dir", tree, "--checkpoint", tiny_bert)
     assert {j["state"] for j in plan["jobs"]} == {"up to date"}
     plan = cli.json("rank-all", "--dry-run", "--data-dir", tree, "-t", "7")
-    assert {j["state"] for j in plan["jobs"]} == {"stale: other parameters"}  # other checkpoint
+    assert {j["state"] for j in plan["jobs"]} == {  # other checkpoint, named with both values
+        f"stale: other parameters (checkpoint: {str(tiny_bert.resolve())!r} recorded, "
+        "'facebook/contriever' now)"
+    }
 
     source = tree / "user/LaMP_5/dev_questions.json"
     data = json.loads(source.read_text())
@@ -68,7 +71,9 @@ def test_plan_uses_the_paper_defaults_and_skips_up_to_date(cli, tree, tiny_bert)
     plan = cli.json(
         "rank-all", "--dry-run", "--data-dir", tree, "-t", "5", "-s", "user", "--ranker", "recency"
     )
-    assert {j["state"] for j in plan["jobs"]} == {"stale: other parameters"}
+    assert {j["state"] for j in plan["jobs"]} == {
+        "stale: other parameters (ranker: 'bm25' recorded, 'recency' now)"
+    }
     third = cli.json("rank-all", "--data-dir", tree, "-t", "5", "--checkpoint", tiny_bert)
     assert (third["done"], third["skipped"]) == (1, 5)
     forced = cli.json("rank-all", "--data-dir", tree, "-t", "5", "-s", "user", "--force")

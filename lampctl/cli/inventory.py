@@ -33,25 +33,42 @@ def status_command(
     check: Annotated[
         bool, typer.Option("--check", help="Exit 1 if anything expected is missing or stale.")
     ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Hash every input again (the quick check trusts an unchanged size and mtime).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Show, per task, split and set, which files exist, are verified, stale or incomplete.
 
-    Questions and outputs are checked against the download manifest, rankings against their
-    records (input changed?), and shard files for missing shards.
+    Questions and outputs are checked against the download manifest, rankings, merged files
+    and model inputs against their records (input changed? other parameters?), and shard files
+    for missing shards. The quick check re-hashes an input only when its size or mtime
+    changed; --verify hashes every one (a copy made with cp -p or rsync -t keeps the mtime).
 
     Examples:
 
       lampctl status
 
       lampctl status --task LaMP-3 --check
+
+      lampctl status --data-dir /scratch/lamp --check --verify
     """
     state = get_state(ctx, json_out, quiet)
     registry = state.registry()
     check_data_dir(registry, data_dir)
     rows = status(
-        registry, data_dir, tasks or [], splits or [], sets or [], encoder_config(registry)
+        registry,
+        data_dir,
+        tasks or [],
+        splits or [],
+        sets or [],
+        encoder_config(registry),
+        rehash=verify,
     )
     problems = sum(bool(r.problems) for r in rows)
 

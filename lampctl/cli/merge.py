@@ -53,6 +53,13 @@ def merge(
         Path | None, typer.Option("--output", "-o", help="... into this file.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Merge again even if up to date.")] = False,
+    allow_stale: Annotated[
+        bool,
+        typer.Option(
+            "--allow-stale",
+            help="Merge a ranking whose record says it was made from other questions.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -115,7 +122,7 @@ def merge(
         ]
     results: list[MergeResult] = []
     for questions, ranking, outputs, target in jobs:
-        result = merge_set(questions, ranking, outputs, target, top_k, fmt, force)
+        result = merge_set(questions, ranking, outputs, target, top_k, fmt, force, allow_stale)
         results.append(result)
         note_finished(result.output)
 
@@ -140,18 +147,24 @@ def gather_command(
     splits: SplitsOpt = None,
     sets: SetsOpt = None,
     data_dir: DataDirOpt = Path("data_raw"),
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Remove the shard files once gathered.")
+    ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Gather shard rankings (from --shard i/n runs) into the final ranking files.
 
     Checks that every shard is present and was made from the same input with the same
-    parameters, then writes the ranking atomically: byte-identical to an unsharded run.
-    Without --task, gathers every ranking that has shard files.
+    parameters, and is unchanged since written (its record's sha256), then writes the
+    ranking atomically: byte-identical to an unsharded run. Without --task, gathers every
+    ranking that has shard files.
 
     Examples:
 
       lampctl gather --task LaMP-4 --split user
+
+      lampctl gather --clean    (and remove the shard files)
 
       lampctl gather
     """
@@ -163,7 +176,7 @@ def gather_command(
         if not find_shards(final):
             continue
         questions_path = registry.path("questions", data_dir, spec, split, set_name)
-        results.append(gather(final, questions_path, load_questions(questions_path)))
+        results.append(gather(final, questions_path, load_questions(questions_path), clean))
     if not results:
         raise ShardError(f"{data_dir}: no shard files to gather for the chosen tasks")
 

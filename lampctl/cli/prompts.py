@@ -23,6 +23,7 @@ from lampctl.cli._common import (
     note_finished,
     usable_cpus,
 )
+from lampctl.data import refuse_overwriting_inputs
 from lampctl.datadir import ranked_sets
 from lampctl.encoder import locate_checkpoint
 from lampctl.prompts import PromptResult, output_name, prompts_file
@@ -147,6 +148,10 @@ def prompts(
                     f"--output takes one set; {len(jobs)} are chosen", param_hint="--output"
                 )
             jobs = [(*jobs[0][:5], output_file)]
+    for _, _, questions, ranking, outputs, target in jobs:  # before the tokenizer loads
+        refuse_overwriting_inputs(
+            [target], {"questions": questions, "ranking": ranking, "outputs": outputs}
+        )
     results: list[PromptResult] = []
     with CliReporter(state) as reporter, ThreadPoolExecutor(max_workers=1) as loader:
         tokenizer: Any | None = None

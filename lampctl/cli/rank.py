@@ -36,6 +36,7 @@ from lampctl.cli._common import (
     note_finished,
     usable_cpus,
 )
+from lampctl.data import refuse_overwriting_inputs
 from lampctl.datadir import check_data_dir
 from lampctl.ranking import (
     RankResult,
@@ -119,6 +120,8 @@ def rank(
             files.append((questions, ranking.with_suffix(".trec") if fmt == "trec" else ranking))
     if shard is not None:
         files = [(source, shard.path(target)) for source, target in files]
+    for source, target in files:  # before the encoder loads
+        refuse_overwriting_inputs([target], {"questions": source})
 
     results: list[RankResult] = []
     with CliReporter(state) as reporter:
