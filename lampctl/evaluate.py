@@ -6,7 +6,9 @@ Hugging Face ``evaluate``), computed here without fetching anything:
 - classification (LaMP-1, LaMP-2): each stripped string becomes its index in the task's label
   list (else -1); accuracy, and macro F1 over the labels with scikit-learn's semantics (a label
   with no true and no predicted samples scores 0);
-- rating (LaMP-3): ``float(x)``, else the end of the scale farther from the gold; MAE and RMSE;
+- rating (LaMP-3): ``float(x)``, else the end of the scale farther from the gold; MAE and RMSE.
+  Unlike the official script, a prediction that parses to a non-finite number (``nan``,
+  ``inf``, ``1e309``) counts as unparsable, so the metrics stay finite;
 - rouge (LaMP-4 to 7): rouge-1 and rouge-L F-measure from Google's ``rouge_score`` (no stemmer,
   default tokenizer), reported as the exact mean over questions.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +122,35 @@ def load_answers(path: Path) -> Answers:
     return parse_answers(read_bytes(path, "predictions file"), str(path))
 
 
-def load_bundle(path: Path) -> list[Answers]:
+MAX_MEMBER_BYTES = 256 * 1024 * 1024  # far above any LaMP task's predictions (a few MB)
+
+
+def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limit: int) -> bytes:
+    """A zip member's bytes, read in blocks and stopped at ``limit`` (the header's size is not
+    trusted); a member zipfile cannot read (encrypted, bad CRC, unknown compression) is one
+    ``InputError`` naming it."""
+    if info.flag_bits & 0x1:
+        raise InputError(f"{name}: is encrypted; zip the predictions without a password")
+    blocks: list[bytes] = []
+    size = 0
+    try:
+        with archive.open(info) as member:
+            while block := member.read(1 << 20):
+                size += len(block)
+                if size > limit:
+                    raise InputError(
+                        f"{name}: inflates to more than {limit:,} bytes; raise "
+                        "--max-member-bytes if it is really a predictions file"
+                    )
+                blocks.append(block)
+    except NotImplementedError:
+        raise InputError(f"{name}: compressed with a method zipfile cannot read") from None
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"{name}: cannot be read from the zip ({exc})") from None
+    return b"".join(blocks)
+
+
+def load_bundle(path: Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> list[Answers]:
     """Every predictions file of a zip (read in place, never extracted) or a folder."""
     found: list[Answers] = []
     if path.is_dir():
@@ -138,7 +169,10 @@ def load_bundle(path: Path) -> list[Answers]:
                     continue
                 if not name.endswith((".json", ".jsonl")):
                     continue
-                found.append(parse_answers(archive.read(info), f"{path}:{name}"))
+                label = f"{path}:{name}"
+                found.append(
+                    parse_answers(read_member(archive, info, label, max_member_bytes), label)
+                )
     if not found:
         raise InputError(f"{path}: no .json prediction files in it")
     return found
@@ -211,13 +245,13 @@ def score(spec: EvaluationSpec, predictions: Sequence[str], golds: Sequence[str]
     if spec.metric == "rating":
         low, high = spec.scale
         values, outside = [], 0
-        gold_values = [_rating(g, g, low, high) for g in refs]
+        gold_values = [_gold_rating(g) for g in refs]
         for p, g in zip(preds, gold_values, strict=True):
-            try:
-                values.append(float(p))
-            except ValueError:
+            value = _finite_float(p)
+            if value is None:
                 outside += 1
-                values.append(low if abs(low - g) > abs(high - g) else high)
+                value = low if abs(low - g) > abs(high - g) else high
+            values.append(value)
         return Scored(spec, np.array(values), np.array(gold_values), outside)
     from rouge_score import rouge_scorer
 
@@ -229,15 +263,20 @@ def score(spec: EvaluationSpec, predictions: Sequence[str], golds: Sequence[str]
     return Scored(spec, pairs, np.zeros(0), 0)
 
 
-def _rating(x: str, y: str, low: float, high: float) -> float:
+def _finite_float(text: str) -> float | None:
+    """``float(text)``, or None when it is no number or not a finite one."""
     try:
-        return float(x)
+        value = float(text)
     except ValueError:
-        try:
-            gold = float(y)
-        except ValueError:
-            raise InputError(f"a gold rating is not a number: {y!r}") from None
-        return low if abs(low - gold) > abs(high - gold) else high
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _gold_rating(text: str) -> float:
+    value = _finite_float(text)
+    if value is None:
+        raise InputError(f"a gold rating is not a finite number: {text!r}")
+    return value
 
 
 def aggregate(scored: Scored, index: np.ndarray | None = None) -> dict[str, float]:
@@ -443,8 +482,20 @@ def user_ids_of(questions: Any, name: str) -> dict[str, Any]:
         qid = str(question.get("id")) if isinstance(question, dict) else None
         if qid is None:
             raise InputError(f"{name}: a question has no id")
-        users[qid] = question.get("user_id", f"question:{qid}")
+        users[qid] = _user_of(qid, question.get("user_id"), name)
     return users
+
+
+def _user_of(qid: str, user: Any, name: str) -> str:
+    """A question's user for grouping: its ``user_id`` (a string or a whole number), or the
+    question itself when it has none."""
+    if user is None:
+        return f"question:{qid}"
+    if isinstance(user, str) or (isinstance(user, int) and not isinstance(user, bool)):
+        return str(user)
+    raise InputError(
+        f"{name}: question {qid!r} has a user_id that is a {type(user).__name__}, not a string"
+    )
 
 
 def read_user_ids(path: Path) -> dict[str, Any]:
@@ -458,4 +509,4 @@ def read_user_ids(path: Path) -> dict[str, Any]:
         decoded = msgspec.json.decode(raw, type=list[QuestionUser])
     except msgspec.DecodeError:  # malformed: let the plain parser name the problem
         return user_ids_of(parse_json_bytes(raw, str(path)), str(path))
-    return {str(q.id): q.user_id if q.user_id is not None else f"question:{q.id}" for q in decoded}
+    return {str(q.id): _user_of(str(q.id), q.user_id, str(path)) for q in decoded}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -161,9 +162,21 @@ def emit(state: State, payload: dict[str, Any], human: Callable[[Console], None]
     A payload with failures carries them in ``error`` (None when all went well)."""
     if state.json:
         payload.setdefault("error", None)
-        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+        sys.stdout.write(json.dumps(finite(payload), default=str, allow_nan=False) + "\n")
     elif not state.quiet:
         human(stdout_console())
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity made None: ``--json`` output is always valid JSON
+    (``json.dumps`` would write bare NaN and Infinity, which JSON has not)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def first_errors(errors: list[str]) -> str | None:

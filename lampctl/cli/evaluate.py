@@ -12,6 +12,7 @@ from rich.table import Table
 from lampctl.cli._common import DataDirOpt, JsonOpt, QuietOpt, emit, get_state
 from lampctl.errors import InputError
 from lampctl.evaluate import (
+    MAX_MEMBER_BYTES,
     Answers,
     Evaluation,
     Extras,
@@ -24,6 +25,8 @@ from lampctl.evaluate import (
     task_of,
 )
 from lampctl.tasks import Registry, TaskSpec
+
+MAX_RESAMPLES = 1_000_000  # a million resamples take minutes; more is a typo
 
 
 def evaluate(
@@ -68,13 +71,32 @@ def evaluate(
     bootstrap: Annotated[
         int,
         typer.Option(
-            "--bootstrap", min=0, help="Bootstrap resamples for a median and 95% interval."
+            "--bootstrap",
+            min=0,
+            max=MAX_RESAMPLES,
+            help="Bootstrap resamples for a median and 95% interval.",
         ),
     ] = 0,
     permutations: Annotated[
-        int, typer.Option("--permutations", min=1, help="Random swaps for --compare's p-value.")
+        int,
+        typer.Option(
+            "--permutations",
+            min=1,
+            max=MAX_RESAMPLES,
+            help="Random swaps for --compare's p-value.",
+        ),
     ] = 10000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of --bootstrap and --compare.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Seed of --bootstrap and --compare (0 or more).")
+    ] = 0,
+    max_member_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-member-bytes",
+            min=1,
+            help="Most bytes one file in a predictions zip may inflate to.",
+        ),
+    ] = MAX_MEMBER_BYTES,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -105,13 +127,18 @@ def evaluate(
             raise typer.BadParameter(
                 "--compare and --by-user take one task's file", param_hint="--predictions"
             )
-        bundle = load_bundle(predictions)
-        gold_bundle = {task_of(registry, g).name: g for g in load_bundle(golds)} if golds else {}
+        bundle = _by_task(registry, load_bundle(predictions, max_member_bytes))
+        if task is not None:
+            wanted = registry.task(task).name
+            if wanted not in bundle:
+                raise InputError(
+                    f"{predictions}: has no predictions for {wanted} (it holds {', '.join(bundle)})"
+                )
+            bundle = {wanted: bundle[wanted]}
+        gold_bundle = _by_task(registry, load_bundle(golds, max_member_bytes)) if golds else {}
         results = []
-        for answers in bundle:
-            spec = task_of(registry, answers)
-            if task is not None and registry.task(task).name != spec.name:
-                continue
+        for name, answers in bundle.items():
+            spec = registry.task(name)
             gold = gold_bundle.get(spec.name) if golds else None
             if golds and gold is None:
                 raise InputError(f"{golds}: has no golds for {spec.name}")
@@ -153,6 +180,20 @@ def evaluate(
     else:
         payload["tasks"] = {r.task: r.as_dict() for r in results}
     emit(state, payload, human)
+
+
+def _by_task(registry: Registry, bundle: list[Answers]) -> dict[str, Answers]:
+    """A zip's or folder's files by task; two files for one task is an error."""
+    found: dict[str, Answers] = {}
+    for answers in bundle:
+        name = task_of(registry, answers).name
+        if name in found:
+            raise InputError(
+                f"{answers.name}: a second file for {name} (the first: {found[name].name}); "
+                "keep one"
+            )
+        found[name] = answers
+    return found
 
 
 def _data_golds(
@@ -206,8 +247,12 @@ def _table(console: Console, results: list[Evaluation]) -> None:
     for r in results:
         notes = []
         if r.outside_labels:
-            what = "unparsable ratings" if r.metrics.keys() >= {"MAE"} else "outside the labels"
-            notes.append(f"{r.outside_labels} predictions {what} (scored as the official scorer)")
+            count = r.outside_labels
+            if r.metrics.keys() >= {"MAE"}:
+                what = f"{count} unparsable or non-finite rating{'s' if count != 1 else ''}"
+            else:
+                what = f"{count} prediction{'s' if count != 1 else ''} outside the labels"
+            notes.append(f"{what} (scored as the official scorer scores unparsable ones)")
         if r.by_user:
             notes.append(f"{r.by_user['users']} users")
         if notes:
