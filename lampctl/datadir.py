@@ -58,6 +58,14 @@ def check_data_dir(registry: Registry, data_dir: Path) -> None:
     )
 
 
+def unbuilt(registry: Registry, data_dir: Path, task: TaskSpec, split: str, set_name: str) -> bool:
+    """The set has only its id files: its questions come from a build (LaMP-6, Avocado)."""
+    return (
+        bool(task.needs_build)
+        and registry.path("id_questions", data_dir, task, split, set_name).exists()
+    )
+
+
 @dataclass(frozen=True)
 class RankedSet:
     """One (task, split, set) with its files, for the commands that build on rankings."""
@@ -78,25 +86,35 @@ def ranked_sets(
     sets: Sequence[str] = (),
     need_ranking: bool = True,
     without: str = "--no-ranking",
+    left_out: list[str] | None = None,
 ) -> list[RankedSet]:
     """Every set asked for that has questions (and, when ``need_ranking``, a ranking). A split
-    named with ``--split`` must have its rankings; with no filters, unranked sets are left out.
-    ``without`` names the option that does without rankings, for the message."""
+    named with ``--split`` must have its rankings; with no filters, unranked sets are left out,
+    each named with the reason in ``left_out`` (when given). ``without`` names the option that
+    does without rankings, for the message."""
+    left_out = [] if left_out is None else left_out
     check_data_dir(registry, data_dir)
     found: list[RankedSet] = []
     for task, split, set_name in registry.combinations(tasks, splits, sets):
         questions = registry.path("questions", data_dir, task, split, set_name)
         ranking = registry.path("ranking", data_dir, task, split, set_name)
         outputs = registry.path("outputs", data_dir, task, split, set_name)
+        where = f"{task.name} {split} {set_name}"
         if not questions.exists():
             if splits and sets:
                 raise InputError(f"{questions}: questions file not found")
+            if unbuilt(registry, data_dir, task, split, set_name):
+                left_out.append(f"{where}: not built yet (run 'lampctl {task.needs_build} build')")
             continue
         if need_ranking and not ranking.exists():
             if splits:
                 raise InputError(
                     f"{ranking}: no ranking; run 'lampctl rank -t {task.name} -s {split}' first"
                 )
+            left_out.append(
+                f"{where}: no ranking yet (run 'lampctl rank -t {task.name} -s {split}', "
+                f"or pass {without})"
+            )
             continue
         if not outputs.exists() and set_name != "test":
             raise InputError(f"{outputs}: outputs file not found")

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from lampctl import settings
 from lampctl.errors import ModelLoadError
 from lampctl.tasks import PRECISIONS
 
@@ -45,15 +46,22 @@ class EncoderConfig:
 
 
 HUB_ENDPOINT_DEFAULT = "https://huggingface.co"
-_FIX_OFFLINE = (
-    "on a node without network pass a local copy with --checkpoint PATH (or LAMPCTL_CHECKPOINT), "
-    "or download it once where there is network (for example 'huggingface-cli download {name}' "
-    "on a login node) and set HF_HUB_OFFLINE=1"
-)
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+def _offline_fix(kind: str, name: str, offline: bool) -> str:
+    """How to get ``name`` onto a node without network, in the words of today's tools (the
+    ``hf`` command of huggingface_hub 1.x; ``huggingface-cli`` is gone)."""
+    option = (
+        "--tokenizer PATH (or LAMPCTL_TOKENIZER)"
+        if kind == "tokenizer"
+        else ("--checkpoint PATH (or LAMPCTL_CHECKPOINT)")
+    )
+    then = "" if offline else " and set HF_HUB_OFFLINE=1 there"
+    return (
+        f"on a node without network pass a local copy with {option}, or download it once "
+        f"where there is network (for example 'hf download {name}' on a login node, into the "
+        f"same HF_HOME){then}"
+    )
 
 
 def _looks_local(checkpoint: str) -> bool:
@@ -96,13 +104,12 @@ def locate_checkpoint(
         return str(snapshot_download(checkpoint, revision=revision, local_files_only=True))
     except Exception:  # not cached (the hub library raises several kinds here)
         pass
-    fix = _FIX_OFFLINE.format(name=checkpoint)
-    if kind == "tokenizer":
-        fix = fix.replace("--checkpoint PATH (or LAMPCTL_CHECKPOINT)", "--tokenizer PATH")
-    if _hub_offline():
+    offline = settings.hub_offline()
+    fix = _offline_fix(kind, checkpoint, offline)
+    if offline:
         raise ModelLoadError(
             f"cannot load {kind} {checkpoint!r}: it is not in the Hugging Face cache and "
-            f"HF_HUB_OFFLINE is set; {fix}"
+            f"the hub is off (HF_HUB_OFFLINE); {fix}"
         )
     endpoint = os.environ.get("HF_ENDPOINT", HUB_ENDPOINT_DEFAULT).rstrip("/")
     import httpx

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lampctl.data import TMP_SUFFIX, gc_paused, load_outputs, load_questions
+from lampctl.datadir import unbuilt
 from lampctl.download import Manifest
 from lampctl.encoder import EncoderConfig
 from lampctl.prompts import prompts_prefix
@@ -273,12 +274,19 @@ def stats(
     tasks: Sequence[str] = (),
     splits: Sequence[str] = (),
     sets: Sequence[str] = (),
+    left_out: list[str] | None = None,
 ) -> list[StatsRow]:
-    """The LaMP paper's Table 1 numbers, per task, split and set present (whitespace tokens)."""
+    """The LaMP paper's Table 1 numbers, per task, split and set present (whitespace tokens).
+    Sets that hold only id files (not built yet) are named in ``left_out`` when given."""
     rows = []
     for task, split, set_name in registry.combinations(tasks, splits, sets):
         questions_path = registry.path("questions", data_dir, task, split, set_name)
         if not questions_path.exists():
+            if left_out is not None and unbuilt(registry, data_dir, task, split, set_name):
+                left_out.append(
+                    f"{task.name} {split} {set_name}: not built yet (run 'lampctl "
+                    f"{task.needs_build} build')"
+                )
             continue
         with gc_paused():
             questions = load_questions(questions_path)

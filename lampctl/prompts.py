@@ -219,12 +219,12 @@ def item_values(
                 f"{name}: question {question_id!r}, profile item {item.get('id')!r} has no "
                 f"{key!r} field, which the prompt needs"
             )
+        if not isinstance(item[key], str):  # str.format would paste a list's or dict's repr
+            raise InputError(
+                f"{name}: question {question_id!r}, profile item {item.get('id')!r}: "
+                f"{key!r} is a {type(item[key]).__name__}, not text"
+            )
         values[key] = item[key]
-    if not isinstance(values[spec.field], str):
-        raise InputError(
-            f"{name}: question {question_id!r}, profile item {item.get('id')!r}: "
-            f"{spec.field!r} is a {type(values[spec.field]).__name__}, not text"
-        )
     return values
 
 

@@ -282,7 +282,11 @@ def run_rank_all(
     use_date: bool = False,
     force: bool = False,
     observer: RankAllObserver | None = None,
+    encoder_unavailable: str | None = None,
 ) -> list[JobOutcome]:
+    """Run the plans: CPU rankers in this process, encoder jobs here or in one worker per
+    device. With ``encoder_unavailable`` (why the encoder cannot be had, e.g. an offline
+    node without the checkpoint), encoder jobs fail with that reason and the others run."""
     observer = observer or SilentObserver()
     outcomes: dict[str, JobOutcome] = {}
     by_key = {plan.job.key: plan for plan in plans}
@@ -329,6 +333,11 @@ def run_rank_all(
             _run_jobs(mine, lambda n=ranker_name: make_ranker(n, jobs=jobs), use_date, handle)
 
     encoder_jobs = [p for p in todo if p.job.ranker not in CPU_RANKERS]
+    if encoder_unavailable is not None:
+        for plan in encoder_jobs:
+            outcomes[plan.job.key] = _outcome(plan, "failed", error=encoder_unavailable)
+            observer.update(plan.job.key, "failed")
+        encoder_jobs = []
     groups: dict[tuple[str, str], list[JobPlan]] = {}
     for plan in encoder_jobs:
         groups.setdefault((plan.job.task.name, plan.job.split), []).append(plan)

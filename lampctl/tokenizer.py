@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lampctl import settings
 from lampctl.errors import ModelLoadError
 
 # What the generic class must share with the tokenizer's own for our calls to behave alike.
@@ -202,10 +202,7 @@ def verdict_path(folder: Path) -> Path | None:
     ):
         if (folder / name).is_file():
             digest.update(name.encode() + (folder / name).read_bytes())
-    root = os.environ.get("LAMPCTL_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lampctl"
-    )
-    return Path(root) / "tokenizers" / f"{digest.hexdigest()[:32]}.json"
+    return settings.cache_root() / "tokenizers" / f"{digest.hexdigest()[:32]}.json"
 
 
 def _read_verdict(path: Path | None) -> dict[str, Any]:

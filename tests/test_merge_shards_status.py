@@ -95,7 +95,7 @@ def test_merge_errors_name_the_culprit(cli, tree, damage):
         needle = f"no gold output for question '{first}'"
     (folder / "dev_questions_rank.json").write_text(json.dumps(ranking))
     (folder / "dev_outputs.json").write_text(json.dumps(outputs))
-    result = cli("merge", "-t", "5", "--set", "dev", "--data-dir", tree)
+    result = cli("merge", "-t", "5", "-s", "user", "--set", "dev", "--data-dir", tree)
     assert result.exit_code == 1
     assert needle in result.err and len(result.err.strip().splitlines()) == 1
     assert not (folder / "dev_questions_merged.json").exists()

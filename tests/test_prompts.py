@@ -541,7 +541,7 @@ def test_missing_tokenizer_messages(cli, tmp_path):
     result = cli("prompts", "-t", "7", "--data-dir", tree, "--tokenizer", empty)
     assert result.exit_code == 1 and "holds no tokenizer" in result.err
     result = cli("prompts", "-t", "7", "--data-dir", tree, "--tokenizer", "org/not-cached")
-    assert result.exit_code == 1 and "HF_HUB_OFFLINE is set" in result.err
+    assert result.exit_code == 1 and "the hub is off (HF_HUB_OFFLINE)" in result.err
     assert "--tokenizer PATH" in result.err
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from lampctl import __version__
+from lampctl import __version__, settings
 from lampctl.cli import _common
 from lampctl.cli._common import JsonOpt, QuietOpt, State, json_error, stderr_console
 from lampctl.cli.avocado import avocado_app
@@ -32,10 +32,6 @@ from lampctl.errors import LampctlError
 DEBUG_ENV = "LAMPCTL_DEBUG"
 
 
-def _debug() -> bool:
-    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
-
-
 # The click exception class behind Typer's usage errors, reached through Typer's public API.
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
@@ -43,10 +39,15 @@ UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageE
 def _wants_json(ctx: Any, args: list[str] | None = None) -> bool:
     """``--json`` was given: globally or to the command (seen in ``args`` when the command's
     own options could not be parsed)."""
-    state = ctx.find_root().obj
+    root = ctx.find_root()
+    state = root.obj
     given = args or []
     given = given[: given.index("--")] if "--" in given else given
-    return (isinstance(state, State) and state.json) or "--json" in given
+    return (
+        (isinstance(state, State) and state.json)
+        or bool(root.params.get("json_out"))  # before the root callback ran
+        or "--json" in given
+    )
 
 
 def _one_line(exc: OSError) -> str:
@@ -54,9 +55,21 @@ def _one_line(exc: OSError) -> str:
     return f"{where}{exc.strerror or exc}"
 
 
+_ARGS_KEY = "lampctl.args"
+
+
 class LampctlGroup(TyperGroup):
     """Turns lampctl's typed errors into one ``Error: ...`` line and exit code 1 (and, under
     ``--json``, one JSON object with an ``error`` field on stdout)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # --help among them
+        _no_value_shown_for_flags(params)
+        return params
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta[_ARGS_KEY] = list(args)  # click empties ctx.args before it looks the command up
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -66,13 +79,17 @@ class LampctlGroup(TyperGroup):
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(141) from None
         except (LampctlError, OSError) as exc:
-            if _debug():
+            if settings.debug():
                 raise
             message = _one_line(exc) if isinstance(exc, OSError) else str(exc)
             if _wants_json(ctx):
                 json_error(message, 1)
             stderr_console().print(f"Error: {message}", markup=False)
             raise typer.Exit(1) from None
+        except UsageError as exc:  # raised inside a command, or an unknown command
+            if not getattr(exc, "reported", False) and _wants_json(ctx, ctx.meta.get(_ARGS_KEY)):
+                json_error(exc.format_message(), exc.exit_code)
+            raise
         except KeyboardInterrupt:
             if _wants_json(ctx):
                 json_error("interrupted", 130, finished=list(_common.FINISHED))
@@ -80,17 +97,35 @@ class LampctlGroup(TyperGroup):
             raise typer.Exit(130) from None
 
 
+def _no_value_shown_for_flags(params: list[Any]) -> None:
+    """A flag takes no value (``--dry-run true`` is refused), so --help shows none: Typer
+    would print ``<bool>`` beside it."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
 class LampctlCommand(TyperCommand):
     """A command that refuses an option given twice where it takes one value: click would
-    silently keep the last (``rank -t 3 -t 7`` ranking only LaMP-7)."""
+    silently keep the last (``rank -t 3 -t 7`` ranking only LaMP-7). Under ``--json`` a usage
+    error is one JSON object on stdout (and, for a bare command, no help text there)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # --help among them
+        _no_value_shown_for_flags(params)
+        return params
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and _wants_json(ctx):
+            json_error(f"no options given; see 'lampctl {self.name} --help'", 2)
+            raise typer.Exit(2)
         try:
             self._refuse_repeats(ctx, args)
             return super().parse_args(ctx, args)
         except UsageError as exc:
             if _wants_json(ctx, args):
                 json_error(exc.format_message(), 2)
+                exc.reported = True  # type: ignore[attr-defined]
             raise
 
     def _refuse_repeats(self, ctx: Any, args: list[str]) -> None:
@@ -193,7 +228,7 @@ _register(app, download, "download")
 _register(app, rank, "rank", no_args_is_help=True)
 _register(app, rank_all, "rank-all")
 _register(app, gather_command, "gather")
-_register(app, merge, "merge", no_args_is_help=True)
+_register(app, merge, "merge")
 _register(app, prompts, "prompts")
 _register(app, evaluate, "evaluate", no_args_is_help=True)
 _register(app, status_command, "status")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -24,8 +27,10 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column, Table
 from rich.text import Text
 
+from lampctl import settings
 from lampctl.encoder import EncoderConfig
 from lampctl.errors import ConfigError
 from lampctl.tasks import PRECISIONS, Registry, load_registry
@@ -79,8 +84,7 @@ def interrupted_message() -> str:
     more = f" and {len(FINISHED) - 3} more" if len(FINISHED) > 3 else ""
     return (
         f"Interrupted: {len(FINISHED)} file(s) finished and kept ({shown}{more}); run the same "
-        "command again to resume: finished files are skipped where the command skips up-to-date "
-        "work."
+        "command again to resume (files already up to date are skipped)."
     )
 
 
@@ -95,10 +99,61 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def folding_table(*headers: str, **options: Any) -> Table:
+    """A results table whose cells fold onto more lines rather than being cut with an
+    ellipsis: in an 80-column terminal every word and path stays whole. Narrow terminals get
+    a light frame (no column rules), leaving the room to the words."""
+    if shutil.get_terminal_size((200, 40)).columns < 120 and "box" not in options:
+        options.update(box=box.SIMPLE_HEAD, pad_edge=False)
+    return Table(*(Column(h, overflow="fold") for h in headers), **options)
+
+
 def stdout_console() -> Console:
     # Piped output is read by scripts and people alike: never cut table cells short there.
     width = None if sys.stdout.isatty() else 250
     return Console(highlight=False, soft_wrap=True, width=width)
+
+
+def clock(seconds: float) -> str:
+    """3725 -> '1:02:05', 65 -> '1:05'."""
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def progress_line(label: str, done: int, total: int | None, unit: str, elapsed: float) -> str:
+    """'LaMP-4 dev: 1,200/4,500 questions (27%), 310/s, ETA 0:11': what a log line says."""
+    words = f"{label}: {done:,}" + (f"/{total:,}" if total else "") + f" {unit}"
+    if total:
+        words += f" ({100 * done / total:.0f}%)"
+    rate = done / elapsed if elapsed > 0 else 0.0
+    if rate > 0:
+        words += f", {rate:,.0f}/s"
+        if total and done < total:
+            words += f", ETA {clock((total - done) / rate)}"
+    return words + (f", {clock(elapsed)} elapsed" if not total or done >= total else "")
+
+
+class PlainProgress:
+    """Progress for a stderr that is not a terminal (a SLURM log, ``2> file``): a plain line
+    now and then (every LAMPCTL_PROGRESS_SECONDS, 30 by default), as pip and tqdm write to
+    files, instead of a live display nobody sees."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.every = settings.progress_seconds()
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            return True
+        return False
+
+    def say(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 class RateColumn(ProgressColumn):
@@ -119,7 +174,11 @@ class CliReporter:
         self._quiet = state.json or state.quiet
         self._progress: Progress | None = None
         self._task: TaskID | None = None
-        if not self._quiet and self._console.is_terminal:
+        self._plain: PlainProgress | None = None
+        self._current: list[Any] = []  # label, total, unit, done, started
+        if not self._quiet and not self._console.is_terminal:
+            self._plain = PlainProgress(self._console)
+        elif not self._quiet:
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -144,10 +203,20 @@ class CliReporter:
     def start(self, label: str, total: int | None, unit: str = "questions") -> None:
         if self._progress is not None:
             self._task = self._progress.add_task(label, total=total, unit=unit)
+        if self._plain is not None:
+            self._current = [label, total, unit, 0, time.monotonic()]
 
     def advance(self, amount: int = 1) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, amount)
+        if self._plain is not None and self._current:
+            self._current[3] += amount
+            if self._plain.due():
+                self._plain.say(self._plain_line())
+
+    def _plain_line(self) -> str:
+        label, total, unit, done, started = self._current
+        return progress_line(label, done, total, unit, time.monotonic() - started)
 
     def log(self, message: str) -> None:
         if not self._quiet:
@@ -177,6 +246,16 @@ def finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite(v) for v in value]
     return value
+
+
+def tell_left_out(state: State, left_out: list[str]) -> None:
+    """What a command over "everything" left out, and why, one line each on stderr (the
+    JSON summary carries the same list as ``left_out``)."""
+    if state.json or state.quiet:
+        return
+    console = stderr_console()
+    for line in left_out:
+        console.print(f"Left out: {line}", markup=False)
 
 
 def first_errors(errors: list[str]) -> str | None:

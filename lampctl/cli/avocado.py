@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from lampctl.avocado import AVOCADO_ENV, DEFAULT_MAX_EMAIL_BYTES, build_lamp6
 from lampctl.cli._common import (
@@ -16,6 +15,7 @@ from lampctl.cli._common import (
     JsonOpt,
     QuietOpt,
     emit,
+    folding_table,
     get_state,
     usable_cpus,
 )
@@ -102,7 +102,7 @@ def build(
             )
 
     def human(console: Console) -> None:
-        table = Table("split", "set", "questions")
+        table = folding_table("split", "set", "questions")
         for split, sets in result.built.items():
             for set_name, count in sets.items():
                 table.add_row(split, set_name, str(count))

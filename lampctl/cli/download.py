@@ -17,19 +17,21 @@ from rich.progress import (
     TextColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
 from lampctl.cli._common import (
     DataDirOpt,
     JsonOpt,
+    PlainProgress,
     QuietOpt,
     SetsOpt,
     SplitsOpt,
     State,
     TasksOpt,
+    clock,
     emit,
     fail_with,
     first_errors,
+    folding_table,
     get_state,
     note_finished,
     stderr_console,
@@ -52,7 +54,12 @@ class RichTransfers:
 
     def __init__(self, state: State, plan: list[PlannedFile]) -> None:
         console = stderr_console()
-        self.enabled = not (state.json or state.quiet) and console.is_terminal
+        shown = not (state.json or state.quiet)
+        self.enabled = shown and console.is_terminal
+        self.plain = PlainProgress(console) if shown and not self.enabled else None
+        self.finished = 0
+        self.bytes = 0
+        self.started = time.monotonic()
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -74,6 +81,14 @@ class RichTransfers:
         if self.enabled:
             self.progress.stop()
 
+    def _plain_line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        rate = self.bytes / elapsed / 1e6 if elapsed > 0 else 0.0
+        return (
+            f"download: {self.finished}/{self.count} files, {self.bytes / 1e6:,.1f} MB "
+            f"received, {rate:,.1f} MB/s, {clock(elapsed)} elapsed"
+        )
+
     def begin(self, item: PlannedFile, total: int | None, already: int) -> None:
         if not self.enabled:
             return
@@ -84,6 +99,9 @@ class RichTransfers:
             self.progress.reset(task, total=total, completed=already)
 
     def advance(self, item: PlannedFile, amount: int) -> None:
+        self.bytes += amount
+        if self.plain is not None and self.plain.due():
+            self.plain.say(self._plain_line())
         if self.enabled and item.rel in self.files:
             self.progress.advance(self.files[item.rel], amount)
             if self.overall is not None:
@@ -92,6 +110,9 @@ class RichTransfers:
     def end(self, item: PlannedFile, outcome: FileOutcome) -> None:
         if outcome.status == "downloaded":
             note_finished(str(item.dest))
+        self.finished += 1
+        if self.plain is not None and self.plain.due():
+            self.plain.say(self._plain_line())
         if not self.enabled:
             return
         if item.rel in self.files:
@@ -226,7 +247,7 @@ def _show_outcomes(
     counts["fixed"] = sum(bool(o.fixes) for o in outcomes)
 
     def human(console: Console) -> None:
-        table = Table("file", "status", "size", "fixes / error")
+        table = folding_table("file", "status", "size", "fixes / error")
         # One row per file, except that files failing for one shared reason (a host that is
         # down) are one row with their count, not seventy copies of the message.
         shared = Counter(o.error for o in outcomes if o.status == "failed")

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from lampctl.cli._common import DataDirOpt, JsonOpt, QuietOpt, emit, get_state
+from lampctl.cli._common import DataDirOpt, JsonOpt, QuietOpt, emit, folding_table, get_state
 from lampctl.errors import InputError
 from lampctl.evaluate import (
     MAX_MEMBER_BYTES,
@@ -219,7 +218,7 @@ def _table(console: Console, results: list[Evaluation]) -> None:
         columns.append("per user mean ± sd")
     if any_compare:
         columns += ["other", "difference", "p"]
-    table = Table(*columns)
+    table = folding_table(*columns)
     for r in results:
         for name, value in r.metrics.items():
             row = [

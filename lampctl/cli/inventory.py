@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from lampctl.cli._common import (
     DataDirOpt,
@@ -18,10 +17,13 @@ from lampctl.cli._common import (
     TasksOpt,
     emit,
     encoder_config,
+    folding_table,
     get_state,
+    tell_left_out,
 )
 from lampctl.datadir import check_data_dir
-from lampctl.inventory import stats, status
+from lampctl.errors import InputError
+from lampctl.inventory import StatusRow, stats, status
 
 
 def status_command(
@@ -73,35 +75,10 @@ def status_command(
     problems = sum(bool(r.problems) for r in rows)
 
     def human(console: Console) -> None:
-        table = Table(
-            "task",
-            "split",
-            "set",
-            "questions",
-            "outputs",
-            "download",
-            "ranking",
-            "ranked by",
-            "merged",
-            "prompts",
-            "problems",
-        )
-        for r in rows:
-            table.add_row(
-                r.task,
-                r.split,
-                r.set,
-                r.questions,
-                r.outputs,
-                r.verified,
-                r.ranking,
-                r.ranked_by,
-                r.merged,
-                r.prompts,
-                "; ".join(r.problems),
-                style="red" if r.problems else "",
-            )
-        console.print(table)
+        if console.width < WIDE_STATUS:
+            _status_lines(console, rows)
+        else:
+            _status_table(console, rows)
         console.print(f"{problems} of {len(rows)} rows need attention", markup=False)
 
     emit(
@@ -111,6 +88,62 @@ def status_command(
     )
     if check and problems:
         raise typer.Exit(1)
+
+
+WIDE_STATUS = 150  # columns the full status table needs; narrower terminals get lines
+
+
+def _status_table(console: Console, rows: list[StatusRow]) -> None:
+    table = folding_table(
+        "task",
+        "split",
+        "set",
+        "questions",
+        "outputs",
+        "download",
+        "ranking",
+        "ranked by",
+        "merged",
+        "prompts",
+        "problems",
+    )
+    for r in rows:
+        table.add_row(
+            r.task,
+            r.split,
+            r.set,
+            r.questions,
+            r.outputs,
+            r.verified,
+            r.ranking.split(" (")[0],  # the details stand in problems
+            r.ranked_by,
+            r.merged,
+            r.prompts,
+            "; ".join(r.problems),
+            style="red" if r.problems else "",
+        )
+    console.print(table)
+
+
+def _status_lines(console: Console, rows: list[StatusRow]) -> None:
+    """The same facts as the table, a few lines a set, for a narrow terminal: words wrap
+    at spaces instead of being cut into columns."""
+    for r in rows:
+        ranking = r.ranking.split(" (")[0] + (f" ({r.ranked_by})" if r.ranked_by else "")
+        facts = [
+            f"questions {r.questions}",
+            f"outputs {r.outputs}",
+            f"download {r.verified}",
+            f"ranking {ranking}",
+            f"merged {r.merged}",
+        ]
+        if r.prompts:
+            facts.append(f"prompts {r.prompts}")
+        style = "red" if r.problems else ""
+        line = f"{r.task} {r.split} {r.set}: " + ", ".join(facts)
+        console.print(line, style=style, markup=False, soft_wrap=False)
+        for problem in r.problems:
+            console.print(f"  - {problem}", style=style, markup=False, soft_wrap=False)
 
 
 def stats_command(
@@ -136,10 +169,15 @@ def stats_command(
     state = get_state(ctx, json_out, quiet)
     registry = state.registry()
     check_data_dir(registry, data_dir)
-    rows = stats(registry, data_dir, tasks or [], splits or [], sets or [])
+    left_out: list[str] = []
+    rows = stats(registry, data_dir, tasks or [], splits or [], sets or [], left_out)
+    if not rows:
+        why = f" ({'; '.join(left_out)})" if left_out else ""
+        raise InputError(f"{data_dir}: no questions files for the chosen tasks{why}")
+    tell_left_out(state, left_out)
 
     def human(console: Console) -> None:
-        table = Table(
+        table = folding_table(
             "task",
             "split",
             "set",
@@ -168,4 +206,8 @@ def stats_command(
             )
         console.print(table)
 
-    emit(state, {"command": "stats", "rows": [r.as_dict() for r in rows]}, human)
+    emit(
+        state,
+        {"command": "stats", "rows": [r.as_dict() for r in rows], "left_out": left_out},
+        human,
+    )

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from lampctl.cli._common import (
     DataDirOpt,
@@ -18,8 +17,10 @@ from lampctl.cli._common import (
     TasksOpt,
     TopKOpt,
     emit,
+    folding_table,
     get_state,
     note_finished,
+    tell_left_out,
 )
 from lampctl.data import load_questions
 from lampctl.datadir import ranked_sets
@@ -89,6 +90,7 @@ def merge(
         raise typer.BadParameter(
             "--ranking and --no-ranking exclude each other", param_hint="--ranking"
         )
+    left_out: list[str] = []
     explicit = [questions_file, ranking_file, outputs_file, output_file]
     if any(p is not None for p in explicit):
         if questions_file is None or output_file is None:
@@ -104,6 +106,15 @@ def merge(
         jobs = [(questions_file, ranking_file, outputs_file, output_file)]
     else:
         registry = state.registry()
+        sets_found = ranked_sets(
+            registry,
+            data_dir,
+            tasks or [],
+            splits or [],
+            sets or [],
+            not no_ranking,
+            left_out=left_out,
+        )
         jobs = [
             (
                 s.questions,
@@ -116,10 +127,9 @@ def merge(
                     ranked=not no_ranking,
                 ),
             )
-            for s in ranked_sets(
-                registry, data_dir, tasks or [], splits or [], sets or [], not no_ranking
-            )
+            for s in sets_found
         ]
+    tell_left_out(state, left_out)
     results: list[MergeResult] = []
     for questions, ranking, outputs, target in jobs:
         result = merge_set(questions, ranking, outputs, target, top_k, fmt, force, allow_stale)
@@ -127,7 +137,7 @@ def merge(
         note_finished(result.output)
 
     def human(console: Console) -> None:
-        table = Table("output", "questions", "gold outputs", "status", "seconds")
+        table = folding_table("output", "questions", "gold outputs", "status", "seconds")
         for r in results:
             table.add_row(
                 r.output,
@@ -138,7 +148,11 @@ def merge(
             )
         console.print(table)
 
-    emit(state, {"command": "merge", "files": [r.as_dict() for r in results]}, human)
+    emit(
+        state,
+        {"command": "merge", "files": [r.as_dict() for r in results], "left_out": left_out},
+        human,
+    )
 
 
 def gather_command(
@@ -181,7 +195,7 @@ def gather_command(
         raise ShardError(f"{data_dir}: no shard files to gather for the chosen tasks")
 
     def human(console: Console) -> None:
-        table = Table("ranking", "shards", "questions")
+        table = folding_table("ranking", "shards", "questions")
         for r in results:
             table.add_row(r.output, str(r.shards), str(r.questions))
         console.print(table)

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from lampctl.cli._common import (
     CliReporter,
@@ -19,8 +18,10 @@ from lampctl.cli._common import (
     SplitsOpt,
     TasksOpt,
     emit,
+    folding_table,
     get_state,
     note_finished,
+    tell_left_out,
     usable_cpus,
 )
 from lampctl.data import refuse_overwriting_inputs
@@ -81,7 +82,9 @@ def prompts(
     """Build the LaMP paper's model inputs: each question's top-k ranked items packed into its
     input under a token budget, as the reference prompts.py does, string for string.
 
-    Writes {set}_prompts_k{K}_len{N}_{tokenizer}.jsonl ({"id", "source", "target"} per
+    Writes {set}_prompts_k{K}_len{N}_{tokenizer}-{hash}.jsonl (the tokenizer folder's or
+    hub id's last part and 8 hex digits of the full name, e.g.
+    dev_prompts_k4_len512_flan-t5-base-1a2b3c4d.jsonl; {"id", "source", "target"} per
     question, in question order; no target for test) beside each ranking, with a record that
     lets reruns skip what is up to date. Without --task, every ranked task, split and set.
 
@@ -101,6 +104,7 @@ def prompts(
         raise typer.BadParameter(
             "name the model's tokenizer, or pass --no-profile", param_hint="--tokenizer"
         )
+    left_out: list[str] = []
     explicit = questions_file is not None or ranking_file is not None
     if explicit:
         if questions_file is None or output_file is None or not tasks or len(tasks) != 1:
@@ -140,8 +144,10 @@ def prompts(
                 sets or [],
                 need_ranking=not no_profile,
                 without="--no-profile",
+                left_out=left_out,
             )
         ]
+        tell_left_out(state, left_out)
         if output_file is not None:
             if len(jobs) != 1:
                 raise typer.BadParameter(
@@ -184,7 +190,7 @@ def prompts(
             note_finished(result.output)
 
     def human(console: Console) -> None:
-        table = Table(
+        table = folding_table(
             "output",
             "questions",
             "hit budget",
@@ -216,6 +222,7 @@ def prompts(
             "max_length": max_length,
             "tokenizer": None if no_profile else tokenizer_id,
             "files": [r.as_dict() for r in results],
+            "left_out": left_out,
         },
         human,
     )

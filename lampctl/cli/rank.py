@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from lampctl.cli._common import (
     BatchSizeOpt,
@@ -32,6 +31,7 @@ from lampctl.cli._common import (
     UseDateOpt,
     emit,
     encoder_config,
+    folding_table,
     get_state,
     note_finished,
     usable_cpus,
@@ -151,7 +151,7 @@ def rank(
             engine.close()
 
     def human(console: Console) -> None:
-        table = Table("input", "questions", "items", "ranker", "seconds", "output")
+        table = folding_table("input", "questions", "items", "ranker", "seconds", "output")
         for r in results:
             table.add_row(
                 r.input,

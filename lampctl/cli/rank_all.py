@@ -21,6 +21,7 @@ from lampctl.cli._common import (
     JobsOpt,
     JsonOpt,
     MaxTokensOpt,
+    PlainProgress,
     PrecisionOpt,
     QuietOpt,
     RankerOpt,
@@ -31,17 +32,21 @@ from lampctl.cli._common import (
     State,
     TasksOpt,
     UseDateOpt,
+    clock,
     emit,
     encoder_config,
     fail_with,
     first_errors,
+    folding_table,
     get_state,
     note_finished,
+    progress_line,
     stderr_console,
     usable_cpus,
 )
 from lampctl.datadir import check_data_dir
 from lampctl.encoder import locate_checkpoint, resolve_devices
+from lampctl.errors import LampctlError
 from lampctl.rankall import CPU_RANKERS, JobOutcome, JobPlan, plan_rank_all, run_rank_all
 from lampctl.ranking import check_ranker_name
 from lampctl.shards import parse_shard
@@ -58,7 +63,9 @@ class LiveJobs:
 
     def __init__(self, state: State, plans: list[JobPlan], note: str = "") -> None:
         self.console = stderr_console()
-        self.enabled = not (state.json or state.quiet) and self.console.is_terminal
+        shown = not (state.json or state.quiet)
+        self.enabled = shown and self.console.is_terminal
+        self.plain = PlainProgress(self.console) if shown and not self.enabled else None
         self.note = note
         self.rows: dict[str, dict[str, Any]] = {
             p.job.key: {
@@ -103,6 +110,31 @@ class LiveJobs:
         row["done"] = max(row["done"], done)
         if total is not None:
             row["total"] = total
+        if self.plain is not None:
+            self._log()
+
+    def _log(self) -> None:
+        """For a log file: now and then, how many jobs are finished and how far the running
+        ones are (with rate and ETA)."""
+        assert self.plain is not None
+        if not self.plain.due():
+            return
+        rows = self.rows.values()
+        finished = sum(r["status"] in ("done", "failed", "skipped") for r in rows)
+        parts = [f"rank-all: {finished}/{len(self.rows)} jobs finished"]
+        for row in rows:
+            if row["status"] == "running" and row["started"] is not None:
+                plan: JobPlan = row["plan"]
+                name = f"{plan.job.task.name} {plan.job.split} {plan.job.set} {plan.job.ranker}"
+                elapsed = time.perf_counter() - row["started"]
+                parts.append(progress_line(name, row["done"], row["total"], "questions", elapsed))
+        self.plain.say("; ".join(parts))
+
+    def _eta(self, row: dict[str, Any]) -> str:
+        if row["status"] != "running" or not row["done"] or not row["total"]:
+            return ""
+        elapsed = time.perf_counter() - row["started"]
+        return clock((row["total"] - row["done"]) * elapsed / row["done"])
 
     def _rate(self, row: dict[str, Any]) -> str:
         if row["started"] is None or not row["done"]:
@@ -111,7 +143,7 @@ class LiveJobs:
         return f"{row['done'] / max(end - row['started'], 1e-6):.0f}"
 
     def render(self) -> Table:
-        table = Table(
+        table = folding_table(
             "task",
             "split",
             "set",
@@ -119,6 +151,7 @@ class LiveJobs:
             "status",
             "questions",
             "q/s",
+            "eta",
             caption=self.note or None,
         )
         rows = list(self.rows.values())
@@ -128,8 +161,9 @@ class LiveJobs:
             rows = [r for r in rows if r["status"] not in ("done", "skipped")]
             if finished:
                 table.add_row(
-                    "", "", "", "", f"{len(finished)} finished", "", "", style=STYLES["skipped"]
-                )
+                    "", "", "", "", f"{len(finished)} finished", "", "", "",
+                    style=STYLES["skipped"],
+                )  # fmt: skip
             rows = rows[: room - 1]
         for row in rows:
             plan: JobPlan = row["plan"]
@@ -142,6 +176,7 @@ class LiveJobs:
                 row["status"],
                 f"{row['done']}/{total}",
                 self._rate(row),
+                self._eta(row),
                 style=STYLES.get(row["status"], ""),
             )
         return table
@@ -242,8 +277,13 @@ def rank_all(
         chosen = resolve_devices(devices if devices != "auto" else config.device)
     else:
         chosen = []
-    if needs_encoder:  # once, before any job: an offline node fails here, in one line
-        config = replace(config, location=locate_checkpoint(config.checkpoint, config.revision))
+    unavailable = None
+    if needs_encoder:  # once, before any job: an offline node learns it here, in one line
+        try:
+            location = locate_checkpoint(config.checkpoint, config.revision)
+            config = replace(config, location=location)
+        except LampctlError as exc:  # the jobs that need no encoder still run
+            unavailable = str(exc)
     started = time.perf_counter()
     encoder_note = (
         f"encoder {config.checkpoint} ({config.precision}) on {', '.join(chosen)}"
@@ -259,14 +299,22 @@ def rank_all(
             use_date=use_date,
             force=force,
             observer=display,
+            encoder_unavailable=unavailable,
         )
-    _show_outcomes(state, outcomes, chosen, time.perf_counter() - started)
-    fail_with([f"{o.key}: {o.error}" for o in outcomes if o.status == "failed"])
+    failed = [o for o in outcomes if o.status == "failed"]
+    errors = [f"{o.key}: {o.error}" for o in failed if o.error != unavailable]
+    without = len(failed) - len(errors)
+    if without:  # one line for every job the missing encoder stopped
+        errors.insert(0, f"{without} encoder job(s) not run: {unavailable}")
+    _show_outcomes(state, outcomes, chosen, time.perf_counter() - started, errors)
+    fail_with(errors)
 
 
 def _show_plan(state: State, plans: list[JobPlan]) -> None:
     def human(console: Console) -> None:
-        table = Table("task", "split", "set", "ranker", "questions", "items", "state", "output")
+        table = folding_table(
+            "task", "split", "set", "ranker", "questions", "items", "state", "output"
+        )
         for p in plans:
             table.add_row(
                 p.job.task.name,
@@ -286,7 +334,7 @@ def _show_plan(state: State, plans: list[JobPlan]) -> None:
 
 
 def _show_outcomes(
-    state: State, outcomes: list[JobOutcome], devices: list[str], seconds: float
+    state: State, outcomes: list[JobOutcome], devices: list[str], seconds: float, errors: list[str]
 ) -> None:
     counts = {
         status: sum(o.status == status for o in outcomes)
@@ -295,7 +343,9 @@ def _show_outcomes(
     counts["needs_build"] = sum(o.status.startswith("needs ") for o in outcomes)
 
     def human(console: Console) -> None:
-        table = Table("task", "split", "set", "ranker", "status", "questions", "q/s", "note")
+        table = folding_table(
+            "task", "split", "set", "ranker", "status", "questions", "q/s", "note"
+        )
         for o in outcomes:
             table.add_row(
                 o.task,
@@ -323,9 +373,7 @@ def _show_outcomes(
             **counts,
             "devices": devices,
             "seconds": round(seconds, 3),
-            "error": first_errors(
-                [f"{o.key}: {o.error}" for o in outcomes if o.status == "failed"]
-            ),
+            "error": first_errors(errors),
             "jobs": [o.as_dict() for o in outcomes],
         },
         human,
