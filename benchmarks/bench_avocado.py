@@ -19,7 +19,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from lampctl.synth import write_avocado_corpus, write_lamp6_ids
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test data
+from synth import write_avocado_corpus, write_lamp6_ids  # noqa: E402
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ Usage: python benchmarks/bench_encoder.py [--users 30] [--device cpu] [--bert-ba
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -25,7 +26,9 @@ import numpy as np
 from lampctl.encoder import EncoderConfig, mean_pool
 from lampctl.rankers.base import PreparedQuestion
 from lampctl.rankers.contriever import ContrieverRanker
-from lampctl.synth import SynthSpec, time_split, user_split, write_tiny_bert
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test data
+from synth import SynthSpec, time_split, user_split, write_tiny_bert  # noqa: E402
 
 
 def questions_of(users: int, per_user: int, split: str = "time") -> list[PreparedQuestion]:

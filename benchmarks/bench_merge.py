@@ -18,7 +18,9 @@ from pathlib import Path
 
 from lampctl.data import load_outputs, load_questions
 from lampctl.merge import merge_questions
-from lampctl.synth import SynthSpec, outputs_for, user_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test data
+from synth import SynthSpec, outputs_for, user_split  # noqa: E402
 
 
 def naive_merge(questions: list, ranking: dict, outputs: dict) -> list:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lampctl.synth import SynthSpec, time_split, user_split, write_tiny_bert
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test data
+from synth import SynthSpec, time_split, user_split, write_tiny_bert  # noqa: E402
 
 REFERENCE_BM25 = r"""
 import json, sys

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from synth import SynthSpec, write_tiny_bert, write_tree
 from typer.testing import CliRunner
 
 from lampctl.cli import app
-from lampctl.synth import SynthSpec, write_tiny_bert, write_tree
 
 # Set before transformers / huggingface_hub are imported anywhere: they read these at import.
 # The folder goes when the test run ends.

@@ -13,8 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from synth import SynthSpec, outputs_for, user_split
+
 from lampctl.download import load_download_registry
-from lampctl.synth import SynthSpec, outputs_for, user_split
 
 HTML = b"<!DOCTYPE html><html><head><title>LaMP</title></head><body>Not here</body></html>"
 

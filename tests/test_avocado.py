@@ -7,9 +7,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from synth import email_id, plain_email, write_avocado_corpus, write_lamp6_ids
 
 from lampctl.avocado import parse_email
-from lampctl.synth import email_id, plain_email, write_avocado_corpus, write_lamp6_ids
 
 ODD = {
     # RFC 2047 encoded-word subject (UTF-8, base64) and a quoted-printable latin-1 body

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from lampserver import LampServer, official_mirror, write_mirror
+from synth import SynthSpec, write_tree
 
 from lampctl.data import atomic_writer, write_json
-from lampctl.synth import SynthSpec, write_tree
 
 DEV4 = "time/LaMP_4/dev/dev_questions.json"
 

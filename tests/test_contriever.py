@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 from conftest import reference_scores
+from synth import WORDS
 
 from lampctl import encoder as encoder_module
 from lampctl.encoder import Encoder, EncoderConfig, resolve_device
 from lampctl.errors import ModelLoadError
 from lampctl.rankers.base import PreparedQuestion
 from lampctl.rankers.contriever import ContrieverRanker
-from lampctl.synth import WORDS
 
 
 def _questions(rng, count=12):

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 
 from lampserver import LampServer, official_mirror
-
-from lampctl.synth import write_avocado_corpus, write_lamp6_ids
+from synth import write_avocado_corpus, write_lamp6_ids
 
 TTY = {"FORCE_COLOR": "1"}
 

@@ -9,9 +9,9 @@ import random
 from pathlib import Path
 
 import pytest
+from synth import SynthSpec, write_tree
 
 from lampctl.prompts import build_prompts, read_prompt_questions
-from lampctl.synth import SynthSpec, write_tree
 from lampctl.tasks import load_registry
 from lampctl.tokenizer import open_tokenizer
 

@@ -184,8 +184,9 @@ def test_empty_profile_ranks_to_empty_list(cli, tmp_path):
 def test_worker_processes_rank_byte_identically(cli, tmp_path, monkeypatch, split):
     """Big files are ranked in worker processes that read their own questions: the same bytes
     as one process, for both splits (the time split takes the cached-token path)."""
+    from synth import SynthSpec, write_tree
+
     from lampctl import ranking
-    from lampctl.synth import SynthSpec, write_tree
 
     monkeypatch.setattr(ranking, "WORKER_MIN_BYTES", 0)
     monkeypatch.setattr(ranking, "WORKER_CHUNK", 7)
@@ -203,8 +204,9 @@ def test_worker_processes_rank_byte_identically(cli, tmp_path, monkeypatch, spli
 
 
 def test_a_bad_question_in_a_worker_is_one_line(cli, tmp_path, monkeypatch):
+    from synth import SynthSpec, user_split
+
     from lampctl import ranking
-    from lampctl.synth import SynthSpec, user_split
 
     monkeypatch.setattr(ranking, "WORKER_MIN_BYTES", 0)
     monkeypatch.setattr(ranking, "WORKER_CHUNK", 5)

@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import pytest
-
-from lampctl.synth import SynthSpec, write_tree
+from synth import SynthSpec, write_tree
 
 
 @pytest.mark.parametrize(
