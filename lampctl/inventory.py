@@ -12,7 +12,7 @@ from lampctl.data import TMP_SUFFIX, gc_paused, load_outputs, load_questions
 from lampctl.datadir import unbuilt
 from lampctl.download import Manifest
 from lampctl.encoder import EncoderConfig
-from lampctl.prompts import prompts_prefix
+from lampctl.prompts.naming import prompts_prefix
 from lampctl.records import (
     RECORD_SUFFIX,
     derived_freshness,

@@ -278,7 +278,7 @@ def test_lock_stops_a_second_download(cli, mirror, tmp_path):
 
 
 def test_disk_full_is_reported_per_file(mirror, tmp_path, monkeypatch):
-    import lampctl.download as module
+    import lampctl.download.transfer as module
 
     data = tmp_path / "d"
     plan = plan_downloads(
@@ -350,7 +350,7 @@ def test_kill_mid_download_then_rerun_gives_identical_hashes(mirror, tmp_path):
 def test_streamed_shape_check_matches_the_whole_file_check(tmp_path, block):
     """Big question files are checked a block at a time (bounded memory): same verdicts and
     the same sha256 as checking the whole file."""
-    from lampctl.download import _scan_questions, check_shape
+    from lampctl.download.checks import check_shape, scan_questions
     from lampctl.errors import InputError
 
     good = json.dumps(
@@ -380,7 +380,7 @@ def test_streamed_shape_check_matches_the_whole_file_check(tmp_path, block):
         except (InputError, ValueError):
             expected_ok = False
         try:
-            digest = _scan_questions(path, "f", block)
+            digest = scan_questions(path, "f", block)
             ok = True
         except InputError:
             ok = False

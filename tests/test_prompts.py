@@ -586,7 +586,8 @@ def test_non_utf8_questions_are_one_line(cli, tmp_path, content):
 def forking(monkeypatch):
     """Worker processes for any file. This test process has torch loaded, for which the real
     check refuses to fork; the workers here only tokenize."""
-    from lampctl import parallel, prompts
+    from lampctl import parallel
+    from lampctl.prompts import workers as prompts
 
     monkeypatch.setattr(prompts, "WORKER_MIN_BYTES", 1)
     monkeypatch.setattr(parallel, "fork_is_safe", lambda: True)
@@ -666,8 +667,8 @@ def test_worker_errors_name_the_question_and_write_nothing(minilm, forking, tmp_
 def test_a_worker_that_dies_is_one_error(minilm, forking, tmp_path, monkeypatch):
     import os
 
-    from lampctl import prompts
     from lampctl.errors import LampctlError
+    from lampctl.prompts import workers as prompts
 
     monkeypatch.setattr(prompts, "_build_part", lambda *args: os._exit(3))
     questions = _questions(4, seed=8, count=10)

@@ -1,0 +1,64 @@
+"""``MANIFEST.json`` (what was downloaded, from where, its sha256) and the data dir's lock."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from lampctl import __version__
+from lampctl.data import read_json, write_json
+from lampctl.errors import DownloadError, InputError
+
+MANIFEST_NAME = "MANIFEST.json"
+LOCK_NAME = ".lampctl-download.lock"
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+class Manifest:
+    """``data_raw/MANIFEST.json``: what was downloaded, from where, and its sha256."""
+
+    def __init__(self, path: Path, files: dict[str, dict[str, Any]]) -> None:
+        self.path = path
+        self.files = files
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, data_dir: Path) -> Manifest:
+        path = data_dir / MANIFEST_NAME
+        if not path.exists():
+            return cls(path, {})
+        data = read_json(path, "download manifest")
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+            raise InputError(f"{path}: not a lampctl download manifest")
+        return cls(path, data["files"])
+
+    def get(self, rel: str) -> dict[str, Any] | None:
+        return self.files.get(rel)
+
+    def record(self, rel: str, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.files[rel] = entry
+            write_json(
+                self.path,
+                {"lampctl": __version__, "files": dict(sorted(self.files.items()))},
+                indent=1,
+            )
+
+
+def acquire_lock(data_dir: Path) -> Any:
+    """A lock on the data dir, so two downloads never write the same files."""
+    from filelock import FileLock, Timeout
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(data_dir / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise DownloadError(
+            f"{data_dir}: another lampctl download is running on this folder "
+            f"(lock {data_dir / LOCK_NAME}); wait for it to finish"
+        ) from None
+    return lock
