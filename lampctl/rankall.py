@@ -25,13 +25,12 @@ from lampctl.data import read_json
 from lampctl.encoder import EncoderConfig
 from lampctl.errors import LampctlError
 from lampctl.parallel import worker_setup
+from lampctl.rankers import CPU_RANKERS, make_ranker
 from lampctl.rankers.base import Ranker
-from lampctl.ranking import make_ranker, rank_with_record
+from lampctl.ranking import rank_with_record
 from lampctl.records import freshness, ranking_parameters
 from lampctl.shards import Shard
 from lampctl.tasks import Registry, TaskSpec
-
-CPU_RANKERS = ("bm25", "recency")
 
 
 @dataclass(frozen=True)

@@ -24,43 +24,15 @@ from lampctl.data import (
     read_spans,
     refuse_overwriting_inputs,
 )
-from lampctl.encoder import EncoderConfig, LogFn
 from lampctl.errors import ConfigError, InputError
-from lampctl.parallel import worker_setup
-from lampctl.rankers.base import PreparedQuestion, Ranker, order_by_scores
+from lampctl.rankers.base import PreparedQuestion, Ranker, order_by_scores, worker_ranker
 from lampctl.records import held_still, input_fingerprint, read_record, record_path, write_record
 from lampctl.reporting import Reporter, SilentReporter
 from lampctl.shards import Shard
 from lampctl.shards import select as select_shard
-from lampctl.tasks import RANKERS, Registry, TaskSpec, build_query, item_texts, parse_date
+from lampctl.tasks import Registry, TaskSpec, build_query, item_texts, parse_date
 
 FORMATS = ("json", "trec")
-
-
-def make_ranker(
-    name: str, encoder: EncoderConfig | None = None, log: LogFn | None = None, jobs: int = 1
-) -> Ranker:
-    """The ranker registry: one place that maps a ranker name to its implementation."""
-    if name == "bm25":
-        from lampctl.rankers.bm25 import BM25Ranker
-
-        return BM25Ranker(jobs=jobs)
-    if name == "recency":
-        from lampctl.rankers.recency import RecencyRanker
-
-        return RecencyRanker()
-    if name == "contriever":
-        from lampctl.rankers.contriever import ContrieverRanker
-
-        return ContrieverRanker(encoder or EncoderConfig(), log=log)
-    check_ranker_name(name)
-    raise AssertionError(f"ranker {name!r} is known but has no implementation")
-
-
-def check_ranker_name(name: str) -> str:
-    if name not in RANKERS:
-        raise ConfigError(f"unknown ranker {name!r} (known: {', '.join(RANKERS)})")
-    return name
 
 
 def prepare(
@@ -283,26 +255,14 @@ def rank_in_workers(
     return ranked
 
 
-_WORKER_RANKER: Ranker | None = None
-
-
-def init_rank_worker(parent_pid: int, ranker: Ranker) -> None:
-    """Run first in each ranking worker: dies with the parent, keeps its copy of the ranker
-    (and so its caches) for every chunk it is sent."""
-    global _WORKER_RANKER
-    worker_setup(parent_pid)
-    _WORKER_RANKER = ranker
-
-
 def _rank_raw_chunk(
     job: tuple[TaskSpec, bool, str, int, list[tuple[int, int]]],
 ) -> list[RankedQuestion]:
     task, use_date, name, offset, spans = job
-    if _WORKER_RANKER is None:
-        raise RuntimeError("ranking worker started without its ranker")
+    ranker = worker_ranker()
     questions = decode_questions(read_spans(Path(name), spans), name, offset)
-    prepared = prepare(task, questions, _WORKER_RANKER, use_date, name)
-    return rank_prepared(prepared, _WORKER_RANKER, SilentReporter())
+    prepared = prepare(task, questions, ranker, use_date, name)
+    return rank_prepared(prepared, ranker, SilentReporter())
 
 
 def rank_with_record(

@@ -26,6 +26,7 @@ from lampctl import __version__
 from lampctl.data import is_special_file, read_json, sha256_file, write_json
 from lampctl.encoder import EncoderConfig
 from lampctl.errors import InputError, LampctlError
+from lampctl.rankers import ranker_parameters
 
 RECORD_SUFFIX = ".meta.json"
 
@@ -37,24 +38,11 @@ def ranking_parameters(
     top_k: int | None = None,
     fmt: str = "json",
 ) -> dict[str, Any]:
-    """What decides a ranking's content (batching, devices and sharding do not)."""
+    """What decides a ranking's content (batching, devices and sharding do not): the run's
+    choices and the parameters the ranker states for itself."""
     params: dict[str, Any] = {"ranker": ranker, "use_date": use_date, "top_k": top_k, "format": fmt}
-    if ranker == "bm25":
-        params.update(k1=1.5, b=0.75, epsilon=0.25)
-    elif ranker == "contriever":
-        params.update(
-            checkpoint=checkpoint_identity(encoder.checkpoint),
-            revision=encoder.revision,
-            precision=encoder.precision,
-        )
+    params.update(ranker_parameters(ranker, encoder))
     return params
-
-
-def checkpoint_identity(checkpoint: str) -> str:
-    """A local checkpoint folder by its resolved path (``./minilm``, ``/scratch/minilm/`` and
-    ``/scratch/minilm`` are one checkpoint); a hub id as it is."""
-    path = Path(checkpoint).expanduser()
-    return str(path.resolve()) if path.is_dir() else checkpoint
 
 
 def stored_path(source: Path, record_folder: Path) -> str:

@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from lampctl.errors import ConfigError, InputError
+from lampctl.rankers import RANKERS
 
-RANKERS = ("bm25", "recency", "contriever")
 PRECISIONS = ("fp32", "fp16", "bf16")
 QUERY_RULES = ("after", "quoted")
 CONFIG_ENV = "LAMPCTL_CONFIG"

@@ -38,11 +38,10 @@ from lampctl.cli._common import (
 )
 from lampctl.data import refuse_overwriting_inputs
 from lampctl.datadir import check_data_dir
+from lampctl.rankers import check_ranker_name, make_ranker
 from lampctl.ranking import (
     RankResult,
-    check_ranker_name,
     default_output,
-    make_ranker,
     planned_sets,
     rank_with_record,
 )

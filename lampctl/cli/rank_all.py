@@ -47,8 +47,8 @@ from lampctl.cli._common import (
 from lampctl.datadir import check_data_dir
 from lampctl.encoder import locate_checkpoint, resolve_devices
 from lampctl.errors import LampctlError
-from lampctl.rankall import CPU_RANKERS, JobOutcome, JobPlan, plan_rank_all, run_rank_all
-from lampctl.ranking import check_ranker_name
+from lampctl.rankall import JobOutcome, JobPlan, plan_rank_all, run_rank_all
+from lampctl.rankers import CPU_RANKERS, check_ranker_name
 from lampctl.shards import parse_shard
 
 STYLES = {"done": "green", "failed": "red", "running": "cyan", "skipped": "dim"}

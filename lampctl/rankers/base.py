@@ -6,9 +6,12 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lampctl.encoder import EncoderConfig, LogFn
 
 ProgressFn = Callable[[int], None]
 
@@ -39,10 +42,20 @@ class Ranker(ABC):
     ) -> Iterator[np.ndarray]:
         """Yield one score array per question, in order; call ``progress(n)`` as work is done."""
 
+    @classmethod
+    def create(cls, *, jobs: int, encoder: EncoderConfig, log: LogFn | None) -> Ranker:
+        """The ranker for a run; each takes the options it uses."""
+        return cls()
+
+    @classmethod
+    def record_parameters(cls, encoder: EncoderConfig) -> dict[str, Any]:
+        """The parameters that decide this ranker's rankings, beyond its name, as the records
+        beside ranking files carry them (no model is loaded to say so)."""
+        return {}
+
     def describe(self) -> dict[str, object]:
         """The ranker's settings as reported in ``--json`` output (with the resolved model
-        length for encoders). Records beside ranking files use ``records.ranking_parameters``,
-        which needs no loaded model."""
+        length for encoders)."""
         return {"ranker": self.name}
 
     def worker_pool(self) -> Any:
@@ -53,7 +66,6 @@ class Ranker(ABC):
             return None
         if self._pool is None:
             from lampctl.parallel import pool_context
-            from lampctl.ranking import init_rank_worker
 
             self._pool = pool_context().Pool(self.jobs, init_rank_worker, (os.getpid(), self))
         return self._pool
@@ -64,6 +76,26 @@ class Ranker(ABC):
             self._pool.terminate()
             self._pool.join()
             self._pool = None
+
+
+_WORKER_RANKER: Ranker | None = None
+
+
+def init_rank_worker(parent_pid: int, ranker: Ranker) -> None:
+    """Run first in each ranking worker: dies with the parent, keeps its copy of the ranker
+    (and so its caches) for every chunk it is sent."""
+    from lampctl.parallel import worker_setup
+
+    global _WORKER_RANKER
+    worker_setup(parent_pid)
+    _WORKER_RANKER = ranker
+
+
+def worker_ranker() -> Ranker:
+    """This worker's ranker (``init_rank_worker`` set it)."""
+    if _WORKER_RANKER is None:
+        raise RuntimeError("ranking worker started without its ranker")
+    return _WORKER_RANKER
 
 
 def order_by_scores(scores: np.ndarray) -> np.ndarray:

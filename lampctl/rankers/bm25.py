@@ -13,10 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, count
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lampctl.rankers.base import PreparedQuestion, ProgressFn, Ranker
+
+if TYPE_CHECKING:
+    from lampctl.encoder import EncoderConfig, LogFn
 
 
 class TokenCache:
@@ -102,14 +106,18 @@ class ReuseMeter:
         return self.rate
 
 
+# rank_bm25's BM25Okapi defaults, which the LaMP reference uses.
+K1, B, EPSILON = 1.5, 0.75, 0.25
+
+
 class BM25Ranker(Ranker):
     name = "bm25"
 
     def __init__(
         self,
-        k1: float = 1.5,
-        b: float = 0.75,
-        epsilon: float = 0.25,
+        k1: float = K1,
+        b: float = B,
+        epsilon: float = EPSILON,
         jobs: int = 1,
     ) -> None:
         self.k1 = k1
@@ -125,6 +133,14 @@ class BM25Ranker(Ranker):
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__init__(**state)  # type: ignore[misc]
+
+    @classmethod
+    def create(cls, *, jobs: int, encoder: EncoderConfig, log: LogFn | None) -> BM25Ranker:
+        return cls(jobs=jobs)
+
+    @classmethod
+    def record_parameters(cls, encoder: EncoderConfig) -> dict[str, Any]:
+        return {"k1": K1, "b": B, "epsilon": EPSILON}
 
     def describe(self) -> dict[str, object]:
         return {"ranker": self.name, "k1": self.k1, "b": self.b, "epsilon": self.epsilon}

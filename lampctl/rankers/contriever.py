@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lampctl.encoder import Encoder, EncoderConfig, LogFn
 from lampctl.rankers.base import PreparedQuestion, ProgressFn, Ranker
+
+
+def checkpoint_identity(checkpoint: str) -> str:
+    """A local checkpoint folder by its resolved path (``./minilm``, ``/scratch/minilm/`` and
+    ``/scratch/minilm`` are one checkpoint); a hub id as it is."""
+    path = Path(checkpoint).expanduser()
+    return str(path.resolve()) if path.is_dir() else checkpoint
 
 
 class ContrieverRanker(Ranker):
@@ -21,6 +30,18 @@ class ContrieverRanker(Ranker):
         self.chunk_texts = chunk_texts
         self._log = log
         self._encoder: Encoder | None = None
+
+    @classmethod
+    def create(cls, *, jobs: int, encoder: EncoderConfig, log: LogFn | None) -> ContrieverRanker:
+        return cls(encoder, log=log)
+
+    @classmethod
+    def record_parameters(cls, encoder: EncoderConfig) -> dict[str, Any]:
+        return {
+            "checkpoint": checkpoint_identity(encoder.checkpoint),
+            "revision": encoder.revision,
+            "precision": encoder.precision,
+        }
 
     @property
     def encoder(self) -> Encoder:
