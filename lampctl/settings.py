@@ -15,6 +15,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lampctl.encoder import EncoderConfig
+    from lampctl.tasks import Registry
+
+DEFAULT_DATA_DIR = Path("data_raw")
 
 # name -> what it sets (and its default), as the README's table shows them.
 VARIABLES: dict[str, str] = {
@@ -82,3 +89,66 @@ def progress_seconds() -> float:
     if not seconds >= 0:  # also NaN
         raise ConfigError(f"LAMPCTL_PROGRESS_SECONDS={value!r}: expected seconds, 0 or more")
     return seconds
+
+
+def data_dir(given: Path | str | None = None) -> Path:
+    """The data dir: the one given, else LAMPCTL_DATA_DIR, else ``data_raw``."""
+    if given is not None:
+        return Path(given)
+    return Path(get("LAMPCTL_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def config_path(given: Path | None = None) -> Path | None:
+    """The user's YAML layered over the bundled registry: given, else LAMPCTL_CONFIG."""
+    if given is not None:
+        return given
+    value = get("LAMPCTL_CONFIG")
+    return Path(value) if value else None
+
+
+ENCODER_VARIABLES = {
+    "checkpoint": "LAMPCTL_CHECKPOINT",
+    "revision": "LAMPCTL_REVISION",
+    "device": "LAMPCTL_DEVICE",
+    "precision": "LAMPCTL_PRECISION",
+}
+
+
+def encoder_settings(
+    registry: Registry,
+    checkpoint: str | None = None,
+    revision: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    batch_size: int | None = None,
+    max_tokens: int | None = None,
+    cache_dir: Path | None = None,
+) -> EncoderConfig:
+    """The encoder settings: each from its option, else its LAMPCTL_* variable, else the
+    --config file's ``encoder:`` section, else the bundled registry."""
+    from lampctl.encoder import EncoderConfig
+    from lampctl.errors import ConfigError
+    from lampctl.tasks import PRECISIONS
+
+    defaults = registry.encoder
+
+    def pick(name: str, given: str | None, default: str | None) -> str | None:
+        if given is not None:
+            return given
+        return get(ENCODER_VARIABLES[name]) or default
+
+    chosen_precision = pick("precision", precision, defaults.precision) or "fp32"
+    if chosen_precision not in PRECISIONS:
+        raise ConfigError(
+            f"unknown precision {chosen_precision!r} (use {', '.join(PRECISIONS)}; "
+            f"from --precision or {ENCODER_VARIABLES['precision']})"
+        )
+    return EncoderConfig(
+        checkpoint=pick("checkpoint", checkpoint, defaults.checkpoint) or defaults.checkpoint,
+        revision=pick("revision", revision, defaults.revision),
+        device=pick("device", device, defaults.device) or "auto",
+        precision=chosen_precision,
+        batch_size=batch_size or defaults.batch_size,
+        max_tokens_per_batch=max_tokens or defaults.max_tokens_per_batch,
+        cache_dir=cache_dir,
+    )

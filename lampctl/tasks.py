@@ -6,7 +6,6 @@ its profile into ranked texts, driven only by the registry.
 
 from __future__ import annotations
 
-import os
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -17,12 +16,12 @@ from typing import Any
 
 import yaml
 
+from lampctl import settings
 from lampctl.errors import ConfigError, InputError
 from lampctl.rankers import RANKERS
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 QUERY_RULES = ("after", "quoted")
-CONFIG_ENV = "LAMPCTL_CONFIG"
 
 
 @dataclass(frozen=True)
@@ -487,8 +486,7 @@ def bundled_text(name: str) -> str:
 def load_registry(user_config: Path | None = None) -> Registry:
     """The bundled registry, with ``user_config`` (or ``$LAMPCTL_CONFIG``) layered over it."""
     data = _read_yaml(bundled_text("tasks.yaml"), "bundled tasks.yaml")
-    if user_config is None and os.environ.get(CONFIG_ENV):
-        user_config = Path(os.environ[CONFIG_ENV])
+    user_config = settings.config_path(user_config)
     origin = "bundled tasks.yaml"
     if user_config is not None:
         try:

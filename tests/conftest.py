@@ -15,11 +15,16 @@ import pytest
 from synth import SynthSpec, write_tiny_bert, write_tree
 from typer.testing import CliRunner
 
+from lampctl import settings
 from lampctl.cli import app
 
 # Set before transformers / huggingface_hub are imported anywhere: they read these at import.
 # The folder goes when the test run ends.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Test modules read the registry at import, before any fixture: the user's settings go now.
+for _name in settings.VARIABLES:
+    if _name != "LAMPCTL_TEST_DEVICE":
+        os.environ.pop(_name, None)
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="lampctl-test-hf-")
 atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 
@@ -39,17 +44,13 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the user's config, data, cache or the network."""
-    for name in (
-        "LAMPCTL_CONFIG",
-        "LAMPCTL_DATA_DIR",
-        "LAMPCTL_BASE_URL",
-        "LAMPCTL_DEBUG",
-        "LAMPCTL_AVOCADO_DIR",
-        "SLURM_ARRAY_TASK_ID",
-        "SLURM_ARRAY_TASK_COUNT",
-        "SLURM_ARRAY_TASK_MIN",
-    ):
+    """No test reads the user's config, data, cache or the network: every variable the
+    settings module knows is cleared (a user's shell never changes what the suite sees), but
+    the suite's own LAMPCTL_TEST_DEVICE."""
+    for name in settings.VARIABLES:
+        if name != "LAMPCTL_TEST_DEVICE":
+            monkeypatch.delenv(name, raising=False)
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("LAMPCTL_CACHE_DIR", str(tmp_path / "lampctl-cache"))

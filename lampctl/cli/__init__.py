@@ -206,7 +206,6 @@ def _root(
       lampctl --json rank -t 5 --set dev
     """
     ctx.obj = State(json=json_out, quiet=quiet, config=config)
-    _common.CURRENT = ctx.obj
     _common.FINISHED.clear()
 
 

@@ -31,9 +31,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from lampctl import settings
-from lampctl.encoder import EncoderConfig
-from lampctl.errors import ConfigError
-from lampctl.tasks import PRECISIONS, Registry, load_registry
+from lampctl.tasks import Registry, load_registry
 
 
 @dataclass
@@ -52,7 +50,6 @@ class State:
 
 
 def get_state(ctx: typer.Context, json_flag: bool = False, quiet_flag: bool = False) -> State:
-    global CURRENT
     root = ctx.find_root()
     if not isinstance(root.obj, State):
         root.obj = State()
@@ -60,13 +57,11 @@ def get_state(ctx: typer.Context, json_flag: bool = False, quiet_flag: bool = Fa
         root.obj.json = True
     if quiet_flag:
         root.obj.quiet = True
-    CURRENT = root.obj
     return root.obj
 
 
 # What this invocation has finished, for the message after Ctrl-C (the core reports through
 # callbacks; the CLI keeps the list).
-CURRENT: State | None = None
 FINISHED: list[str] = []
 
 
@@ -285,7 +280,7 @@ DataDirOpt = Annotated[
     Path,
     typer.Option(
         "--data-dir",
-        envvar="LAMPCTL_DATA_DIR",
+        envvar="LAMPCTL_DATA_DIR",  # settings.VARIABLES names them all
         help="Folder holding {user,time}/LaMP_N/ files.",
         show_default=True,
     ),
@@ -387,47 +382,3 @@ ShardOpt = Annotated[
     ),
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="json or trec.")]
-
-
-ENCODER_ENV = {
-    "checkpoint": "LAMPCTL_CHECKPOINT",
-    "revision": "LAMPCTL_REVISION",
-    "device": "LAMPCTL_DEVICE",
-    "precision": "LAMPCTL_PRECISION",
-}
-
-
-def encoder_config(
-    registry: Registry,
-    checkpoint: str | None = None,
-    revision: str | None = None,
-    device: str | None = None,
-    precision: str | None = None,
-    batch_size: int | None = None,
-    max_tokens: int | None = None,
-    cache_dir: Path | None = None,
-) -> EncoderConfig:
-    """The encoder settings: each from its option, else its LAMPCTL_* variable, else the
-    --config file's ``encoder:`` section, else the bundled registry."""
-    defaults = registry.encoder
-
-    def pick(name: str, given: str | None, default: str | None) -> str | None:
-        if given is not None:
-            return given
-        return os.environ.get(ENCODER_ENV[name]) or default
-
-    chosen_precision = pick("precision", precision, defaults.precision) or "fp32"
-    if chosen_precision not in PRECISIONS:
-        raise ConfigError(
-            f"unknown precision {chosen_precision!r} (use {', '.join(PRECISIONS)}; "
-            f"from --precision or {ENCODER_ENV['precision']})"
-        )
-    return EncoderConfig(
-        checkpoint=pick("checkpoint", checkpoint, defaults.checkpoint) or defaults.checkpoint,
-        revision=pick("revision", revision, defaults.revision),
-        device=pick("device", device, defaults.device) or "auto",
-        precision=chosen_precision,
-        batch_size=batch_size or defaults.batch_size,
-        max_tokens_per_batch=max_tokens or defaults.max_tokens_per_batch,
-        cache_dir=cache_dir,
-    )

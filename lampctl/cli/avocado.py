@@ -19,6 +19,7 @@ from lampctl.cli._common import (
     get_state,
     usable_cpus,
 )
+from lampctl.settings import DEFAULT_DATA_DIR
 
 avocado_app = typer.Typer(
     name="avocado",
@@ -39,7 +40,7 @@ def build(
             show_default=False,
         ),
     ],
-    data_dir: DataDirOpt = Path("data_raw"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     questions_dir: Annotated[
         Path | None,
         typer.Option(
@@ -54,8 +55,12 @@ def build(
             help="Drop questions and profile items whose email is missing, instead of stopping.",
         ),
     ] = False,
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Processes (default: all cores).")
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Processes (default: all usable cores)."),
+    ] = None,
+    old_workers: Annotated[
+        int | None, typer.Option("--workers", min=1, hidden=True, help="Old name of --jobs.")
     ] = None,
     max_email_bytes: Annotated[
         int,
@@ -85,7 +90,7 @@ def build(
             avocado_dir,
             questions_dir=questions_dir,
             skip_missing=skip_missing,
-            workers=workers or usable_cpus(),
+            workers=jobs or old_workers or usable_cpus(),
             max_email_bytes=max_email_bytes,
             reporter=reporter,
         )

@@ -47,6 +47,7 @@ from lampctl.download import (
     load_download_registry,
     plan_downloads,
 )
+from lampctl.settings import DEFAULT_DATA_DIR
 
 
 class RichTransfers:
@@ -127,7 +128,7 @@ def download(
     tasks: TasksOpt = None,
     splits: SplitsOpt = None,
     sets: SetsOpt = None,
-    data_dir: DataDirOpt = Path("data_raw"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     base_url: Annotated[
         str | None,
         typer.Option(

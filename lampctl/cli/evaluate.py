@@ -23,6 +23,7 @@ from lampctl.evaluate import (
     read_user_ids,
     task_of,
 )
+from lampctl.settings import DEFAULT_DATA_DIR
 from lampctl.tasks import Registry, TaskSpec
 
 MAX_RESAMPLES = 1_000_000  # a million resamples take minutes; more is a typo
@@ -53,7 +54,7 @@ def evaluate(
     ] = None,
     split: Annotated[str, typer.Option("--split", "-s", help="user or time.")] = "user",
     set_name: Annotated[str, typer.Option("--set", help="The set scored: dev or train.")] = "dev",
-    data_dir: DataDirOpt = Path("data_raw"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     by_user: Annotated[
         bool, typer.Option("--by-user", help="Each metric per user: mean and spread over users.")
     ] = False,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from lampctl import settings
 from lampctl.cli._common import (
     DataDirOpt,
     JsonOpt,
@@ -16,7 +16,6 @@ from lampctl.cli._common import (
     SplitsOpt,
     TasksOpt,
     emit,
-    encoder_config,
     folding_table,
     get_state,
     tell_left_out,
@@ -24,6 +23,7 @@ from lampctl.cli._common import (
 from lampctl.datadir import check_data_dir
 from lampctl.errors import InputError
 from lampctl.inventory import StatusRow, stats, status
+from lampctl.settings import DEFAULT_DATA_DIR
 
 
 def status_command(
@@ -31,7 +31,7 @@ def status_command(
     tasks: TasksOpt = None,
     splits: SplitsOpt = None,
     sets: SetsOpt = None,
-    data_dir: DataDirOpt = Path("data_raw"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     check: Annotated[
         bool, typer.Option("--check", help="Exit 1 if anything expected is missing or stale.")
     ] = False,
@@ -69,7 +69,7 @@ def status_command(
         tasks or [],
         splits or [],
         sets or [],
-        encoder_config(registry),
+        settings.encoder_settings(registry),
         rehash=verify,
     )
     problems = sum(bool(r.problems) for r in rows)
@@ -151,7 +151,7 @@ def stats_command(
     tasks: TasksOpt = None,
     splits: SplitsOpt = None,
     sets: SetsOpt = None,
-    data_dir: DataDirOpt = Path("data_raw"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:

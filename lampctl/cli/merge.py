@@ -26,6 +26,7 @@ from lampctl.data import load_questions
 from lampctl.datadir import ranked_sets
 from lampctl.errors import ShardError
 from lampctl.merge import MERGE_FORMATS, MergeResult, merge_set, merged_path
+from lampctl.settings import DEFAULT_DATA_DIR
 from lampctl.shards import GatherResult, find_shards, gather
 
 
@@ -34,7 +35,7 @@ def merge(
     tasks: TasksOpt = None,
     splits: SplitsOpt = None,
     sets: SetsOpt = None,
-    data_dir: DataDirOpt = Path("data_raw"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     top_k: TopKOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="json or jsonl.")] = "json",
     no_ranking: Annotated[
@@ -160,7 +161,7 @@ def gather_command(
     tasks: TasksOpt = None,
     splits: SplitsOpt = None,
     sets: SetsOpt = None,
-    data_dir: DataDirOpt = Path("data_raw"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     clean: Annotated[
         bool, typer.Option("--clean", help="Remove the shard files once gathered.")
     ] = False,

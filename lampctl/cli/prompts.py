@@ -28,6 +28,7 @@ from lampctl.data import refuse_overwriting_inputs
 from lampctl.datadir import ranked_sets
 from lampctl.encoder import locate_checkpoint
 from lampctl.prompts import PromptResult, output_name, prompts_file
+from lampctl.settings import DEFAULT_DATA_DIR
 from lampctl.tasks import TaskSpec
 from lampctl.tokenizer import open_saved_tokenizer, open_tokenizer
 
@@ -57,7 +58,7 @@ def prompts(
     no_profile: Annotated[
         bool, typer.Option("--no-profile", help="Non-personalized inputs: source = input.")
     ] = False,
-    data_dir: DataDirOpt = Path("data_raw"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     questions_file: Annotated[
         Path | None, typer.Option("--questions", help="Build from these files instead: questions,")
     ] = None,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from lampctl import settings
 from lampctl.cli._common import (
     BatchSizeOpt,
     CacheDirOpt,
@@ -30,7 +31,6 @@ from lampctl.cli._common import (
     TopKOpt,
     UseDateOpt,
     emit,
-    encoder_config,
     folding_table,
     get_state,
     note_finished,
@@ -38,7 +38,8 @@ from lampctl.cli._common import (
 )
 from lampctl.data import refuse_overwriting_inputs
 from lampctl.datadir import check_data_dir
-from lampctl.rankers import check_ranker_name, make_ranker
+from lampctl.encoder import EncoderConfig
+from lampctl.rankers import CPU_RANKERS, check_ranker_name, make_ranker
 from lampctl.ranking import (
     RankResult,
     default_output,
@@ -46,6 +47,7 @@ from lampctl.ranking import (
     rank_with_record,
 )
 from lampctl.records import ranking_parameters
+from lampctl.settings import DEFAULT_DATA_DIR
 from lampctl.shards import parse_shard
 
 
@@ -65,7 +67,7 @@ def rank(
     fmt: FormatOpt = "json",
     top_k: TopKOpt = None,
     use_date: UseDateOpt = False,
-    data_dir: DataDirOpt = Path("data_raw"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     checkpoint: CheckpointOpt = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = None,
@@ -124,8 +126,12 @@ def rank(
 
     results: list[RankResult] = []
     with CliReporter(state) as reporter:
-        config = encoder_config(
-            registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
+        config = (  # a BM25 or recency run reads no encoder settings
+            EncoderConfig()
+            if ranker_name in CPU_RANKERS
+            else settings.encoder_settings(
+                registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
+            )
         )
         engine = make_ranker(ranker_name, config, log=reporter.log, jobs=jobs or usable_cpus())
         parameters = ranking_parameters(ranker_name, config, use_date, top_k, fmt)

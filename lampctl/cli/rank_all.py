@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from lampctl import settings
 from lampctl.cli._common import (
     BatchSizeOpt,
     CacheDirOpt,
@@ -34,7 +34,6 @@ from lampctl.cli._common import (
     UseDateOpt,
     clock,
     emit,
-    encoder_config,
     fail_with,
     first_errors,
     folding_table,
@@ -45,10 +44,11 @@ from lampctl.cli._common import (
     usable_cpus,
 )
 from lampctl.datadir import check_data_dir
-from lampctl.encoder import locate_checkpoint, resolve_devices
+from lampctl.encoder import EncoderConfig, locate_checkpoint, resolve_devices
 from lampctl.errors import LampctlError
 from lampctl.rankall import JobOutcome, JobPlan, plan_rank_all, run_rank_all
 from lampctl.rankers import CPU_RANKERS, check_ranker_name
+from lampctl.settings import DEFAULT_DATA_DIR
 from lampctl.shards import parse_shard
 
 STYLES = {"done": "green", "failed": "red", "running": "cyan", "skipped": "dim"}
@@ -188,7 +188,7 @@ def rank_all(
     splits: SplitsOpt = None,
     sets: SetsOpt = None,
     ranker: RankerOpt = None,
-    data_dir: DataDirOpt = Path("data_raw"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     checkpoint: CheckpointOpt = None,
     revision: RevisionOpt = None,
     device: Annotated[
@@ -238,15 +238,12 @@ def rank_all(
         raise typer.BadParameter("use --device or --devices, not both", param_hint="--device")
     registry = state.registry()
     name = check_ranker_name(ranker) if ranker else None
-    config = encoder_config(
-        registry,
-        checkpoint,
-        revision,
-        device,
-        precision,
-        batch_size,
-        max_tokens,
-        cache_dir,
+    config = (  # a BM25 or recency run reads no encoder settings
+        EncoderConfig()
+        if name in CPU_RANKERS
+        else settings.encoder_settings(
+            registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
+        )
     )
     shard = parse_shard(shard_spec)
     check_data_dir(registry, data_dir)
