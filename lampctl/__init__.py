@@ -1,3 +1,60 @@
-"""lampctl: download, build and rank the LaMP personalization benchmark."""
+"""lampctl: download, build and rank the LaMP personalization benchmark, build its model
+inputs and score predictions, from Python as from the command line.
+
+    import lampctl
+
+    dev = lampctl.load("LaMP-4", split="user", set="dev")
+    lampctl.rank("LaMP-4", "user", ["dev"], ranker="bm25")
+    ranked = dev.ranked_questions(top_k=4)
+    lampctl.evaluate("LaMP-4", predictions, dev.golds())
+
+The names below are imported on first use (as huggingface_hub does), so ``import lampctl``
+loads neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_WHERE = {
+    "LampSet": "lampctl.api",
+    "PromptsRun": "lampctl.api",
+    "evaluate": "lampctl.api",
+    "load": "lampctl.api",
+    "prompts": "lampctl.api",
+    "rank": "lampctl.api",
+    "registry": "lampctl.api",
+    "EncoderConfig": "lampctl.encoder",
+    "LampctlError": "lampctl.errors",
+    "settings": "lampctl.settings",
+}
+
+__all__ = [
+    "EncoderConfig",
+    "LampSet",
+    "LampctlError",
+    "PromptsRun",
+    "__version__",
+    "evaluate",
+    "load",
+    "prompts",
+    "rank",
+    "registry",
+    "settings",
+]
+
+if TYPE_CHECKING:
+    from lampctl import settings
+    from lampctl.api import LampSet, PromptsRun, evaluate, load, prompts, rank, registry
+    from lampctl.encoder import EncoderConfig
+    from lampctl.errors import LampctlError
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'lampctl' has no attribute {name!r}")
+    module = importlib.import_module(_WHERE[name])
+    return module if name == "settings" else getattr(module, name)

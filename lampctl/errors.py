@@ -31,3 +31,12 @@ class ShardError(LampctlError):
 
 class OutputError(LampctlError):
     """An output cannot be written, or would replace one of the command's own inputs."""
+
+
+class OptionError(LampctlError):
+    """An argument is missing, conflicts with another or is out of range. ``option`` names it
+    (the CLI shows it as a usage error of ``--option``, exit code 2)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option

@@ -46,3 +46,11 @@ def worker_setup(parent_pid: int) -> None:
             pass
     if os.getppid() != parent_pid:  # the parent died before the request was in place
         os._exit(1)
+
+
+def usable_cpus() -> int:
+    """The cores this process may use (``sched_getaffinity``: SLURM's limits count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -27,7 +27,7 @@ from lampctl.cli.merge import gather_command, merge
 from lampctl.cli.prompts import prompts
 from lampctl.cli.rank import rank
 from lampctl.cli.rank_all import rank_all
-from lampctl.errors import LampctlError
+from lampctl.errors import LampctlError, OptionError
 
 DEBUG_ENV = "LAMPCTL_DEBUG"
 
@@ -114,6 +114,13 @@ class LampctlCommand(TyperCommand):
         params = super().get_params(ctx)  # --help among them
         _no_value_shown_for_flags(params)
         return params
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OptionError as exc:  # the core's word for a usage error: exit 2, as click's
+            hint = f"--{exc.option.replace('_', '-')}"
+            raise typer.BadParameter(str(exc), ctx=ctx, param_hint=hint) from None
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not args and self.no_args_is_help and _wants_json(ctx):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -31,6 +30,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from lampctl import settings
+from lampctl.parallel import usable_cpus  # noqa: F401 - the commands take it from here
 from lampctl.tasks import Registry, load_registry
 
 
@@ -359,13 +359,6 @@ UseDateOpt = Annotated[
 TopKOpt = Annotated[
     int | None, typer.Option("--top-k", min=1, help="Keep the first N items (default: all).")
 ]
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 JobsOpt = Annotated[

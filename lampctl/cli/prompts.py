@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from lampctl import api
 from lampctl.cli._common import (
     CliReporter,
     DataDirOpt,
@@ -22,17 +22,8 @@ from lampctl.cli._common import (
     get_state,
     note_finished,
     tell_left_out,
-    usable_cpus,
 )
-from lampctl.data import refuse_overwriting_inputs
-from lampctl.datadir import ranked_sets
-from lampctl.encoder import locate_checkpoint
-from lampctl.prompts import PromptResult, output_name, prompts_file
 from lampctl.settings import DEFAULT_DATA_DIR
-from lampctl.tasks import TaskSpec
-from lampctl.tokenizer import open_saved_tokenizer, open_tokenizer
-
-PromptJob = tuple[TaskSpec, str, Path, Path | None, Path | None, Path]
 
 
 def prompts(
@@ -100,95 +91,30 @@ def prompts(
       lampctl prompts -t 5 --questions q.json --ranking r.json --output p.jsonl --tokenizer t5-base
     """
     state = get_state(ctx, json_out, quiet)
-    registry = state.registry()
-    if tokenizer_id is None and not no_profile:
-        raise typer.BadParameter(
-            "name the model's tokenizer, or pass --no-profile", param_hint="--tokenizer"
+    with CliReporter(state) as reporter:
+        run = api.prompts(
+            tasks or [],
+            splits or [],
+            sets or [],
+            k=k,
+            max_length=max_length,
+            tokenizer=tokenizer_id,
+            revision=revision,
+            no_profile=no_profile,
+            data_dir=data_dir,
+            questions=questions_file,
+            ranking=ranking_file,
+            outputs=outputs_file,
+            output=output_file,
+            force=force,
+            jobs=processes,
+            config=state.config,
+            on_planned=lambda left_out: tell_left_out(state, left_out),
+            on_start=lambda label: reporter.start(label, None),
+            progress=reporter.advance,
+            on_file=note_finished,
         )
-    left_out: list[str] = []
-    explicit = questions_file is not None or ranking_file is not None
-    if explicit:
-        if questions_file is None or output_file is None or not tasks or len(tasks) != 1:
-            raise typer.BadParameter(
-                "explicit files need one --task, --questions and --output",
-                param_hint="--questions",
-            )
-        if ranking_file is None and not no_profile:
-            raise typer.BadParameter("give --ranking, or --no-profile", param_hint="--ranking")
-        spec = registry.task(tasks[0])
-        jobs: list[PromptJob] = [
-            (
-                spec,
-                "file",
-                questions_file,
-                None if no_profile else ranking_file,
-                outputs_file,
-                output_file,
-            )
-        ]
-    else:
-        name = None if no_profile else tokenizer_id
-        jobs = [
-            (
-                s.task,
-                s.set,
-                s.questions,
-                s.ranking,
-                s.outputs,
-                s.questions.with_name(output_name(s.set, k, max_length, name)),
-            )
-            for s in ranked_sets(
-                registry,
-                data_dir,
-                tasks or [],
-                splits or [],
-                sets or [],
-                need_ranking=not no_profile,
-                without="--no-profile",
-                left_out=left_out,
-            )
-        ]
-        tell_left_out(state, left_out)
-        if output_file is not None:
-            if len(jobs) != 1:
-                raise typer.BadParameter(
-                    f"--output takes one set; {len(jobs)} are chosen", param_hint="--output"
-                )
-            jobs = [(*jobs[0][:5], output_file)]
-    for _, _, questions, ranking, outputs, target in jobs:  # before the tokenizer loads
-        refuse_overwriting_inputs(
-            [target], {"questions": questions, "ranking": ranking, "outputs": outputs}
-        )
-    results: list[PromptResult] = []
-    with CliReporter(state) as reporter, ThreadPoolExecutor(max_workers=1) as loader:
-        tokenizer: Any | None = None
-        if not no_profile:
-            assert tokenizer_id is not None
-            # Found once, here, so a tokenizer that cannot be had fails before any work. One
-            # saved by an earlier run loads in milliseconds; the first load (through
-            # transformers) goes on a thread, while the first file is read.
-            folder = locate_checkpoint(tokenizer_id, revision, kind="tokenizer")
-            tokenizer = open_saved_tokenizer(folder) or loader.submit(open_tokenizer, folder)
-        for spec, set_name, questions, ranking, outputs, target in jobs:
-            reporter.start(f"{spec.name} {target.name}", None)
-            result = prompts_file(
-                spec,
-                set_name,
-                questions,
-                ranking,
-                outputs,
-                target,
-                k=k,
-                max_length=max_length,
-                tokenizer=tokenizer,
-                tokenizer_id=None if no_profile else tokenizer_id,
-                revision=revision,
-                force=force,
-                jobs=processes or usable_cpus(),
-                progress=reporter.advance,
-            )
-            results.append(result)
-            note_finished(result.output)
+    results = run.results
 
     def human(console: Console) -> None:
         table = folding_table(
@@ -223,7 +149,7 @@ def prompts(
             "max_length": max_length,
             "tokenizer": None if no_profile else tokenizer_id,
             "files": [r.as_dict() for r in results],
-            "left_out": left_out,
+            "left_out": run.left_out,
         },
         human,
     )

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from lampctl import settings
+from lampctl import api, settings
 from lampctl.cli._common import (
     BatchSizeOpt,
     CacheDirOpt,
@@ -34,19 +34,8 @@ from lampctl.cli._common import (
     folding_table,
     get_state,
     note_finished,
-    usable_cpus,
 )
-from lampctl.data import refuse_overwriting_inputs
-from lampctl.datadir import check_data_dir
-from lampctl.encoder import EncoderConfig
-from lampctl.rankers import CPU_RANKERS, check_ranker_name, make_ranker
-from lampctl.ranking import (
-    RankResult,
-    default_output,
-    planned_sets,
-    rank_with_record,
-)
-from lampctl.records import ranking_parameters
+from lampctl.rankers import CPU_RANKERS, check_ranker_name
 from lampctl.settings import DEFAULT_DATA_DIR
 from lampctl.shards import parse_shard
 
@@ -96,64 +85,36 @@ def rank(
       lampctl rank -t 4 --set train --shard 3/8    (then: lampctl gather -t 4)
     """
     state = get_state(ctx, json_out, quiet)
-    if output_path is not None and input_path is None:
-        raise typer.BadParameter("--output needs --input", param_hint="--output")
-    if sets and input_path is not None:
-        raise typer.BadParameter("--set and --input exclude each other", param_hint="--set")
-    shard = parse_shard(shard_spec)
-    if shard is not None and fmt != "json":
-        raise typer.BadParameter(
-            "shards are JSON rankings; gather them first", param_hint="--shard"
-        )
     registry = state.registry()
     spec = registry.task(task)
     split = registry.check_split(split)
     ranker_name = check_ranker_name(ranker) if ranker else spec.default_ranker[split]
-
-    if input_path is not None:
-        files = [(input_path, output_path or default_output(input_path, fmt))]
-    else:
-        check_data_dir(registry, data_dir)
-        files = []
-        for set_name in planned_sets(registry, data_dir, spec, split, sets or []):
-            questions = registry.path("questions", data_dir, spec, split, set_name)
-            ranking = registry.path("ranking", data_dir, spec, split, set_name)
-            files.append((questions, ranking.with_suffix(".trec") if fmt == "trec" else ranking))
-    if shard is not None:
-        files = [(source, shard.path(target)) for source, target in files]
-    for source, target in files:  # before the encoder loads
-        refuse_overwriting_inputs([target], {"questions": source})
-
-    results: list[RankResult] = []
-    with CliReporter(state) as reporter:
-        config = (  # a BM25 or recency run reads no encoder settings
-            EncoderConfig()
-            if ranker_name in CPU_RANKERS
-            else settings.encoder_settings(
-                registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
-            )
+    encoder = None
+    if ranker_name not in CPU_RANKERS:  # a BM25 or recency run reads no encoder settings
+        encoder = settings.encoder_settings(
+            registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
         )
-        engine = make_ranker(ranker_name, config, log=reporter.log, jobs=jobs or usable_cpus())
-        parameters = ranking_parameters(ranker_name, config, use_date, top_k, fmt)
-        try:
-            for questions_path, ranking_path in files:
-                results.append(
-                    rank_with_record(
-                        spec,
-                        questions_path,
-                        ranking_path,
-                        engine,
-                        parameters,
-                        use_date=use_date,
-                        top_k=top_k,
-                        fmt=fmt,
-                        reporter=reporter,
-                        shard=shard,
-                    )
-                )
-                note_finished(str(ranking_path))
-        finally:
-            engine.close()
+    shard = parse_shard(shard_spec)
+    with CliReporter(state) as reporter:
+        results = api.rank(
+            spec.name,
+            split,
+            sets or [],
+            ranker=ranker_name,
+            input=input_path,
+            output=output_path,
+            fmt=fmt,
+            top_k=top_k,
+            use_date=use_date,
+            data_dir=data_dir,
+            shard=shard.label if shard else None,
+            jobs=jobs,
+            encoder=encoder,
+            config=state.config,
+            reporter=reporter,
+            log=reporter.log,
+            on_file=note_finished,
+        )
 
     def human(console: Console) -> None:
         table = folding_table("input", "questions", "items", "ranker", "seconds", "output")
