@@ -27,7 +27,7 @@ from lampctl.errors import InputError, OptionError
 if TYPE_CHECKING:
     from lampctl.data import Question
     from lampctl.encoder import EncoderConfig
-    from lampctl.prompts import PromptResult
+    from lampctl.inputs import PromptResult
     from lampctl.ranking import RankResult
     from lampctl.reporting import Reporter
     from lampctl.tasks import Registry, TaskSpec
@@ -147,7 +147,8 @@ def evaluate(
     names ``lampctl --json evaluate`` reports (``accuracy``/``f1``, ``MAE``/``RMSE``,
     ``rouge-1``/``rouge-L``); with ``bootstrap``, also ``bootstrap``: a seeded median and 95%
     interval per metric."""
-    from lampctl.evaluate import Answers, Extras, evaluate_task
+    from lampctl.answers import Answers
+    from lampctl.metrics import Extras, evaluate_task
 
     if bootstrap < 0 or seed < 0:
         raise OptionError("bootstrap", "bootstrap and seed are 0 or more")
@@ -321,7 +322,7 @@ def prompt_jobs(
 ) -> list[PromptJob]:
     """The files ``prompts`` builds: explicit files, or every ranked set asked for."""
     from lampctl.datadir import ranked_sets
-    from lampctl.prompts.naming import output_name
+    from lampctl.inputs.naming import output_name
 
     no_profile = tokenizer is None
     if questions is not None or ranking is not None:
@@ -390,8 +391,8 @@ def prompts(
     LAMPCTL_TOKENIZER) is needed unless ``no_profile``."""
     from lampctl.data import refuse_overwriting_inputs
     from lampctl.encoder import locate_checkpoint
+    from lampctl.inputs import prompts_file
     from lampctl.parallel import usable_cpus
-    from lampctl.prompts import prompts_file
     from lampctl.tokenizer import open_saved_tokenizer, open_tokenizer
 
     found = registry(config)

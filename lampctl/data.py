@@ -94,6 +94,13 @@ class Question:
     def item_ids(self) -> list[str]:
         return [str(item["id"]) for item in self.profile]
 
+    @property
+    def user_id(self) -> str:
+        """The question's user: the time split's ``user_id`` as text; in the user split, where
+        it is absent, each question is its own user and this is its id."""
+        user = self.raw.get("user_id")
+        return self.id if user is None else str(user)
+
 
 def _as_id(value: Any) -> str | None:
     if isinstance(value, str):

@@ -12,7 +12,8 @@ from lampctl.data import TMP_SUFFIX, gc_paused, load_outputs, load_questions
 from lampctl.datadir import unbuilt
 from lampctl.download import Manifest
 from lampctl.encoder import EncoderConfig
-from lampctl.prompts.naming import prompts_prefix
+from lampctl.inputs.naming import prompts_prefix
+from lampctl.queries import item_text
 from lampctl.records import (
     RECORD_SUFFIX,
     derived_freshness,
@@ -23,7 +24,7 @@ from lampctl.records import (
     recorded_path,
 )
 from lampctl.shards import missing_shards
-from lampctl.tasks import Registry, TaskSpec, item_text
+from lampctl.tasks import Registry, TaskSpec
 
 
 @dataclass

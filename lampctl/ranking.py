@@ -25,12 +25,13 @@ from lampctl.data import (
     refuse_overwriting_inputs,
 )
 from lampctl.errors import ConfigError, InputError
+from lampctl.queries import build_query, item_texts, parse_date
 from lampctl.rankers.base import PreparedQuestion, Ranker, order_by_scores, worker_ranker
 from lampctl.records import held_still, input_fingerprint, read_record, record_path, write_record
 from lampctl.reporting import Reporter, SilentReporter
 from lampctl.shards import Shard
 from lampctl.shards import select as select_shard
-from lampctl.tasks import Registry, TaskSpec, build_query, item_texts, parse_date
+from lampctl.tasks import Registry, TaskSpec
 
 FORMATS = ("json", "trec")
 

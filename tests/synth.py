@@ -1,6 +1,6 @@
 """Synthetic LaMP-shaped data, for tests, benchmarks and trying lampctl without the real files.
 
-The files follow the real schemas and prompt templates (shared/LAMP_FORMAT.md); the text is
+The files follow the real schemas and prompt templates (docs/reference.md); the text is
 random words. The time split mimics LaMP's: each user's questions in train, dev and test share
 one growing history, so later questions see the earlier profile plus newer items.
 """

@@ -587,6 +587,9 @@ def test_ctrl_c_in_rank_says_what_finished_and_how_to_resume(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # As in a terminal: a shell's background job (a test run with &) ignores SIGINT, and
+        # a Python started with it ignored never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(data.rglob("*_rank.meta.json")):

@@ -13,7 +13,7 @@ import pytest
 from rouge_score import rouge_scorer
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
 
-from lampctl.evaluate import aggregate, bootstrap, macro_f1, score
+from lampctl.metrics import aggregate, bootstrap, macro_f1, score
 from lampctl.tasks import load_registry
 
 REGISTRY = load_registry()

@@ -1,5 +1,5 @@
 """`lampctl prompts` against an independent, plain implementation of the reference prompts.py
-(written here from LAMP_FORMAT.md, "Model inputs": one tokenizer call per item, as the
+(written here from docs/reference.md, "Model inputs": one tokenizer call per item, as the
 reference does), with a WordPiece (lowercasing) and a SentencePiece-style tokenizer."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from synth import SynthSpec, write_tree
 
-from lampctl.prompts import build_prompts, read_prompt_questions
+from lampctl.inputs import build_prompts, read_prompt_questions
 from lampctl.tasks import load_registry
 from lampctl.tokenizer import open_tokenizer
 
@@ -587,14 +587,14 @@ def forking(monkeypatch):
     """Worker processes for any file. This test process has torch loaded, for which the real
     check refuses to fork; the workers here only tokenize."""
     from lampctl import parallel
-    from lampctl.prompts import workers as prompts
+    from lampctl.inputs import workers as prompts
 
     monkeypatch.setattr(prompts, "WORKER_MIN_BYTES", 1)
     monkeypatch.setattr(parallel, "fork_is_safe", lambda: True)
 
 
 def _prompts_file(tmp_path, questions, ranking, tok, jobs, name="out.jsonl", outputs=None):
-    from lampctl.prompts import prompts_file
+    from lampctl.inputs import prompts_file
 
     qpath = tmp_path / "q.json"
     qpath.write_text(json.dumps(questions))
@@ -668,7 +668,7 @@ def test_a_worker_that_dies_is_one_error(minilm, forking, tmp_path, monkeypatch)
     import os
 
     from lampctl.errors import LampctlError
-    from lampctl.prompts import workers as prompts
+    from lampctl.inputs import workers as prompts
 
     monkeypatch.setattr(prompts, "_build_part", lambda *args: os._exit(3))
     questions = _questions(4, seed=8, count=10)

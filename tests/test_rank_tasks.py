@@ -9,7 +9,7 @@ import pytest
 from conftest import PAPER_DEFAULTS, reference_scores
 from rank_bm25 import BM25Okapi
 
-# The LaMP reference's per-task rules, restated from shared/LAMP_FORMAT.md.
+# The LaMP reference's per-task rules (LaMP/rank_profiles.py), restated here from its description.
 TEXT_FIELDS = {
     1: ("title", "abstract"),
     2: ("description",),

@@ -8,21 +8,19 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from lampctl.cli._common import DataDirOpt, JsonOpt, QuietOpt, emit, folding_table, get_state
-from lampctl.errors import InputError
-from lampctl.evaluate import (
+from lampctl.answers import (
     MAX_MEMBER_BYTES,
     Answers,
-    Evaluation,
-    Extras,
     check_task,
-    evaluate_task,
     is_bundle,
     load_answers,
     load_bundle,
     read_user_ids,
     task_of,
 )
+from lampctl.cli._common import DataDirOpt, JsonOpt, QuietOpt, emit, folding_table, get_state
+from lampctl.errors import InputError
+from lampctl.metrics import Evaluation, Extras, evaluate_task
 from lampctl.settings import DEFAULT_DATA_DIR
 from lampctl.tasks import Registry, TaskSpec
 

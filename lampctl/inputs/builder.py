@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lampctl.errors import InputError
-from lampctl.prompts.budget import (
+from lampctl.inputs.budget import (
     START_FACTOR,
     Built,
     CountingTokenizer,
@@ -21,7 +21,7 @@ from lampctl.prompts.budget import (
     need_frame,
     prime_first_attempt,
 )
-from lampctl.prompts.reading import PromptQuestion
+from lampctl.inputs.reading import PromptQuestion
 from lampctl.tasks import TaskSpec
 from lampctl.tokenizer import ModelTokenizer
 

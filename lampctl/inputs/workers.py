@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from lampctl.errors import InputError, LampctlError
-from lampctl.prompts.builder import PromptBuilder, PromptStats, Tally, render_rows
-from lampctl.prompts.reading import PromptQuestion, prompt_question_chunks
+from lampctl.inputs.builder import PromptBuilder, PromptStats, Tally, render_rows
+from lampctl.inputs.reading import PromptQuestion, prompt_question_chunks
 from lampctl.tasks import TaskSpec
 from lampctl.tokenizer import ModelTokenizer
 

@@ -2,7 +2,7 @@
 
 For each question the first k items of its ranked profile are packed into the input under a
 token budget, with the task's frames from the registry (``prompt:`` in configs/tasks.yaml).
-The arithmetic is the reference's, quirks included (see LAMP_FORMAT.md, "Model inputs"):
+The arithmetic is the reference's, quirks included (docs/reference.md, "Model inputs"):
 
     factor = 0.6; budget = max_length - min(len(tok(input)), int(factor * max_length))
     per = (budget - reserve - 2 * (m - 1) - len(tok(phrase))) // m

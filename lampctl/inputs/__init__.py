@@ -4,7 +4,7 @@ The rooms: ``budget`` holds the reference's arithmetic (one question's source un
 budget, the counting tokenizer); ``reading`` the ranked questions a file gives; ``builder`` a
 chunk of questions' sources, stats and rows; ``workers`` the in-process and forked builds of one
 file; ``files`` one set's file and its record; ``naming`` the file names. Names are imported on
-first use, so ``lampctl.prompts.naming`` (what ``status`` needs) loads nothing else.
+first use, so ``lampctl.inputs.naming`` (what ``status`` needs) loads nothing else.
 """
 
 from __future__ import annotations
@@ -29,5 +29,5 @@ __all__ = sorted(_WHERE)
 
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
-        raise AttributeError(f"module 'lampctl.prompts' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lampctl.prompts.{_WHERE[name]}"), name)
+        raise AttributeError(f"module 'lampctl.inputs' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lampctl.inputs.{_WHERE[name]}"), name)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lampctl.prompts.builder import PromptStats, read_golds
-from lampctl.prompts.workers import FileBuild, WorkerBuild
+from lampctl.inputs.builder import PromptStats, read_golds
+from lampctl.inputs.workers import FileBuild, WorkerBuild
 from lampctl.tasks import TaskSpec
 from lampctl.tokenizer import ModelTokenizer
 
