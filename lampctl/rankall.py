@@ -154,7 +154,7 @@ class RankAllObserver(Protocol):
     def update(self, key: str, status: str, done: int = 0, total: int | None = None) -> None: ...
 
 
-class SilentObserver:
+class SilentJobObserver:
     def update(self, key: str, status: str, done: int = 0, total: int | None = None) -> None:
         pass
 
@@ -286,7 +286,7 @@ def run_rank_all(
     """Run the plans: CPU rankers in this process, encoder jobs here or in one worker per
     device. With ``encoder_unavailable`` (why the encoder cannot be had, e.g. an offline
     node without the checkpoint), encoder jobs fail with that reason and the others run."""
-    observer = observer or SilentObserver()
+    observer = observer or SilentJobObserver()
     outcomes: dict[str, JobOutcome] = {}
     by_key = {plan.job.key: plan for plan in plans}
     todo: list[JobPlan] = []

@@ -65,7 +65,7 @@ class TransferObserver(Protocol):
     def end(self, item: PlannedFile, outcome: FileOutcome) -> None: ...
 
 
-class SilentObserver:
+class SilentTransferObserver:
     def begin(self, item: PlannedFile, total: int | None, already: int) -> None:
         pass
 
@@ -122,7 +122,7 @@ class Downloader:
         manifest: Manifest | None = None,
     ) -> None:
         self.options = options
-        self.observer = observer or SilentObserver()
+        self.observer = observer or SilentTransferObserver()
         self.manifest = manifest if manifest is not None else Manifest.load(data_dir)
         self._stop = threading.Event()
         self._down: dict[str, str] = {}  # host -> the one message for every file from it
