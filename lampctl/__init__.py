@@ -30,6 +30,8 @@ _WHERE = {
     "EncoderConfig": "lampctl.encoder",
     "LampctlError": "lampctl.errors",
     "settings": "lampctl.settings",
+    "peft_data": "lampctl.peft_files",
+    "read_users": "lampctl.peft",
 }
 
 __all__ = [
@@ -40,8 +42,10 @@ __all__ = [
     "__version__",
     "evaluate",
     "load",
+    "peft_data",
     "prompts",
     "rank",
+    "read_users",
     "registry",
     "settings",
 ]
@@ -51,6 +55,8 @@ if TYPE_CHECKING:
     from lampctl.api import LampSet, PromptsRun, evaluate, load, prompts, rank, registry
     from lampctl.encoder import EncoderConfig
     from lampctl.errors import LampctlError
+    from lampctl.peft import read_users
+    from lampctl.peft_files import peft_data
 
 
 def __getattr__(name: str) -> Any:

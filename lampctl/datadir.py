@@ -101,6 +101,10 @@ def ranked_sets(
         outputs = registry.path("outputs", data_dir, task, split, set_name)
         where = f"{task.name} {split} {set_name}"
         if not questions.exists():
+            if splits and sets and unbuilt(registry, data_dir, task, split, set_name):
+                raise InputError(
+                    f"{questions}: not built yet (run 'lampctl {task.needs_build} build')"
+                )
             if splits and sets:
                 raise InputError(f"{questions}: questions file not found")
             if unbuilt(registry, data_dir, task, split, set_name):

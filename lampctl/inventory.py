@@ -40,6 +40,7 @@ class StatusRow:
     shards: str  # "" or "missing 2/4, 3/4"
     merged: str  # the merged file's state, or "N up to date, M stale" over its variants | missing
     prompts: str = ""  # "2 up to date, 1 stale" over the set's model-input files
+    peft: str = ""  # the same over the set's per-user training files (peft-data)
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -176,6 +177,12 @@ def _status_row(
     prompts = _files_state(
         sorted(questions.parent.glob(f"{prompts_prefix(set_name)}*.jsonl")), problems, rehash
     )
+    peft_files = [
+        p
+        for p in sorted(questions.parent.glob(f"{set_name}_peft_*.jsonl"))
+        if not p.name.endswith("_eval.jsonl")
+    ]
+    peft = _files_state(peft_files, problems, rehash)
     return StatusRow(
         task.name,
         split,
@@ -188,6 +195,7 @@ def _status_row(
         f"missing {shard_note}" if shard_note else "",
         merged,
         prompts,
+        peft,
         problems,
     )
 

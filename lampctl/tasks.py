@@ -82,6 +82,32 @@ class PromptSpec:
 
 
 @dataclass(frozen=True)
+class PeftSpec:
+    """How one profile item becomes a training example for a per-user adapter (the LaMP
+    authors' ``PEFT/data/datasets.py``): ``source`` and ``target`` filled from the item's
+    fields; with ``cut``, that field's words are cut at a random share in [low, high) into
+    ``{head}`` and ``{tail}`` (LaMP-7)."""
+
+    source: str
+    target: str
+    cut: str | None = None
+    cut_low: float = 0.1
+    cut_high: float = 0.25
+
+    @property
+    def item_fields(self) -> tuple[str, ...]:
+        """The item fields the templates read (the cut field for ``{head}``/``{tail}``)."""
+        names: list[str] = []
+        for template in (self.source, self.target):
+            for _, name, _, _ in string.Formatter().parse(template):
+                if name in ("head", "tail") and self.cut:
+                    name = self.cut
+                if name and name not in names:
+                    names.append(name)
+        return tuple(names)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
     number: int
@@ -92,6 +118,7 @@ class TaskSpec:
     needs_build: str | None = None
     evaluation: EvaluationSpec | None = None
     prompt: PromptSpec | None = None
+    peft: PeftSpec | None = None
 
     @property
     def dir_name(self) -> str:
@@ -177,6 +204,7 @@ _TASK_KEYS = {
     "needs_build",
     "evaluation",
     "prompt",
+    "peft",
 }
 _EVAL_KEYS = {"metric", "labels", "scale"}
 _PROMPT_KEYS = set(PromptSpec.__dataclass_fields__)
@@ -288,7 +316,34 @@ def _parse_task(name: str, raw: Any, splits: tuple[str, ...], origin: str) -> Ta
         needs_build=raw.get("needs_build"),
         evaluation=_parse_evaluation(where, raw.get("evaluation"), origin),
         prompt=_parse_prompt(where, raw.get("prompt"), origin),
+        peft=_parse_peft(where, raw.get("peft"), origin),
     )
+
+
+def _parse_peft(where: str, raw: Any, origin: str) -> PeftSpec | None:
+    if raw is None:
+        return None
+    where = f"{where}.peft"
+    raw = _check_keys(where, raw, {"source", "target", "cut"}, origin)
+    source = _need(where, raw, "source", str, origin)
+    target = _need(where, raw, "target", str, origin)
+    cut = raw.get("cut")
+    if cut is not None:
+        cut = _check_keys(f"{where}.cut", cut, {"field", "low", "high"}, origin)
+        field_name = _need(f"{where}.cut", cut, "field", str, origin)
+        low, high = cut.get("low", 0.1), cut.get("high", 0.25)
+        if not all(isinstance(v, int | float) for v in (low, high)) or not 0 <= low <= high <= 1:
+            raise ConfigError(f"{origin}: {where}.cut needs 0 <= low <= high <= 1")
+        spec = PeftSpec(source, target, field_name, float(low), float(high))
+    else:
+        spec = PeftSpec(source, target)
+    try:
+        names = spec.item_fields
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {where}: bad template: {exc}") from None
+    if not names:
+        raise ConfigError(f"{origin}: {where}: the templates name no item field")
+    return spec
 
 
 def _parse_evaluation(where: str, raw: Any, origin: str) -> EvaluationSpec | None:

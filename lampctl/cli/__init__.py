@@ -24,6 +24,7 @@ from lampctl.cli.download import download
 from lampctl.cli.evaluate import evaluate
 from lampctl.cli.inventory import stats_command, status_command
 from lampctl.cli.merge import gather_command, merge
+from lampctl.cli.peft import peft_data_command
 from lampctl.cli.prompts import prompts
 from lampctl.cli.rank import rank
 from lampctl.cli.rank_all import rank_all
@@ -236,6 +237,7 @@ _register(app, rank_all, "rank-all")
 _register(app, gather_command, "gather")
 _register(app, merge, "merge")
 _register(app, prompts, "prompts")
+_register(app, peft_data_command, "peft-data")
 _register(app, evaluate, "evaluate", no_args_is_help=True)
 _register(app, status_command, "status")
 _register(app, stats_command, "stats")

@@ -105,6 +105,7 @@ def _status_table(console: Console, rows: list[StatusRow]) -> None:
         "ranked by",
         "merged",
         "prompts",
+        "peft",
         "problems",
     )
     for r in rows:
@@ -119,6 +120,7 @@ def _status_table(console: Console, rows: list[StatusRow]) -> None:
             r.ranked_by,
             r.merged,
             r.prompts,
+            r.peft,
             "; ".join(r.problems),
             style="red" if r.problems else "",
         )
@@ -139,6 +141,8 @@ def _status_lines(console: Console, rows: list[StatusRow]) -> None:
         ]
         if r.prompts:
             facts.append(f"prompts {r.prompts}")
+        if r.peft:
+            facts.append(f"peft {r.peft}")
         style = "red" if r.problems else ""
         line = f"{r.task} {r.split} {r.set}: " + ", ".join(facts)
         console.print(line, style=style, markup=False, soft_wrap=False)

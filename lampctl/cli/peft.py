@@ -1,0 +1,174 @@
+"""``lampctl peft-data``: every user's own training set, for one adapter per user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from lampctl.cli._common import (
+    CliReporter,
+    DataDirOpt,
+    JsonOpt,
+    QuietOpt,
+    SetsOpt,
+    ShardOpt,
+    SplitsOpt,
+    TasksOpt,
+    emit,
+    folding_table,
+    get_state,
+    note_finished,
+    tell_left_out,
+)
+from lampctl.peft_files import peft_data
+from lampctl.settings import DEFAULT_DATA_DIR
+
+PathOpt = Annotated[Path | None, typer.Option()]
+
+
+def peft_data_command(
+    ctx: typer.Context,
+    tasks: TasksOpt = None,
+    splits: SplitsOpt = None,
+    sets: SetsOpt = None,
+    order: Annotated[
+        str, typer.Option("--order", help="file: profile order as stored; ranked: the ranking's.")
+    ] = "file",
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="LaMP-7's random cuts: random.Random(seed).")
+    ] = 0,
+    users: Annotated[
+        Path | None, typer.Option("--users", help="Only these users: a JSON list of user ids.")
+    ] = None,
+    shard_spec: ShardOpt = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option("--tokenizer", help="Truncate sources with this tokenizer (the fork's)."),
+    ] = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="Tokenizer revision.")] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option("--max-length", min=1, help="With --tokenizer: tokens per source."),
+    ] = None,
+    val_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--val-ratio", help="Split each profile: this share trains, the rest validates."
+        ),
+    ] = None,
+    max_items: Annotated[
+        int | None, typer.Option("--max-items", min=1, help="Keep the first N items of each part.")
+    ] = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    questions: Annotated[
+        Path | None, typer.Option("--questions", help="Build from these files instead: questions,")
+    ] = None,
+    outputs: Annotated[
+        Path | None, typer.Option("--outputs", help="... its gold outputs (optional),")
+    ] = None,
+    ranking: Annotated[
+        Path | None, typer.Option("--ranking", help="... its ranking (with --order ranked),")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="... the training rows (JSONL),")
+    ] = None,
+    eval_output: Annotated[
+        Path | None, typer.Option("--eval-output", help="... the evaluation rows,")
+    ] = None,
+    users_output: Annotated[
+        Path | None, typer.Option("--users-output", help="... and the list of users.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Build again even if up to date.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write every user's training set for one adapter per user, as the LaMP authors' PEFT
+    code builds it: rows from the profile of the user's first question, one per item, in the
+    task's format; the user's questions with their golds as evaluation rows; the users in order.
+
+    Writes, beside each questions file, {set}_peft_{choices}.jsonl ({"user_id", "id", "source",
+    "target"} per line, grouped by user), {set}_peft_{choices}_eval.jsonl (no target on test),
+    {set}_peft_{choices}_users.json (the reference's --user_ids format) and a record; a rerun
+    skips what is up to date. Without --task, every task, split and set present.
+
+    Examples:
+
+      lampctl peft-data --task LaMP-4 --split time --set dev
+
+      lampctl peft-data -t 7 -s time --seed 1 --shard 3/16    (one SLURM array task's users)
+
+      lampctl peft-data -t 5 --order ranked --tokenizer t5-base --max-length 512 --val-ratio 0.2
+
+      lampctl peft-data -t 3 --questions q.json --outputs o.json --output train.jsonl
+    """
+    state = get_state(ctx, json_out, quiet)
+    from lampctl.shards import parse_shard
+
+    shard = parse_shard(shard_spec)
+    with CliReporter(state) as reporter:
+        run = peft_data(
+            tasks or [],
+            splits or [],
+            sets or [],
+            order=order,
+            seed=seed,
+            users=users,
+            shard=shard.label if shard else None,
+            tokenizer=tokenizer,
+            revision=revision,
+            max_length=max_length,
+            val_ratio=val_ratio,
+            max_items=max_items,
+            data_dir=data_dir,
+            questions=questions,
+            outputs=outputs,
+            ranking=ranking,
+            output=output,
+            eval_output=eval_output,
+            users_output=users_output,
+            force=force,
+            config=state.config,
+            on_start=lambda label, total: reporter.start(label, total, unit="users"),
+            progress=reporter.advance,
+            on_file=note_finished,
+        )
+    tell_left_out(state, run.left_out)
+    results = run.results
+
+    def human(console: Console) -> None:
+        table = folding_table("output", "users", "rows", "rows/user (min-max)", "status", "seconds")
+        for r in results:
+            s = r.stats
+            spread = f"{s.rows_per_user_mean:.1f} ({s.rows_per_user_min}-{s.rows_per_user_max})"
+            table.add_row(
+                r.output,
+                str(s.users) if s else "",
+                str(s.rows) if s else "",
+                spread if s else "",
+                r.status,
+                f"{r.seconds:.2f}",
+            )
+        console.print(table)
+        for r in results:
+            if r.stats and r.stats.source_tokens_per_user:
+                src, tgt = r.stats.source_tokens_per_user, r.stats.target_tokens_per_user or {}
+                console.print(
+                    f"{Path(r.output).name}: tokens per user: source {src['mean']:.0f} "
+                    f"({src['min']}-{src['max']}), target {tgt.get('mean', 0):.0f} "
+                    f"({tgt.get('min')}-{tgt.get('max')})",
+                    markup=False,
+                )
+
+    emit(
+        state,
+        {
+            "command": "peft-data",
+            "shard": shard.label if shard else None,
+            "files": [r.as_dict() for r in results],
+            "left_out": run.left_out,
+        },
+        human,
+    )

@@ -1,0 +1,366 @@
+"""Per-user training data for one adapter per user (the LaMP authors' ``PEFT/data/datasets.py``,
+``create_per_user_dataset`` and ``create_per_user_dataset_test``).
+
+What is the reference's, kept as it is (docs/reference.md, "Per-user training data"):
+
+- a question's user is ``str(user_id)``; users in order of first appearance in the file;
+- a user's training rows come from the profile of the user's *first* question in the file
+  (later questions are skipped), items in profile order (or the ranking's, ``order="ranked"``);
+- item i gives the row ``{"id": f"{user}-{question id}-{i}", "source", "target"}`` filled from
+  the task's ``peft:`` templates in configs/tasks.yaml; LaMP-7 cuts the tweet's words at a
+  share drawn with ``random.uniform(0.1, 0.25)`` into head (source) and tail (target);
+- evaluation rows: every question of the user, source = its input unchanged, target = its gold.
+
+What lampctl does where the reference crashes or depends on how a cluster is split: a question
+without ``user_id`` (the user split) is its own user, named by its question id; a test set gives
+evaluation rows without a target; LaMP-7's draws come from ``random.Random(seed)``, one per
+profile item of the *whole file* in row order, so a shard or a user subset gets exactly the
+rows the full run gives those users (the reference draws only for the users it keeps).
+Shards balance training rows (largest users first onto the least-loaded shard); a user is never
+split.
+
+The seed fork's variant (FadyRezkGhattas/LaMP, ``data/datasets.py``): ``tokenizer`` truncates each
+training source to ``max_length`` tokens and decodes it without special tokens; ``val_ratio``
+splits each user's items into train and validation parts (``k = int(n * r)``, and
+``k = int(n * 0.5)`` when that leaves no or one validation item); ``max_items`` keeps the first
+N items of each part.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from lampctl import fastjson
+from lampctl.data import Question, map_bytes
+from lampctl.errors import InputError, OptionError
+from lampctl.tasks import PeftSpec, TaskSpec
+
+ORDERS = ("file", "ranked")
+
+
+class PeftQuestion(msgspec.Struct):
+    """A question with its profile left raw: only the users' first profiles are decoded."""
+
+    id: str | int
+    input: msgspec.Raw
+    profile: msgspec.Raw
+    user_id: Any = None
+
+
+@dataclass(frozen=True)
+class PeftOptions:
+    order: str = "file"
+    seed: int = 0
+    tokenizer: str | None = None
+    max_length: int | None = None
+    val_ratio: float | None = None
+    max_items: int | None = None
+
+    def check(self) -> None:
+        if self.order not in ORDERS:
+            raise OptionError("order", f"use {' or '.join(ORDERS)}, not {self.order!r}")
+        if self.val_ratio is not None and not 0 < self.val_ratio < 1:
+            raise OptionError(
+                "val_ratio", f"must lie strictly between 0 and 1, not {self.val_ratio}"
+            )
+        if self.max_items is not None and self.max_items < 1:
+            raise OptionError("max_items", "must be at least 1")
+        if self.max_length is not None and self.tokenizer is None:
+            raise OptionError("max_length", "--max-length goes with --tokenizer")
+        if self.max_length is not None and self.max_length < 1:
+            raise OptionError("max_length", "must be at least 1")
+
+    def as_record(self, task: TaskSpec) -> dict[str, Any]:
+        """The choices that decide the rows (the seed only where draws are made)."""
+        record: dict[str, Any] = {"order": self.order}
+        if task.peft is not None and task.peft.cut:
+            record["seed"] = self.seed
+        for key in ("tokenizer", "max_length", "val_ratio", "max_items"):
+            if getattr(self, key) is not None:
+                record[key] = getattr(self, key)
+        return record
+
+
+@dataclass
+class User:
+    id: str
+    first: int  # index of the user's first question in the file
+    questions: list[int]
+    items: int = 0  # profile items of the first question (rows before any cut)
+
+
+@dataclass(frozen=True)
+class UserRows:
+    user: str
+    train: list[dict[str, Any]]
+    evaluation: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PeftStats:
+    users: int
+    rows: int
+    eval_rows: int
+    rows_per_user_mean: float
+    rows_per_user_min: int
+    rows_per_user_max: int
+    source_tokens_per_user: dict[str, float] | None = None
+    target_tokens_per_user: dict[str, float] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def read_questions(path: Path) -> list[PeftQuestion]:
+    name = str(path)
+    raw = map_bytes(path, "questions file")
+    try:
+        return fastjson.decode(raw, msgspec.json.Decoder(list[PeftQuestion]))
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        from lampctl.data import load_questions
+
+        load_questions(path)  # names the problem in the usual words
+        raise InputError(f"{name}: not a list of questions with id, input and profile") from None
+
+
+def user_of(question: PeftQuestion) -> str:
+    """``str(user_id)``; a question without one is its own user (its id)."""
+    user = question.user_id
+    return str(question.id) if user is None else str(user)
+
+
+def users_in_order(questions: Sequence[PeftQuestion], name: str) -> list[User]:
+    """Users in order of first appearance, each with its questions in file order."""
+    users: dict[str, User] = {}
+    seen: set[str] = set()
+    for index, question in enumerate(questions):
+        qid = str(question.id)
+        if qid in seen:
+            raise InputError(f"{name}: duplicate question id {qid!r}")
+        seen.add(qid)
+        user = user_of(question)
+        if user not in users:
+            users[user] = User(user, index, [])
+        users[user].questions.append(index)
+    return list(users.values())
+
+
+def choose_users(users: list[User], wanted: Sequence[str] | None, name: str) -> list[User]:
+    """The users of a ``--users`` list (in file order); every one must be in the file."""
+    if wanted is None:
+        return users
+    known = {u.id for u in users}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise InputError(
+            f"{name}: names {len(unknown)} user(s) the questions file does not have "
+            f"(first: {unknown[0]!r})"
+        )
+    chosen = set(wanted)
+    return [u for u in users if u.id in chosen]
+
+
+def shard_users(users: list[User], rows: dict[str, int], index: int, count: int) -> list[User]:
+    """Shard ``index`` of ``count``: users dealt largest first to the least-loaded shard (ties:
+    the earlier user, the lower shard), so shards carry about equal training rows; returned in
+    file order."""
+    loads = [0] * count
+    owner: dict[str, int] = {}
+    for user in sorted(users, key=lambda u: (-rows[u.id], u.first)):
+        shard = min(range(count), key=lambda s: (loads[s], s))
+        owner[user.id] = shard
+        loads[shard] += rows[user.id]
+    return [u for u in users if owner[u.id] == index]
+
+
+def split_parts(count: int, ratio: float | None) -> tuple[int, int]:
+    """(train items, validation items) of a profile of ``count`` items (the fork's rule)."""
+    if ratio is None:
+        return count, 0
+    keep = int(count * ratio)
+    if keep == count or count - keep == 1:
+        keep = int(count * 0.5)
+    return keep, count - keep
+
+
+class RowMaker:
+    """Training rows of one user's profile, by the task's templates."""
+
+    def __init__(self, task: TaskSpec, name: str, options: PeftOptions) -> None:
+        if task.peft is None:
+            raise InputError(f"{task.name} has no per-user training template in the registry")
+        self.spec: PeftSpec = task.peft
+        self.task = task
+        self.name = name
+        self.options = options
+
+    def rows(
+        self, user: str, qid: str, items: list[dict[str, Any]], draws: Iterator[float]
+    ) -> list[dict[str, Any]]:
+        spec = self.spec
+        made: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            values = {}
+            for field in spec.item_fields:
+                if field not in item or item[field] is None:
+                    raise InputError(
+                        f"{self.name}: question {qid!r}, profile item {item.get('id')!r} has no "
+                        f"{field!r} field, which {self.task.name}'s training template needs"
+                    )
+                values[field] = item[field]
+            if spec.cut:
+                words = str(values[spec.cut]).split()
+                cut = int(len(words) * next(draws))
+                values["head"], values["tail"] = " ".join(words[:cut]), " ".join(words[cut:])
+            made.append(
+                {
+                    "user_id": user,
+                    "id": f"{user}-{qid}-{index}",
+                    "source": spec.source.format(**values),
+                    "target": spec.target.format(**values),
+                }
+            )
+        return made
+
+    def parts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The fork's train/validation parts and ``max_items``, on a user's rows."""
+        keep, _ = split_parts(len(rows), self.options.val_ratio)
+        parts = [("train", rows[:keep]), ("val", rows[keep:])]
+        if self.options.val_ratio is None:
+            parts = [("", rows)]
+        out: list[dict[str, Any]] = []
+        for part, chosen in parts:
+            if self.options.max_items is not None:
+                chosen = chosen[: self.options.max_items]
+            for row in chosen:
+                out.append({**row, "part": part} if part else row)
+        return out
+
+
+def ordered_items(
+    question: PeftQuestion,
+    ranking: dict[str, list[Any]] | None,
+    name: str,
+    ranking_name: str,
+    complete: bool,
+) -> list[dict[str, Any]]:
+    """The first question's profile, decoded, in file or ranked order."""
+    from lampctl.merge import checked_order
+
+    qid = str(question.id)
+    try:
+        profile = fastjson.decode(question.profile)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: question {qid!r} is not UTF-8 text ({exc.reason})") from None
+    if not isinstance(profile, list) or not all(isinstance(i, dict) for i in profile):
+        raise InputError(f"{name}: question {qid!r} has no 'profile' list of items")
+    if ranking is None:
+        return profile
+    ranked = ranking.get(qid)
+    if ranked is None:
+        raise InputError(f"{ranking_name}: no ranking for question {qid!r}")
+    for position, item in enumerate(profile):
+        if not isinstance(item.get("id"), str | int):
+            raise InputError(f"{name}: question {qid!r}, profile item #{position} has no 'id'")
+    as_question = Question(qid, "", profile, {})
+    by_id = {str(item["id"]): item for item in profile}
+    return [by_id[i] for i in checked_order(as_question, ranked, ranking_name, complete)]
+
+
+def build_rows(
+    task: TaskSpec,
+    questions_path: Path,
+    golds: dict[str, Any] | None,
+    ranking: dict[str, list[Any]] | None,
+    options: PeftOptions,
+    *,
+    users_wanted: Sequence[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    ranking_name: str = "",
+    complete: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[UserRows]:
+    """Each chosen user's training and evaluation rows, in file order."""
+    name = str(questions_path)
+    questions = read_questions(questions_path)
+    users = users_in_order(questions, name)
+    maker = RowMaker(task, name, options)
+    draws = random.Random(options.seed)
+    spec = maker.spec
+    # Item counts of every first profile: the draws of the whole file, and the shard loads.
+    counter = msgspec.json.Decoder(list[msgspec.Raw])
+    for user in users:
+        try:
+            user.items = len(counter.decode(questions[user.first].profile))
+        except msgspec.DecodeError:
+            qid = str(questions[user.first].id)
+            raise InputError(f"{name}: question {qid!r} has no 'profile' list") from None
+    chosen = choose_users(users, users_wanted, name)
+    if shard is not None:
+        loads = {u.id: len(maker.parts([{}] * u.items)) for u in chosen}
+        chosen = shard_users(chosen, loads, *shard)
+    wanted = {u.id for u in chosen}
+    text = msgspec.json.Decoder(str)
+    for user in users:
+        # One draw per profile item of the whole file, in row order, used or not.
+        shares = (
+            [draws.uniform(spec.cut_low, spec.cut_high) for _ in range(user.items)]
+            if spec.cut
+            else []
+        )
+        if user.id not in wanted:
+            continue
+        first = questions[user.first]
+        items = ordered_items(first, ranking, name, ranking_name, complete)
+        rows = maker.parts(maker.rows(user.id, str(first.id), items, iter(shares)))
+        evaluation = []
+        for index in user.questions:
+            question = questions[index]
+            qid = str(question.id)
+            try:
+                source = fastjson.decode(question.input, text)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                raise InputError(f"{name}: question {qid!r} has no string 'input'") from None
+            row: dict[str, Any] = {"user_id": user.id, "id": qid, "source": source}
+            if golds is not None:
+                if qid not in golds:
+                    raise InputError(f"{name}: no gold output for question {qid!r}")
+                row["target"] = golds[qid]
+            evaluation.append(row)
+        yield UserRows(user.id, rows, evaluation)
+        if progress:
+            progress(1)
+
+
+def jsonl(rows: Sequence[dict[str, Any]]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def read_users(path: Path | str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """``(user_id, rows)`` for each user of a ``peft-data`` JSONL file (training or evaluation
+    rows), in file order, reading the file once and holding one user's rows at a time."""
+    current: str | None = None
+    rows: list[dict[str, Any]] = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                user = str(row["user_id"])
+            except (ValueError, KeyError, TypeError):
+                raise InputError(f"{path}: line {number} is not a peft-data row") from None
+            if user != current:
+                if current is not None:
+                    yield current, rows
+                current, rows = user, []
+            rows.append(row)
+    if current is not None:
+        yield current, rows

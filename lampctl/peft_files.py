@@ -1,0 +1,398 @@
+"""``peft-data`` files: one set's training rows, evaluation rows and user list, their names
+(which carry the choices, so variants never overwrite each other) and their record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lampctl import settings
+from lampctl.errors import InputError, OptionError
+from lampctl.peft import PeftOptions, PeftStats, UserRows, build_rows, jsonl
+from lampctl.tasks import Registry, TaskSpec
+
+
+@dataclass(frozen=True)
+class PeftTargets:
+    train: Path
+    evaluation: Path
+    users: Path
+
+
+@dataclass(frozen=True)
+class PeftJob:
+    task: TaskSpec
+    set: str
+    questions: Path
+    outputs: Path | None
+    ranking: Path | None
+    targets: PeftTargets
+
+
+@dataclass(frozen=True)
+class PeftResult:
+    task: str
+    set: str
+    output: str
+    eval_output: str
+    users_output: str
+    status: str  # written | up to date
+    stats: PeftStats | None
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["stats"] = self.stats.as_dict() if self.stats else None
+        return out
+
+
+def variant_name(
+    set_name: str,
+    task: TaskSpec,
+    options: PeftOptions,
+    users_file: Path | None,
+    shard: tuple[int, int] | None,
+) -> str:
+    """``dev_peft_file``, ``dev_peft_ranked_seed3_len512_t5-base-1a2b3c4d_val0.2_max50``, ...:
+    every choice that changes the rows is in the name."""
+    parts = [f"{set_name}_peft_{options.order}"]
+    if task.peft is not None and task.peft.cut:
+        parts.append(f"seed{options.seed}")
+    if options.tokenizer is not None:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", options.tokenizer.rstrip("/").split("/")[-1])
+        digest = hashlib.sha256(options.tokenizer.encode()).hexdigest()[:8]
+        length = f"len{options.max_length}_" if options.max_length else ""
+        parts.append(f"{length}{slug or 'tokenizer'}-{digest}")
+    if options.val_ratio is not None:
+        parts.append(f"val{options.val_ratio:g}")
+    if options.max_items is not None:
+        parts.append(f"max{options.max_items}")
+    if users_file is not None:
+        parts.append(f"users-{hashlib.sha256(users_file.read_bytes()).hexdigest()[:8]}")
+    if shard is not None:
+        parts.append(f"shard-{shard[0]}-of-{shard[1]}")
+    return "_".join(parts)
+
+
+def targets_beside(questions: Path, stem: str) -> PeftTargets:
+    return PeftTargets(
+        questions.with_name(f"{stem}.jsonl"),
+        questions.with_name(f"{stem}_eval.jsonl"),
+        questions.with_name(f"{stem}_users.json"),
+    )
+
+
+def read_users_file(path: Path) -> list[str]:
+    from lampctl.data import read_json
+
+    data = read_json(path, "users file")
+    if not isinstance(data, list) or not all(isinstance(u, str | int) for u in data):
+        raise InputError(f"{path}: expected a JSON list of user ids")
+    return [str(u) for u in data]
+
+
+class SourceCutter:
+    """The fork's truncation: tokenize each source with ``max_length`` and truncation, decode
+    without special tokens; and the token counts the summary reports."""
+
+    def __init__(self, name: str, revision: str | None, max_length: int | None) -> None:
+        from lampctl.tokenizer import open_tokenizer
+
+        self.tokenizer = open_tokenizer(name, revision).full
+        limit = max_length or int(self.tokenizer.model_max_length)
+        if limit > 1_000_000:
+            raise OptionError("max_length", f"tokenizer {name} sets no maximum; give --max-length")
+        self.max_length = limit
+
+    def cut(self, rows: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+        """Truncate the rows' sources in place; (source tokens, target tokens) per row."""
+        if not rows:
+            return [], []
+        ids = self.tokenizer(
+            [r["source"] for r in rows], max_length=self.max_length, truncation=True
+        )["input_ids"]
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        for row, text in zip(rows, texts, strict=True):
+            row["source"] = text
+        targets = self.tokenizer([str(r.get("target", "")) for r in rows])["input_ids"]
+        return [len(i) for i in ids], [len(t) for t in targets]
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"mean": 0.0, "min": 0, "max": 0}
+    return {
+        "mean": round(sum(values) / len(values), 2),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def peft_file(
+    job: PeftJob,
+    options: PeftOptions,
+    *,
+    users_file: Path | None = None,
+    shard: tuple[int, int] | None = None,
+    revision: str | None = None,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> PeftResult:
+    """One set's three files and the record beside the training rows; skipped when the record
+    says they are up to date."""
+    from lampctl.data import atomic_writer, load_outputs, refuse_overwriting_inputs, sha256_file
+    from lampctl.merge import load_ranking, ranking_top_k
+    from lampctl.records import (
+        derived_freshness,
+        held_still,
+        read_record,
+        record_path,
+        source_fingerprints,
+        write_derived_record,
+    )
+
+    started = time.perf_counter()
+    targets = job.targets
+    sources = {"questions": job.questions}
+    for role, path in (("outputs", job.outputs), ("ranking", job.ranking), ("users", users_file)):
+        if path is not None:
+            sources[role] = path
+    refuse_overwriting_inputs([targets.train, targets.evaluation, targets.users], dict(sources))
+    parameters = {**options.as_record(job.task), "shard": list(shard) if shard else None}
+    if revision is not None:
+        parameters["revision"] = revision
+    record = read_record(record_path(targets.train)) or {}
+    if (
+        not force
+        and derived_freshness(targets.train, sources, parameters)[0] == "up to date"
+        and all(
+            path.exists() and record.get("written", {}).get(key) == sha256_file(path)
+            for key, path in (("eval", targets.evaluation), ("users", targets.users))
+        )
+    ):
+        stats = record.get("stats")
+        return _result(job, "up to date", PeftStats(**stats) if stats else None, started)
+    cutter = (
+        SourceCutter(options.tokenizer, revision, options.max_length) if options.tokenizer else None
+    )
+    with held_still(sources):
+        fingerprints = source_fingerprints(targets.train, sources)
+        golds = load_outputs(job.outputs) if job.outputs is not None else None
+        ranking = load_ranking(job.ranking) if job.ranking is not None else None
+        wanted = read_users_file(users_file) if users_file is not None else None
+        users: list[str] = []
+        counts: list[int] = []
+        source_tokens: list[int] = []
+        target_tokens: list[int] = []
+        eval_rows = 0
+        with (
+            atomic_writer(targets.train) as train,
+            atomic_writer(targets.evaluation) as evaluation,
+        ):
+            each: UserRows
+            for each in build_rows(
+                job.task,
+                job.questions,
+                golds,
+                ranking,
+                options,
+                users_wanted=wanted,
+                shard=shard,
+                ranking_name=str(job.ranking),
+                complete=job.ranking is not None and ranking_top_k(job.ranking) is None,
+                progress=progress,
+            ):
+                if cutter is not None:
+                    sources_n, targets_n = cutter.cut(each.train)
+                    source_tokens.append(sum(sources_n))
+                    target_tokens.append(sum(targets_n))
+                train.write(jsonl(each.train))
+                evaluation.write(jsonl(each.evaluation))
+                users.append(each.user)
+                counts.append(len(each.train))
+                eval_rows += len(each.evaluation)
+    if not users:
+        raise InputError(f"{job.questions}: no users to write (the shard or --users is empty)")
+    with atomic_writer(targets.users) as handle:
+        handle.write(json.dumps(users))
+    spread = _spread(counts)
+    stats = PeftStats(
+        users=len(users),
+        rows=sum(counts),
+        eval_rows=eval_rows,
+        rows_per_user_mean=spread["mean"],
+        rows_per_user_min=int(spread["min"]),
+        rows_per_user_max=int(spread["max"]),
+        source_tokens_per_user=_spread(source_tokens) if cutter else None,
+        target_tokens_per_user=_spread(target_tokens) if cutter else None,
+    )
+    written = {
+        "eval": sha256_file(targets.evaluation),
+        "users": sha256_file(targets.users),
+    }
+    extra = {"stats": stats.as_dict(), "written": written}
+    write_derived_record(targets.train, sources, parameters, extra, fingerprints=fingerprints)
+    return _result(job, "written", stats, started)
+
+
+def _result(job: PeftJob, status: str, stats: PeftStats | None, started: float) -> PeftResult:
+    return PeftResult(
+        job.task.name,
+        job.set,
+        str(job.targets.train),
+        str(job.targets.evaluation),
+        str(job.targets.users),
+        status,
+        stats,
+        round(time.perf_counter() - started, 3),
+    )
+
+
+def peft_jobs(
+    found: Registry,
+    *,
+    tasks: Sequence[str],
+    splits: Sequence[str],
+    sets: Sequence[str],
+    data_dir: Path,
+    options: PeftOptions,
+    users_file: Path | None,
+    shard: tuple[int, int] | None,
+    questions: Path | None,
+    outputs: Path | None,
+    ranking: Path | None,
+    output: Path | None,
+    eval_output: Path | None,
+    users_output: Path | None,
+    left_out: list[str],
+) -> list[PeftJob]:
+    """The sets ``peft-data`` builds: explicit files, or every set asked for in the data dir
+    (with ``order="ranked"``, those that have a ranking)."""
+    from lampctl.datadir import ranked_sets
+
+    ranked = options.order == "ranked"
+    if questions is not None:
+        if output is None or len(tasks) != 1:
+            raise OptionError(
+                "questions", "explicit files need one --task, --questions and --output"
+            )
+        if ranked and ranking is None:
+            raise OptionError("ranking", "--order ranked needs --ranking")
+        stem = output.name.removesuffix(".jsonl")
+        targets = PeftTargets(
+            output,
+            eval_output or output.with_name(f"{stem}_eval.jsonl"),
+            users_output or output.with_name(f"{stem}_users.json"),
+        )
+        spec = found.task(tasks[0])
+        return [PeftJob(spec, "file", questions, outputs, ranking if ranked else None, targets)]
+    if ranking is not None or output is not None:
+        raise OptionError("output", "--output and --ranking go with --questions")
+    jobs = []
+    try:
+        found_sets = ranked_sets(
+            found, data_dir, tasks, splits, sets, need_ranking=ranked, without="--order file",
+            left_out=left_out,
+        )  # fmt: skip
+    except InputError:
+        if not left_out:
+            raise
+        raise InputError("nothing to build: " + "; ".join(left_out)) from None
+    for s in found_sets:
+        stem = variant_name(s.set, s.task, options, users_file, shard)
+        targets = targets_beside(s.questions, stem)
+        jobs.append(PeftJob(s.task, s.set, s.questions, s.outputs, s.ranking, targets))
+    return jobs
+
+
+@dataclass
+class PeftRun:
+    results: list[PeftResult]
+    left_out: list[str]
+
+
+def peft_data(
+    tasks: Sequence[str] = (),
+    splits: Sequence[str] = (),
+    sets: Sequence[str] = (),
+    *,
+    order: str = "file",
+    seed: int = 0,
+    users: Path | str | None = None,
+    shard: str | None = None,
+    tokenizer: str | None = None,
+    revision: str | None = None,
+    max_length: int | None = None,
+    val_ratio: float | None = None,
+    max_items: int | None = None,
+    data_dir: Path | str | None = None,
+    questions: Path | str | None = None,
+    outputs: Path | str | None = None,
+    ranking: Path | str | None = None,
+    output: Path | str | None = None,
+    eval_output: Path | str | None = None,
+    users_output: Path | str | None = None,
+    force: bool = False,
+    config: Path | str | None = None,
+    on_start: Callable[[str, int | None], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_file: Callable[[str], None] | None = None,
+) -> PeftRun:
+    """Every chosen user's training set for one adapter per user, as ``lampctl peft-data``
+    writes it (rows, evaluation rows, user list and a record per set)."""
+    from lampctl.api import registry
+    from lampctl.shards import parse_shard
+
+    found = registry(config)
+    options = PeftOptions(order, seed, tokenizer, max_length, val_ratio, max_items)
+    options.check()
+    parsed = parse_shard(shard)
+    shard_pair = (parsed.index, parsed.count) if parsed else None
+
+    def as_path(value: Path | str | None) -> Path | None:
+        return Path(value) if value is not None else None
+
+    left_out: list[str] = []
+    jobs = peft_jobs(
+        found,
+        tasks=list(tasks),
+        splits=list(splits),
+        sets=list(sets),
+        data_dir=settings.data_dir(data_dir),
+        options=options,
+        users_file=as_path(users),
+        shard=shard_pair,
+        questions=as_path(questions),
+        outputs=as_path(outputs),
+        ranking=as_path(ranking),
+        output=as_path(output),
+        eval_output=as_path(eval_output),
+        users_output=as_path(users_output),
+        left_out=left_out,
+    )
+    for job in jobs:
+        if job.task.peft is None:
+            raise InputError(f"{job.task.name} has no per-user training template in the registry")
+    results = []
+    for job in jobs:
+        if on_start:
+            on_start(f"{job.task.name} {job.targets.train.name}", None)
+        result = peft_file(
+            job,
+            options,
+            users_file=as_path(users),
+            shard=shard_pair,
+            revision=revision,
+            force=force,
+            progress=progress,
+        )
+        results.append(result)
+        if on_file:
+            on_file(result.output)
+    return PeftRun(results, left_out)
