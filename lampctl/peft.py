@@ -197,6 +197,9 @@ class RowMaker:
         if task.peft is None:
             raise InputError(f"{task.name} has no per-user training template in the registry")
         self.spec: PeftSpec = task.peft
+        self.fields = task.peft.item_fields  # parsed from the templates once
+        self.source = task.peft.source.format
+        self.target = task.peft.target.format
         self.task = task
         self.name = name
         self.options = options
@@ -208,7 +211,7 @@ class RowMaker:
         made: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             values = {}
-            for field in spec.item_fields:
+            for field in self.fields:
                 if field not in item or item[field] is None:
                     raise InputError(
                         f"{self.name}: question {qid!r}, profile item {item.get('id')!r} has no "
@@ -223,8 +226,8 @@ class RowMaker:
                 {
                     "user_id": user,
                     "id": f"{user}-{qid}-{index}",
-                    "source": spec.source.format(**values),
-                    "target": spec.target.format(**values),
+                    "source": self.source(**values),
+                    "target": self.target(**values),
                 }
             )
         return made
@@ -294,14 +297,16 @@ def build_rows(
     maker = RowMaker(task, name, options)
     draws = random.Random(options.seed)
     spec = maker.spec
-    # Item counts of every first profile: the draws of the whole file, and the shard loads.
-    counter = msgspec.json.Decoder(list[msgspec.Raw])
-    for user in users:
-        try:
-            user.items = len(counter.decode(questions[user.first].profile))
-        except msgspec.DecodeError:
-            qid = str(questions[user.first].id)
-            raise InputError(f"{name}: question {qid!r} has no 'profile' list") from None
+    # Item counts of every first profile, where the draws of the whole file or the shard
+    # loads need them (a profile's items are only split apart here, not decoded).
+    if spec.cut or shard is not None:
+        counter = msgspec.json.Decoder(list[msgspec.Raw])
+        for user in users:
+            try:
+                user.items = len(counter.decode(questions[user.first].profile))
+            except msgspec.DecodeError:
+                qid = str(questions[user.first].id)
+                raise InputError(f"{name}: question {qid!r} has no 'profile' list") from None
     chosen = choose_users(users, users_wanted, name)
     if shard is not None:
         loads = {u.id: len(maker.parts([{}] * u.items)) for u in chosen}
@@ -339,8 +344,12 @@ def build_rows(
             progress(1)
 
 
-def jsonl(rows: Sequence[dict[str, Any]]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+_ENCODER = msgspec.json.Encoder()
+
+
+def jsonl(rows: Sequence[dict[str, Any]]) -> bytes:
+    """One compact JSON object per line, UTF-8 (msgspec: several times ``json.dumps``)."""
+    return b"".join(_ENCODER.encode(row) + b"\n" for row in rows)
 
 
 def read_users(path: Path | str) -> Iterator[tuple[str, list[dict[str, Any]]]]:

@@ -192,8 +192,8 @@ def peft_file(
         target_tokens: list[int] = []
         eval_rows = 0
         with (
-            atomic_writer(targets.train) as train,
-            atomic_writer(targets.evaluation) as evaluation,
+            atomic_writer(targets.train, "wb") as train,
+            atomic_writer(targets.evaluation, "wb") as evaluation,
         ):
             each: UserRows
             for each in build_rows(
