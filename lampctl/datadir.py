@@ -20,7 +20,7 @@ _SERVER_PATTERNS = (
 
 
 def has_lamp_files(registry: Registry, data_dir: Path) -> bool:
-    for task, split, set_name in registry.combinations():
+    for task, split, set_name in registry.combinations(data_dir=data_dir):
         for kind in ("questions", "id_questions"):
             if registry.path(kind, data_dir, task, split, set_name).is_file():
                 return True
@@ -30,7 +30,7 @@ def has_lamp_files(registry: Registry, data_dir: Path) -> bool:
 def check_data_dir(registry: Registry, data_dir: Path) -> None:
     """An ``InputError`` when ``data_dir`` holds no LaMP files in lampctl's layout."""
     layout = f"{registry.layout.task_dir}/{registry.layout.questions}".format(
-        split="{user|time}", number="N", set="{train|dev|test}"
+        split="{user|time}", number="N", folder="LaMP_N", set="{train|dev|test}"
     )
     if not data_dir.exists():
         raise InputError(
@@ -95,7 +95,7 @@ def ranked_sets(
     left_out = [] if left_out is None else left_out
     check_data_dir(registry, data_dir)
     found: list[RankedSet] = []
-    for task, split, set_name in registry.combinations(tasks, splits, sets):
+    for task, split, set_name in registry.combinations(tasks, splits, sets, data_dir):
         questions = registry.path("questions", data_dir, task, split, set_name)
         ranking = registry.path("ranking", data_dir, task, split, set_name)
         outputs = registry.path("outputs", data_dir, task, split, set_name)

@@ -78,7 +78,7 @@ def status(
     manifest = Manifest.load(data_dir)
     encoder = encoder or EncoderConfig()
     rows = []
-    for task, split, set_name in registry.combinations(tasks, splits, sets):
+    for task, split, set_name in registry.combinations(tasks, splits, sets, data_dir):
         rows.append(
             _status_row(registry, manifest, data_dir, task, split, set_name, encoder, rehash)
         )
@@ -288,7 +288,7 @@ def stats(
     """The LaMP paper's Table 1 numbers, per task, split and set present (whitespace tokens).
     Sets that hold only id files (not built yet) are named in ``left_out`` when given."""
     rows = []
-    for task, split, set_name in registry.combinations(tasks, splits, sets):
+    for task, split, set_name in registry.combinations(tasks, splits, sets, data_dir):
         questions_path = registry.path("questions", data_dir, task, split, set_name)
         if not questions_path.exists():
             if left_out is not None and unbuilt(registry, data_dir, task, split, set_name):

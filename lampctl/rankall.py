@@ -88,7 +88,7 @@ def plan_rank_all(
     """Every (task, split, set) whose questions file is present, with its default ranker."""
     encoder = encoder or EncoderConfig()
     plans = []
-    for task, split, set_name in registry.combinations(tasks, splits, sets):
+    for task, split, set_name in registry.combinations(tasks, splits, sets, data_dir):
         name = ranker or task.default_ranker[split]
         questions = registry.path("questions", data_dir, task, split, set_name)
         output = registry.path("ranking", data_dir, task, split, set_name)

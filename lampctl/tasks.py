@@ -12,13 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from lampctl import settings
 from lampctl.errors import ConfigError
-from lampctl.rankers import RANKERS
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 QUERY_RULES = ("after", "quoted")
@@ -119,10 +115,20 @@ class TaskSpec:
     evaluation: EvaluationSpec | None = None
     prompt: PromptSpec | None = None
     peft: PeftSpec | None = None
+    folder: str | None = None  # default LaMP_{number}
+    aliases: tuple[str, ...] = ()
+    opt_in: bool = False  # left out of "every task" unless its files are present
+    output_task_names: tuple[str, ...] = ()  # other "task" values its files may carry
 
     @property
     def dir_name(self) -> str:
-        return f"LaMP_{self.number}"
+        return self.folder or f"LaMP_{self.number}"
+
+    def names_output_task(self, value: str) -> bool:
+        """Whether an outputs or predictions file's ``"task"`` value is this task's."""
+        return _norm(value) in {
+            _norm(n) for n in (self.name, *self.aliases, *self.output_task_names)
+        }
 
 
 @dataclass(frozen=True)
@@ -155,17 +161,28 @@ class Registry:
     encoder: EncoderDefaults
 
     def task(self, name: str) -> TaskSpec:
-        """Resolve ``LaMP-3``, ``LaMP_3``, ``lamp3`` or ``3`` to a task."""
+        """Resolve ``LaMP-3``, ``LaMP_3``, ``lamp3`` or ``3`` to a task (and a task's aliases,
+        such as ``2N`` or ``LaMP-2-old`` for LaMP-2N)."""
+        wanted = _norm(name)
+        for spec in self.tasks.values():
+            if wanted in {_norm(n) for n in (spec.name, *spec.aliases)}:
+                return spec
         match = re.fullmatch(r"(?i)(?:lamp[-_ ]?)?(\d+)", name.strip())
         if match:
             for spec in self.tasks.values():
-                if spec.number == int(match.group(1)):
+                if spec.number == int(match.group(1)) and not spec.opt_in:
                     return spec
         known = ", ".join(self.tasks)
         raise ConfigError(f"unknown task {name!r} (known: {known})")
 
     def task_dir(self, data_dir: Path, task: TaskSpec, split: str) -> Path:
-        return data_dir / self.layout.task_dir.format(split=split, number=task.number)
+        """``{split}/{folder}``; in a layout written with ``{number}`` (``LaMP_{number}``), a
+        task with a folder of its own gives its folder's suffix (LaMP-2N: ``2N``), never
+        another task's folder."""
+        number = task.dir_name.removeprefix("LaMP_")
+        return data_dir / self.layout.task_dir.format(
+            split=split, number=number, folder=task.dir_name
+        )
 
     def path(self, kind: str, data_dir: Path, task: TaskSpec, split: str, set_name: str) -> Path:
         """Path of a file of the layout; ``kind`` is a field of ``Layout``."""
@@ -178,10 +195,27 @@ class Registry:
         return split
 
     def combinations(
-        self, tasks: Sequence[str] = (), splits: Sequence[str] = (), sets: Sequence[str] = ()
+        self,
+        tasks: Sequence[str] = (),
+        splits: Sequence[str] = (),
+        sets: Sequence[str] = (),
+        data_dir: Path | None = None,
     ) -> list[tuple[TaskSpec, str, str]]:
-        """Every (task, split, set) the filters allow (empty filter: all), task-major order."""
-        chosen = [self.task(t) for t in tasks] if tasks else list(self.tasks.values())
+        """Every (task, split, set) the filters allow, task-major order. No task filter: every
+        task but the opt-in ones (LaMP-2N), which come only where ``data_dir`` holds their
+        folder."""
+        if tasks:
+            chosen = [self.task(t) for t in tasks]
+        else:
+            chosen = [
+                t
+                for t in self.tasks.values()
+                if not t.opt_in
+                or (
+                    data_dir is not None
+                    and any(self.task_dir(data_dir, t, s).is_dir() for s in self.splits)
+                )
+            ]
         chosen_splits = [self.check_split(s) for s in splits] if splits else self.splits
         chosen_sets = [self.check_set(s) for s in sets] if sets else self.sets
         return [(t, sp, st) for t in chosen for sp in chosen_splits for st in chosen_sets]
@@ -192,251 +226,9 @@ class Registry:
         return set_name
 
 
-# --------------------------------------------------------------------------- loading
-
-_TOP_KEYS = {"layout", "splits", "sets", "encoder", "tasks"}
-_TASK_KEYS = {
-    "number",
-    "title",
-    "profile_text",
-    "query",
-    "default_ranker",
-    "needs_build",
-    "evaluation",
-    "prompt",
-    "peft",
-}
-_EVAL_KEYS = {"metric", "labels", "scale"}
-_PROMPT_KEYS = set(PromptSpec.__dataclass_fields__)
-_QUERY_KEYS = {"rule", "marker", "pick"}
-
-
-def _merge(base: Any, override: Any) -> Any:
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = _merge(base.get(key), value) if key in base else value
-        return merged
-    return override
-
-
-def _read_yaml(text: str, origin: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = " ".join(str(exc).split())
-        raise ConfigError(f"{origin}: invalid YAML: {first}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: expected a mapping at the top level")
-    return data
-
-
-def _check_keys(where: str, data: Any, allowed: set[str], origin: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: {where} must be a mapping")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"{origin}: unknown key {where}.{unknown[0]} (allowed: {', '.join(sorted(allowed))})"
-        )
-    return data
-
-
-def _need(where: str, data: dict[str, Any], key: str, kind: type, origin: str) -> Any:
-    if key not in data:
-        raise ConfigError(f"{origin}: {where}.{key} is missing")
-    value = data[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{origin}: {where}.{key} must be a {kind.__name__}, got {value!r}")
-    return value
-
-
-def _positive(where: str, data: dict[str, Any], key: str, origin: str) -> int:
-    value = _need(where, data, key, int, origin)
-    if value < 1:
-        raise ConfigError(f"{origin}: {where}.{key} must be at least 1, got {value}")
-    return int(value)
-
-
-def _choice(
-    where: str,
-    data: dict[str, Any],
-    key: str,
-    default: str,
-    allowed: Sequence[str] | None,
-    origin: str,
-) -> str:
-    if key not in data:
-        return default
-    value = _need(where, data, key, str, origin)
-    if allowed is not None and value not in allowed:
-        raise ConfigError(
-            f"{origin}: {where}.{key} must be one of {', '.join(allowed)}, got {value!r}"
-        )
-    return str(value)
-
-
-def _parse_task(name: str, raw: Any, splits: tuple[str, ...], origin: str) -> TaskSpec:
-    where = f"tasks.{name}"
-    raw = _check_keys(where, raw, _TASK_KEYS, origin)
-    number = _need(where, raw, "number", int, origin)
-    fields = _need(where, raw, "profile_text", list, origin)
-    if not fields or not all(isinstance(f, str) and f for f in fields):
-        raise ConfigError(f"{origin}: {where}.profile_text must be a non-empty list of fields")
-    query_raw = _check_keys(f"{where}.query", raw.get("query"), _QUERY_KEYS, origin)
-    rule = _need(f"{where}.query", query_raw, "rule", str, origin)
-    if rule not in QUERY_RULES:
-        raise ConfigError(
-            f"{origin}: {where}.query.rule {rule!r} is not one of {', '.join(QUERY_RULES)}"
-        )
-    if rule == "after":
-        query = QueryRule(rule, marker=_need(f"{where}.query", query_raw, "marker", str, origin))
-    else:
-        pick = _need(f"{where}.query", query_raw, "pick", list, origin)
-        if not pick or not all(isinstance(p, int) and p >= 1 for p in pick):
-            raise ConfigError(f"{origin}: {where}.query.pick must list positions from 1")
-        query = QueryRule(rule, pick=tuple(pick))
-    rankers = _check_keys(f"{where}.default_ranker", raw.get("default_ranker"), set(splits), origin)
-    for split in splits:
-        ranker = _need(f"{where}.default_ranker", rankers, split, str, origin)
-        if ranker not in RANKERS:
-            raise ConfigError(
-                f"{origin}: {where}.default_ranker.{split} {ranker!r} is not a ranker "
-                f"({', '.join(RANKERS)})"
-            )
-    return TaskSpec(
-        name=name,
-        number=number,
-        title=str(raw.get("title", name)),
-        profile_text=tuple(fields),
-        query=query,
-        default_ranker=dict(rankers),
-        needs_build=raw.get("needs_build"),
-        evaluation=_parse_evaluation(where, raw.get("evaluation"), origin),
-        prompt=_parse_prompt(where, raw.get("prompt"), origin),
-        peft=_parse_peft(where, raw.get("peft"), origin),
-    )
-
-
-def _parse_peft(where: str, raw: Any, origin: str) -> PeftSpec | None:
-    if raw is None:
-        return None
-    where = f"{where}.peft"
-    raw = _check_keys(where, raw, {"source", "target", "cut"}, origin)
-    source = _need(where, raw, "source", str, origin)
-    target = _need(where, raw, "target", str, origin)
-    cut = raw.get("cut")
-    if cut is not None:
-        cut = _check_keys(f"{where}.cut", cut, {"field", "low", "high"}, origin)
-        field_name = _need(f"{where}.cut", cut, "field", str, origin)
-        low, high = cut.get("low", 0.1), cut.get("high", 0.25)
-        if not all(isinstance(v, int | float) for v in (low, high)) or not 0 <= low <= high <= 1:
-            raise ConfigError(f"{origin}: {where}.cut needs 0 <= low <= high <= 1")
-        spec = PeftSpec(source, target, field_name, float(low), float(high))
-    else:
-        spec = PeftSpec(source, target)
-    try:
-        names = spec.item_fields
-    except ValueError as exc:
-        raise ConfigError(f"{origin}: {where}: bad template: {exc}") from None
-    if not names:
-        raise ConfigError(f"{origin}: {where}: the templates name no item field")
-    return spec
-
-
-def _parse_evaluation(where: str, raw: Any, origin: str) -> EvaluationSpec | None:
-    if raw is None:
-        return None
-    where = f"{where}.evaluation"
-    raw = _check_keys(where, raw, _EVAL_KEYS, origin)
-    metric = _choice(where, raw, "metric", "", METRICS, origin)
-    if metric == "classification":
-        labels = _need(where, raw, "labels", list, origin)
-        if not labels or not all(isinstance(label, str) for label in labels):
-            raise ConfigError(f"{origin}: {where}.labels must be a non-empty list of strings")
-        if len(set(labels)) != len(labels):
-            raise ConfigError(f"{origin}: {where}.labels repeats a label")
-        return EvaluationSpec(metric, labels=tuple(labels))
-    if metric == "rating":
-        scale = raw.get("scale", [1.0, 5.0])
-        if (
-            not isinstance(scale, list)
-            or len(scale) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in scale)
-        ):
-            raise ConfigError(f"{origin}: {where}.scale must be [low, high]")
-        return EvaluationSpec(metric, scale=(float(scale[0]), float(scale[1])))
-    return EvaluationSpec(metric)
-
-
-def _parse_prompt(where: str, raw: Any, origin: str) -> PromptSpec | None:
-    if raw is None:
-        return None
-    where = f"{where}.prompt"
-    raw = _check_keys(where, raw, _PROMPT_KEYS, origin)
-    text: dict[str, Any] = {}
-    for key in ("field", "frame"):
-        text[key] = _need(where, raw, key, str, origin)
-    for key in ("need_frame", "phrase", "joiner", "source", "insert_after"):
-        if key in raw:
-            text[key] = _need(where, raw, key, str, origin)
-    for key in ("need_tokens", "reserve"):
-        if key in raw:
-            value = _need(where, raw, key, int, origin)
-            if value < 0:
-                raise ConfigError(f"{origin}: {where}.{key} must not be negative")
-            text[key] = value
-    if "{text}" not in text["frame"]:
-        raise ConfigError(f"{origin}: {where}.frame needs a {{text}} slot")
-    if ("source" in text) == ("insert_after" in text):
-        raise ConfigError(f"{origin}: {where} needs exactly one of source and insert_after")
-    if "source" in text and not {"{items}", "{input}"} <= set(re.findall(r"{\w+}", text["source"])):
-        raise ConfigError(f"{origin}: {where}.source needs {{items}} and {{input}}")
-    spec = PromptSpec(**text)
-    try:
-        spec.item_fields  # noqa: B018 - parses the templates
-    except ValueError as exc:
-        raise ConfigError(f"{origin}: {where}: bad template: {exc}") from None
-    return spec
-
-
-def parse_registry(data: dict[str, Any], origin: str) -> Registry:
-    _check_keys("(top level)", data, _TOP_KEYS, origin)
-    layout_raw = _check_keys("layout", data.get("layout"), set(Layout.__dataclass_fields__), origin)
-    layout = Layout(
-        **{k: _need("layout", layout_raw, k, str, origin) for k in Layout.__dataclass_fields__}
-    )
-    splits = tuple(_need("", data, "splits", list, origin))
-    sets = tuple(_need("", data, "sets", list, origin))
-    enc_raw = _check_keys(
-        "encoder", data.get("encoder"), set(EncoderDefaults.__dataclass_fields__), origin
-    )
-    revision = enc_raw.get("revision")
-    if revision is not None and not isinstance(revision, str):
-        raise ConfigError(f"{origin}: encoder.revision must be a string or null")
-    encoder = EncoderDefaults(
-        checkpoint=_need("encoder", enc_raw, "checkpoint", str, origin),
-        revision=revision,
-        batch_size=_positive("encoder", enc_raw, "batch_size", origin),
-        max_tokens_per_batch=_positive("encoder", enc_raw, "max_tokens_per_batch", origin),
-        device=_choice("encoder", enc_raw, "device", "auto", None, origin),
-        precision=_choice("encoder", enc_raw, "precision", "fp32", PRECISIONS, origin),
-    )
-    if not encoder.checkpoint.strip():
-        raise ConfigError(f"{origin}: encoder.checkpoint must not be empty")
-    device = encoder.device.strip().lower()
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?(,\s*cuda(:\d+)?)*", device):
-        raise ConfigError(
-            f"{origin}: encoder.device {encoder.device!r} is not auto, cpu, cuda, cuda:N or mps"
-        )
-    tasks_raw = _need("", data, "tasks", dict, origin)
-    tasks = {name: _parse_task(name, raw, splits, origin) for name, raw in tasks_raw.items()}
-    numbers = [t.number for t in tasks.values()]
-    if len(set(numbers)) != len(numbers):
-        raise ConfigError(f"{origin}: two tasks share a number")
-    return Registry(tasks=tasks, layout=layout, splits=splits, sets=sets, encoder=encoder)
+def _norm(name: str) -> str:
+    """Task names compared without case, spaces or the dash/underscore difference."""
+    return str(name).strip().lower().replace("_", "-").replace(" ", "")
 
 
 def bundled_text(name: str) -> str:
@@ -455,7 +247,9 @@ def bundled_text(name: str) -> str:
 
 def load_registry(user_config: Path | None = None) -> Registry:
     """The bundled registry, with ``user_config`` (or ``$LAMPCTL_CONFIG``) layered over it."""
-    data = _read_yaml(bundled_text("tasks.yaml"), "bundled tasks.yaml")
+    from lampctl.taskfile import merge_yaml, parse_registry, read_yaml
+
+    data = read_yaml(bundled_text("tasks.yaml"), "bundled tasks.yaml")
     user_config = settings.config_path(user_config)
     origin = "bundled tasks.yaml"
     if user_config is not None:
@@ -473,5 +267,5 @@ def load_registry(user_config: Path | None = None) -> Registry:
                 f"{exc.start}); expected a YAML config"
             ) from None
         origin = str(user_config)
-        data = _merge(data, _read_yaml(text, origin))
+        data = merge_yaml(data, read_yaml(text, origin))
     return parse_registry(data, origin)

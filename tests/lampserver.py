@@ -180,11 +180,12 @@ def official_mirror(questions: int = 4, profile_max: int = 6) -> dict[str, bytes
     for remote in load_download_registry().files:
         offset = {"train": 0, "dev": 100, "test": 200}[remote.set]
         offset += 500 if remote.split == "time" else 0
-        data = user_split(remote.task if remote.task != 6 else 7, spec, id_offset=offset)
+        task = int(remote.task) if remote.task.isdigit() else remote.task  # 3, or "2N"
+        data = user_split(task if task != 6 else 7, spec, id_offset=offset)
         if remote.kind == "questions":
             files[remote.path] = json.dumps(data).encode()
         else:
-            files[remote.path] = json.dumps(outputs_for(remote.task, data)).encode()
+            files[remote.path] = json.dumps(outputs_for(task, data)).encode()
     return files
 
 

@@ -31,6 +31,11 @@ INPUT_TEMPLATES = {
     5: "Generate a title for the following abstract of a paper: {a}",
     6: "Generate a subject for the following email: {a}",
     7: "Paraphrase the following tweet without any explanation before or after it: {a}",
+    "2N": "Which category does this article relate to among the following categories? Just "
+    "answer with the category name without further explanation. categories: [travel, "
+    "education, parents, style & beauty, entertainment, food & drink, science & technology, "
+    "business, sports, healthy living, women, politics, crime, culture & arts, religion] "
+    "article: {a}",
 }
 
 ITEM_FIELDS = {
@@ -41,7 +46,9 @@ ITEM_FIELDS = {
     5: ("title", "abstract"),
     6: ("text", "title"),
     7: ("text",),
+    "2N": ("title", "text", "category"),
 }
+NEWS_CATEGORIES = ["sports", "politics", "food & drink", "women", "business"]
 
 
 @dataclass(frozen=True)
@@ -66,25 +73,27 @@ def _date(rng: random.Random) -> str:
     return f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
 
 
-def make_item(rng: random.Random, task: int, item_id: str, spec: SynthSpec) -> dict[str, Any]:
+def make_item(rng: random.Random, task: int | str, item_id: str, spec: SynthSpec) -> dict[str, Any]:
     item: dict[str, Any] = {"id": item_id}
     for field in ITEM_FIELDS[task]:
         if field == "score":
             item[field] = str(rng.randint(1, 5))
         elif field == "tag":
             item[field] = rng.choice(["sci-fi", "comedy", "action"])
+        elif field == "category":
+            item[field] = rng.choice(NEWS_CATEGORIES)
         else:
             item[field] = _words(rng, spec.words_min, spec.words_max)
     item["date"] = _date(rng)
     return item
 
 
-def make_input(rng: random.Random, task: int, spec: SynthSpec) -> str:
+def make_input(rng: random.Random, task: int | str, spec: SynthSpec) -> str:
     parts = {k: _words(rng, spec.words_min, spec.words_max) for k in "abc"}
     return INPUT_TEMPLATES[task].format(**parts)
 
 
-def user_split(task: int, spec: SynthSpec, id_offset: int = 0) -> list[dict[str, Any]]:
+def user_split(task: int | str, spec: SynthSpec, id_offset: int = 0) -> list[dict[str, Any]]:
     """Questions of distinct users, each with a profile of its own."""
     rng = random.Random(f"{spec.seed}-{task}-{id_offset}")
     questions = []
@@ -96,7 +105,7 @@ def user_split(task: int, spec: SynthSpec, id_offset: int = 0) -> list[dict[str,
     return questions
 
 
-def time_split(task: int, spec: SynthSpec, users: int) -> dict[str, list[dict[str, Any]]]:
+def time_split(task: int | str, spec: SynthSpec, users: int) -> dict[str, list[dict[str, Any]]]:
     """train/dev/test questions whose users' histories grow over time and are shared."""
     rng = random.Random(f"{spec.seed}-{task}-time")
     sets: dict[str, list[dict[str, Any]]] = {"train": [], "dev": [], "test": []}
@@ -126,16 +135,17 @@ def time_split(task: int, spec: SynthSpec, users: int) -> dict[str, list[dict[st
     return sets
 
 
-def outputs_for(task: int, questions: list[dict[str, Any]]) -> dict[str, Any]:
+def outputs_for(task: int | str, questions: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "task": f"LaMP_{task}",
+        # The server's files of the deprecated news task still say LaMP_2.
+        "task": "LaMP_2" if task == "2N" else f"LaMP_{task}",
         "golds": [{"id": q["id"], "output": f"gold {q['id']}"} for q in questions],
     }
 
 
 def write_tree(
     root: Path,
-    tasks: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7),
+    tasks: tuple[int | str, ...] = (1, 2, 3, 4, 5, 6, 7),
     spec: SynthSpec | None = None,
     time_users: int = 5,
 ) -> Path:

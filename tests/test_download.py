@@ -45,12 +45,18 @@ def _json_files(root: Path) -> list[Path]:
 
 def test_registry_lists_every_official_file():
     downloads = load_download_registry()
-    assert len(downloads.files) == 70  # 7 tasks x 2 splits x (4 train/dev + 1 test)
+    # All 80 official URLs: 7 tasks x 2 splits x (4 train/dev + 1 test), and the 10 files of
+    # the deprecated news categorization (LaMP-2N), which is opt-in.
+    assert len(downloads.files) == 80
     paths = {f.path for f in downloads.files}
     assert "LaMP_2/new/dev/dev_outputs.json" in paths
     assert "time/LaMP_6/test/test_questions.json" in paths
-    assert not any(p.startswith(("LaMP_2/train", "time/LaMP_2/train")) for p in paths)
+    deprecated = {f.path for f in downloads.files if f.task == "2N"}
+    assert len(deprecated) == 10 and "time/LaMP_2/dev/dev_outputs.json" in deprecated
+    assert all(p.startswith(("LaMP_2/", "time/LaMP_2/")) and "/new/" not in p for p in deprecated)
     assert not any("test_outputs" in p for p in paths)
+    plan = plan_downloads(load_registry(), downloads, Path("d"), "http://x/")
+    assert len(plan) == 70  # the default plan is the current benchmark
 
 
 def test_full_download_layout_manifest_and_fix(cli, mirror, tmp_path):

@@ -186,7 +186,9 @@ def gather_command(
     state = get_state(ctx, json_out, quiet)
     registry = state.registry()
     results: list[GatherResult] = []
-    for spec, split, set_name in registry.combinations(tasks or [], splits or [], sets or []):
+    for spec, split, set_name in registry.combinations(
+        tasks or [], splits or [], sets or [], data_dir
+    ):
         final = registry.path("ranking", data_dir, spec, split, set_name)
         if not find_shards(final):
             continue

@@ -23,7 +23,7 @@ BASE_URL_ENV = "LAMPCTL_BASE_URL"
 
 @dataclass(frozen=True)
 class RemoteFile:
-    task: int
+    task: str  # as the registry resolves it: "3", "2N"
     split: str
     set: str
     kind: str  # "questions" or "outputs"
@@ -32,7 +32,7 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class DataFix:
-    task: int
+    task: str
     split: str
     set: str
     drop_first: bool
@@ -55,11 +55,11 @@ def load_download_registry() -> DownloadRegistry:
     try:
         data = yaml.safe_load(bundled_text("downloads.yaml"))
         files = tuple(
-            RemoteFile(int(f["task"]), f["split"], f["set"], f["kind"], f["path"])
+            RemoteFile(str(f["task"]), f["split"], f["set"], f["kind"], f["path"])
             for f in data["files"]
         )
         fixes = tuple(
-            DataFix(int(f["task"]), f["split"], f["set"], bool(f["drop_first"]), f["why"])
+            DataFix(str(f["task"]), f["split"], f["set"], bool(f["drop_first"]), f["why"])
             for f in data.get("fixes", [])
         )
         return DownloadRegistry(str(data["base_url"]), files, fixes)
@@ -123,19 +123,21 @@ def plan_downloads(
         if not folder.is_dir():
             raise DownloadError(f"--base-url {base_url}: not a URL, and no such folder")
         base = folder.resolve().as_uri() + "/"
-    wanted_tasks = {registry.task(t).number for t in tasks}
+    wanted_tasks = {registry.task(t).name for t in tasks}
     wanted_splits = {registry.check_split(s) for s in splits}
     wanted_sets = {registry.check_set(s) for s in sets}
     manifest = manifest if manifest is not None else Manifest.load(data_dir)
     plan = []
     for remote in downloads.files:
-        if wanted_tasks and remote.task not in wanted_tasks:
+        task = registry.task(remote.task)
+        if wanted_tasks and task.name not in wanted_tasks:
+            continue
+        if not wanted_tasks and task.opt_in:  # LaMP-2N: only when asked for by --task
             continue
         if (wanted_splits and remote.split not in wanted_splits) or (
             wanted_sets and remote.set not in wanted_sets
         ):
             continue
-        task = registry.task(str(remote.task))
         rel = local_name(registry, task, remote)
         fix = None
         if apply_fixes:
