@@ -171,7 +171,9 @@ def download(
     """Download LaMP tasks 1-5 and 7 and the LaMP-6 id files, both splits, into the data layout.
 
     Bytes go to <file>.part and resume with HTTP Range; a file is renamed into place only when
-    its size, JSON and shape check out, and its sha256 is recorded in MANIFEST.json.
+    its size, JSON and shape check out, and its sha256 is recorded in MANIFEST.json. The
+    deprecated news categorization (LaMP-2N, the first release's LaMP-2) is opt-in: it is
+    fetched only with --task LaMP-2N, into {split}/LaMP_2N/.
 
     Examples:
 
@@ -186,6 +188,8 @@ def download(
       lampctl download --base-url ./lamp-server-copy    (import a wget copy of the server)
 
       lampctl download --check-remote    (did the server's files change?)
+
+      lampctl download --task LaMP-2N    (the deprecated news task, opt-in)
     """
     state = get_state(ctx, json_out, quiet)
     registry = state.registry()
