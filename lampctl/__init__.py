@@ -14,8 +14,9 @@ loads neither torch nor transformers.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lampctl._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -59,8 +60,4 @@ if TYPE_CHECKING:
     from lampctl.peft_files import peft_data
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'lampctl' has no attribute {name!r}")
-    module = importlib.import_module(_WHERE[name])
-    return module if name == "settings" else getattr(module, name)
+__getattr__ = lazy_names(__name__, _WHERE)

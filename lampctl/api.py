@@ -33,12 +33,17 @@ if TYPE_CHECKING:
     from lampctl.tasks import Registry, TaskSpec
 
 
+def as_path(value: Path | str | None) -> Path | None:
+    """An optional path argument, given as text or a Path."""
+    return Path(value) if value is not None else None
+
+
 def registry(config: Path | str | None = None) -> Registry:
     """The task registry: the bundled ``configs/tasks.yaml``, with ``config`` (or
     LAMPCTL_CONFIG) layered over it."""
     from lampctl.tasks import load_registry
 
-    return load_registry(Path(config) if config is not None else None)
+    return load_registry(as_path(config))
 
 
 # --------------------------------------------------------------------------- one set
@@ -246,8 +251,8 @@ def rank(
         split,
         [found.check_set(s) for s in sets],
         settings.data_dir(data_dir),
-        Path(input) if input is not None else None,
-        Path(output) if output is not None else None,
+        as_path(input),
+        as_path(output),
         fmt,
         parsed,
     )
@@ -400,9 +405,6 @@ def prompts(
     if tokenizer is None and not no_profile:
         raise OptionError("tokenizer", "name the model's tokenizer, or pass --no-profile")
     left_out: list[str] = []
-
-    def as_path(value: Path | str | None) -> Path | None:
-        return Path(value) if value is not None else None
 
     planned = prompt_jobs(
         found,

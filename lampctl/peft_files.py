@@ -346,7 +346,7 @@ def peft_data(
 ) -> PeftRun:
     """Every chosen user's training set for one adapter per user, as ``lampctl peft-data``
     writes it (rows, evaluation rows, user list and a record per set)."""
-    from lampctl.api import registry
+    from lampctl.api import as_path, registry
     from lampctl.shards import parse_shard
 
     found = registry(config)
@@ -354,9 +354,6 @@ def peft_data(
     options.check()
     parsed = parse_shard(shard)
     shard_pair = (parsed.index, parsed.count) if parsed else None
-
-    def as_path(value: Path | str | None) -> Path | None:
-        return Path(value) if value is not None else None
 
     left_out: list[str] = []
     jobs = peft_jobs(

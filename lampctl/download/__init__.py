@@ -12,34 +12,30 @@ local copies). Names are imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lampctl._lazy import lazy_names
 
 _WHERE = {
-    "BASE_URL_ENV": "registry",
-    "DataFix": "registry",
-    "DownloadRegistry": "registry",
-    "PlannedFile": "registry",
-    "RemoteFile": "registry",
-    "load_download_registry": "registry",
-    "local_name": "registry",
-    "plan_downloads": "registry",
-    "LOCK_NAME": "manifest",
-    "MANIFEST_NAME": "manifest",
-    "Manifest": "manifest",
-    "acquire_lock": "manifest",
-    "check_file": "checks",
-    "check_shape": "checks",
-    "DownloadOptions": "transfer",
-    "Downloader": "transfer",
-    "FileOutcome": "transfer",
-    "TransferObserver": "transfer",
+    "BASE_URL_ENV": ".registry",
+    "DataFix": ".registry",
+    "DownloadRegistry": ".registry",
+    "PlannedFile": ".registry",
+    "RemoteFile": ".registry",
+    "load_download_registry": ".registry",
+    "local_name": ".registry",
+    "plan_downloads": ".registry",
+    "LOCK_NAME": ".manifest",
+    "MANIFEST_NAME": ".manifest",
+    "Manifest": ".manifest",
+    "acquire_lock": ".manifest",
+    "check_file": ".checks",
+    "check_shape": ".checks",
+    "DownloadOptions": ".transfer",
+    "Downloader": ".transfer",
+    "FileOutcome": ".transfer",
+    "TransferObserver": ".transfer",
 }
 
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'lampctl.download' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lampctl.download.{_WHERE[name]}"), name)
+__getattr__ = lazy_names(__name__, _WHERE)

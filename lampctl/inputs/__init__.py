@@ -9,25 +9,21 @@ first use, so ``lampctl.inputs.naming`` (what ``status`` needs) loads nothing el
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lampctl._lazy import lazy_names
 
 _WHERE = {
-    "PromptQuestion": "reading",
-    "read_prompt_questions": "reading",
-    "PromptStats": "builder",
-    "build_prompts": "builder",
-    "render_rows": "builder",
-    "PromptResult": "files",
-    "prompts_file": "files",
-    "output_name": "naming",
-    "prompts_prefix": "naming",
+    "PromptQuestion": ".reading",
+    "read_prompt_questions": ".reading",
+    "PromptStats": ".builder",
+    "build_prompts": ".builder",
+    "render_rows": ".builder",
+    "PromptResult": ".files",
+    "prompts_file": ".files",
+    "output_name": ".naming",
+    "prompts_prefix": ".naming",
 }
 
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'lampctl.inputs' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lampctl.inputs.{_WHERE[name]}"), name)
+__getattr__ = lazy_names(__name__, _WHERE)
