@@ -25,6 +25,7 @@ from lampctl.records import (
     read_record,
     record_path,
     source_fingerprints,
+    sources_of,
     write_derived_record,
 )
 
@@ -153,11 +154,7 @@ def merge_set(
     if fmt not in MERGE_FORMATS:
         raise InputError(f"unknown merge format {fmt!r} (use json or jsonl)")
     ranked = ranking_path is not None
-    sources = {"questions": questions_path}
-    if ranking_path is not None:
-        sources["ranking"] = ranking_path
-    if outputs_path is not None:
-        sources["outputs"] = outputs_path
+    sources = sources_of(questions=questions_path, ranking=ranking_path, outputs=outputs_path)
     refuse_overwriting_inputs([output_path], dict(sources))
     parameters = merge_parameters(top_k, fmt, ranked)
     if not force and derived_freshness(output_path, sources, parameters)[0] == "up to date":

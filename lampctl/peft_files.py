@@ -154,15 +154,15 @@ def peft_file(
         read_record,
         record_path,
         source_fingerprints,
+        sources_of,
         write_derived_record,
     )
 
     started = time.perf_counter()
     targets = job.targets
-    sources = {"questions": job.questions}
-    for role, path in (("outputs", job.outputs), ("ranking", job.ranking), ("users", users_file)):
-        if path is not None:
-            sources[role] = path
+    sources = sources_of(
+        questions=job.questions, outputs=job.outputs, ranking=job.ranking, users=users_file
+    )
     refuse_overwriting_inputs([targets.train, targets.evaluation, targets.users], dict(sources))
     parameters = {**options.as_record(job.task), "shard": list(shard) if shard else None}
     if revision is not None:

@@ -193,6 +193,12 @@ def write_record(
 # --------------------------------------------------------------------------- derived files
 
 
+def sources_of(**paths: Path | None) -> dict[str, Path]:
+    """A derived file's inputs by role (questions, ranking, outputs, ...), in the order given,
+    leaving out those it was made without."""
+    return {role: path for role, path in paths.items() if path is not None}
+
+
 def derived_freshness(
     output: Path, sources: dict[str, Path], parameters: dict[str, Any], rehash: bool = False
 ) -> tuple[str, dict[str, Any] | None]:

@@ -63,15 +63,12 @@ def prompts_file(
         read_record,
         record_path,
         source_fingerprints,
+        sources_of,
         write_derived_record,
     )
 
     started = time.perf_counter()
-    sources = {"questions": questions_path}
-    if ranking_path is not None:
-        sources["ranking"] = ranking_path
-    if outputs_path is not None:
-        sources["outputs"] = outputs_path
+    sources = sources_of(questions=questions_path, ranking=ranking_path, outputs=outputs_path)
     refuse_overwriting_inputs([output_path], dict(sources))
     parameters = {
         "k": k if tokenizer is not None else 0,
