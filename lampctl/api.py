@@ -38,12 +38,26 @@ def as_path(value: Path | str | None) -> Path | None:
     return Path(value) if value is not None else None
 
 
+_REGISTRIES: dict[tuple[Any, ...], Registry] = {}
+
+
 def registry(config: Path | str | None = None) -> Registry:
     """The task registry: the bundled ``configs/tasks.yaml``, with ``config`` (or
-    LAMPCTL_CONFIG) layered over it."""
+    LAMPCTL_CONFIG) layered over it. Read once per process for the same config file as it is
+    (the command and the API share it); a config that changes on disk is read again."""
     from lampctl.tasks import load_registry
 
-    return load_registry(as_path(config))
+    path = settings.config_path(as_path(config))
+    key: tuple[Any, ...] = (None,)
+    if path is not None:
+        try:
+            info = path.stat()
+            key = (str(path.resolve()), info.st_mtime_ns, info.st_size)
+        except OSError:  # let the loader name the problem
+            return load_registry(path)
+    if key not in _REGISTRIES:
+        _REGISTRIES[key] = load_registry(path)
+    return _REGISTRIES[key]
 
 
 # --------------------------------------------------------------------------- one set

@@ -31,7 +31,7 @@ from rich.text import Text
 
 from lampctl import settings
 from lampctl.parallel import usable_cpus  # noqa: F401 - the commands take it from here
-from lampctl.tasks import Registry, load_registry
+from lampctl.tasks import Registry
 
 
 @dataclass
@@ -45,7 +45,9 @@ class State:
 
     def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = load_registry(self.config)
+            from lampctl.api import registry
+
+            self._registry = registry(self.config)
         return self._registry
 
 
