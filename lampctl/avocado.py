@@ -24,11 +24,10 @@ from lampctl.data import read_json, write_json
 from lampctl.errors import AvocadoError, InputError
 from lampctl.parallel import pool_context, worker_setup
 from lampctl.reporting import Reporter, SilentReporter
+from lampctl.settings import AVOCADO_ENV, DEFAULT_MAX_EMAIL_BYTES
 from lampctl.tasks import Registry, TaskSpec
 
-AVOCADO_ENV = "LAMPCTL_AVOCADO_DIR"
 PROMPT = "Generate a subject for the following email: {body}"
-DEFAULT_MAX_EMAIL_BYTES = 64 << 20
 
 NOT_FOUND = (
     "{where}. LaMP-6 is built from the Avocado Research Email Collection (LDC2015T03), which is "

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from lampctl.tasks import Registry
 
 DEFAULT_DATA_DIR = Path("data_raw")
+AVOCADO_ENV = "LAMPCTL_AVOCADO_DIR"
+DEFAULT_MAX_EMAIL_BYTES = 64 << 20  # avocado build: one email larger than this is refused
 
 # name -> what it sets (and its default), as the README's table shows them.
 VARIABLES: dict[str, str] = {

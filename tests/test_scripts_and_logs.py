@@ -193,3 +193,15 @@ def test_status_in_80_columns_keeps_words_whole(tree, cli, tmp_path):
     assert any(
         "other parameters (ranker: 'recency' recorded, 'bm25' now)" in line for line in lines
     )
+
+
+def test_progress_lines_say_one_user_not_one_users():
+    from lampctl.cli._common import progress_line
+
+    assert progress_line("LaMP-4 t.jsonl", 1, None, "users", 1.0).startswith(
+        "LaMP-4 t.jsonl: 1 user,"
+    )
+    assert progress_line("LaMP-4 dev", 1, 5, "questions", 1.0).startswith(
+        "LaMP-4 dev: 1/5 questions"
+    )
+    assert progress_line("x", 0, 1, "questions", 1.0) == "x: 0/1 question (0%)"

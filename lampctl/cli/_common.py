@@ -10,28 +10,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Column, Table
 from rich.text import Text
 
 from lampctl import settings
 from lampctl.parallel import usable_cpus  # noqa: F401 - the commands take it from here
 from lampctl.tasks import Registry
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 @dataclass
@@ -121,6 +113,8 @@ def clock(seconds: float) -> str:
 
 def progress_line(label: str, done: int, total: int | None, unit: str, elapsed: float) -> str:
     """'LaMP-4 dev: 1,200/4,500 questions (27%), 310/s, ETA 0:11': what a log line says."""
+    counted = total if total else done
+    unit = unit.removesuffix("s") if counted == 1 and unit.endswith("s") else unit  # 1 user
     words = f"{label}: {done:,}" + (f"/{total:,}" if total else "") + f" {unit}"
     if total:
         words += f" ({100 * done / total:.0f}%)"
@@ -153,14 +147,40 @@ class PlainProgress:
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-class RateColumn(ProgressColumn):
-    """Items per second over rich's moving window (questions/s, emails/s)."""
+def live_progress(console: Console) -> Progress:
+    """The terminal's progress display: bar, count, items per second, elapsed and ETA (rich's
+    progress module is imported only here, when a terminal shows it)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        if speed is None:
-            return Text("")
-        return Text(f"{speed:,.0f} {task.fields.get('unit', '')}/s")
+    class RateColumn(ProgressColumn):
+        """Items per second over rich's moving window (questions/s, emails/s)."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            if speed is None:
+                return Text("")
+            return Text(f"{speed:,.0f} {task.fields.get('unit', '')}/s")
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 class CliReporter:
@@ -176,17 +196,7 @@ class CliReporter:
         if not self._quiet and not self._console.is_terminal:
             self._plain = PlainProgress(self._console)
         elif not self._quiet:
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[unit]}"),
-                RateColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=self._console,
-                transient=False,
-            )
+            self._progress = live_progress(self._console)
 
     def __enter__(self) -> CliReporter:
         if self._progress is not None:

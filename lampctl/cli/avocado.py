@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from lampctl.avocado import AVOCADO_ENV, DEFAULT_MAX_EMAIL_BYTES, build_lamp6
 from lampctl.cli._common import (
     CliReporter,
     DataDirOpt,
@@ -19,7 +18,7 @@ from lampctl.cli._common import (
     get_state,
     usable_cpus,
 )
-from lampctl.settings import DEFAULT_DATA_DIR
+from lampctl.settings import AVOCADO_ENV, DEFAULT_DATA_DIR, DEFAULT_MAX_EMAIL_BYTES
 
 avocado_app = typer.Typer(
     name="avocado",
@@ -81,8 +80,11 @@ def build(
 
       lampctl avocado build --avocado-dir ./text --questions-dir ./lamp6_ids --skip-missing
     """
+    from lampctl.avocado import build_lamp6
+
     state = get_state(ctx, json_out, quiet)
     registry = state.registry()
+
     with CliReporter(state) as reporter:
         result = build_lamp6(
             registry,

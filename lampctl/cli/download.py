@@ -5,18 +5,10 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TransferSpeedColumn,
-)
 
 from lampctl.cli._common import (
     DataDirOpt,
@@ -49,6 +41,9 @@ from lampctl.download import (
 )
 from lampctl.settings import DEFAULT_DATA_DIR
 
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
 
 class RichTransfers:
     """One display: overall bytes, plus a bar per file in flight."""
@@ -61,6 +56,14 @@ class RichTransfers:
         self.finished = 0
         self.bytes = 0
         self.started = time.monotonic()
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

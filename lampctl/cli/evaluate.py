@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,9 +20,11 @@ from lampctl.answers import (
 )
 from lampctl.cli._common import DataDirOpt, JsonOpt, QuietOpt, emit, folding_table, get_state
 from lampctl.errors import InputError
-from lampctl.metrics import Evaluation, Extras, evaluate_task
 from lampctl.settings import DEFAULT_DATA_DIR
 from lampctl.tasks import Registry, TaskSpec
+
+if TYPE_CHECKING:
+    from lampctl.metrics import Evaluation
 
 MAX_RESAMPLES = 1_000_000  # a million resamples take minutes; more is a typo
 
@@ -120,6 +122,8 @@ def evaluate(
     set_name = registry.check_set(set_name)
     if not predictions.exists():
         raise InputError(f"{predictions}: file not found")
+    from lampctl.metrics import Extras, evaluate_task  # numpy: only when scoring
+
     if is_bundle(predictions):
         if compare_with is not None or by_user:
             raise typer.BadParameter(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,8 +22,10 @@ from lampctl.cli._common import (
 )
 from lampctl.datadir import check_data_dir
 from lampctl.errors import InputError
-from lampctl.inventory import StatusRow, stats, status
 from lampctl.settings import DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:
+    from lampctl.inventory import StatusRow
 
 
 def status_command(
@@ -63,6 +65,8 @@ def status_command(
     state = get_state(ctx, json_out, quiet)
     registry = state.registry()
     check_data_dir(registry, data_dir)
+    from lampctl.inventory import status
+
     rows = status(
         registry,
         data_dir,
@@ -174,6 +178,8 @@ def stats_command(
     registry = state.registry()
     check_data_dir(registry, data_dir)
     left_out: list[str] = []
+    from lampctl.inventory import stats
+
     rows = stats(registry, data_dir, tasks or [], splits or [], sets or [], left_out)
     if not rows:
         why = f" ({'; '.join(left_out)})" if left_out else ""

@@ -23,7 +23,6 @@ from lampctl.cli._common import (
     note_finished,
     tell_left_out,
 )
-from lampctl.peft_files import peft_data
 from lampctl.settings import DEFAULT_DATA_DIR
 
 PathOpt = Annotated[Path | None, typer.Option()]
@@ -105,6 +104,7 @@ def peft_data_command(
       lampctl peft-data -t 3 --questions q.json --outputs o.json --output train.jsonl
     """
     state = get_state(ctx, json_out, quiet)
+    from lampctl.peft_files import peft_data
     from lampctl.shards import parse_shard
 
     shard = parse_shard(shard_spec)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -44,12 +44,13 @@ from lampctl.cli._common import (
     usable_cpus,
 )
 from lampctl.datadir import check_data_dir
-from lampctl.encoder import EncoderConfig, locate_checkpoint, resolve_devices
 from lampctl.errors import LampctlError
-from lampctl.rankall import JobOutcome, JobPlan, plan_rank_all, run_rank_all
 from lampctl.rankers import CPU_RANKERS, check_ranker_name
 from lampctl.settings import DEFAULT_DATA_DIR
 from lampctl.shards import parse_shard
+
+if TYPE_CHECKING:
+    from lampctl.rankall import JobOutcome, JobPlan
 
 STYLES = {"done": "green", "failed": "red", "running": "cyan", "skipped": "dim"}
 
@@ -233,6 +234,9 @@ def rank_all(
 
       lampctl rank-all --shard 0/16    (in a SLURM array the shard comes from the environment)
     """
+    from lampctl.encoder import EncoderConfig, locate_checkpoint, resolve_devices
+    from lampctl.rankall import plan_rank_all, run_rank_all
+
     state = get_state(ctx, json_out, quiet)
     if device is not None and devices != "auto":
         raise typer.BadParameter("use --device or --devices, not both", param_hint="--device")
