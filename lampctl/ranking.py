@@ -250,7 +250,13 @@ def rank_in_workers(
                 seen.add(question.id)
             ranked.extend(done)
             reporter.advance(len(done))
-    except BaseException:
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt):
+            # Let the chunks in flight finish first: a worker stopped while it sends its result
+            # holds the result queue's lock, and the pool's terminate() then waits for it
+            # forever (seen once in the test suite, under load).
+            for result in pending:
+                result.wait()
         ranker.close()  # drop the chunks still queued; the next file starts a fresh pool
         raise
     return ranked
