@@ -29,6 +29,7 @@ N items of each part.
 from __future__ import annotations
 
 import json
+import operator
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -94,13 +95,6 @@ class User:
     first: int  # index of the user's first question in the file
     questions: list[int]
     items: int = 0  # profile items of the first question (rows before any cut)
-
-
-@dataclass(frozen=True)
-class UserRows:
-    user: str
-    train: list[dict[str, Any]]
-    evaluation: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -190,6 +184,18 @@ def split_parts(count: int, ratio: float | None) -> tuple[int, int]:
     return keep, count - keep
 
 
+def item_type(task: TaskSpec) -> type:
+    """A profile item as the task's templates read it: its id and the fields they name, each
+    decoded as stored (``None`` when absent); every other field is skipped, not decoded."""
+    assert task.peft is not None
+    names = ["id", *(f for f in task.peft.item_fields if f != "id")]
+    return msgspec.defstruct(
+        "PeftItem",
+        [(f"f{i}", Any, None) for i in range(len(names))],
+        rename={f"f{i}": name for i, name in enumerate(names)},
+    )
+
+
 class RowMaker:
     """Training rows of one user's profile, by the task's templates."""
 
@@ -197,27 +203,31 @@ class RowMaker:
         if task.peft is None:
             raise InputError(f"{task.name} has no per-user training template in the registry")
         self.spec: PeftSpec = task.peft
-        self.fields = task.peft.item_fields  # parsed from the templates once
-        self.source = task.peft.source.format
-        self.target = task.peft.target.format
+        self.item = item_type(task)
+        names = ["id", *(f for f in task.peft.item_fields if f != "id")]
+        # (template field, attribute of the item struct), parsed from the templates once
+        self.fields = [(f, f"f{names.index(f)}") for f in task.peft.item_fields]
+        self.names = [field for field, _ in self.fields]
+        self.read = _tuple_getter([attribute for _, attribute in self.fields])
+        self.source = task.peft.source.format_map
+        self.target = task.peft.target.format_map
         self.task = task
         self.name = name
         self.options = options
 
-    def rows(
-        self, user: str, qid: str, items: list[dict[str, Any]], draws: Iterator[float]
-    ) -> list[dict[str, Any]]:
-        spec = self.spec
+    def rows(self, user: str, qid: str, items: list[Any], draws: Iterator[float]) -> list[dict]:
+        spec, names, read = self.spec, self.names, self.read
+        prefix = f"{user}-{qid}-"
         made: list[dict[str, Any]] = []
         for index, item in enumerate(items):
-            values = {}
-            for field in self.fields:
-                if field not in item or item[field] is None:
-                    raise InputError(
-                        f"{self.name}: question {qid!r}, profile item {item.get('id')!r} has no "
-                        f"{field!r} field, which {self.task.name}'s training template needs"
-                    )
-                values[field] = item[field]
+            found = read(item)
+            if None in found:
+                field = names[[value is None for value in found].index(True)]
+                raise InputError(
+                    f"{self.name}: question {qid!r}, profile item {item.f0!r} has no "
+                    f"{field!r} field, which {self.task.name}'s training template needs"
+                )
+            values = dict(zip(names, found, strict=True))
             if spec.cut:
                 words = str(values[spec.cut]).split()
                 cut = int(len(words) * next(draws))
@@ -225,123 +235,153 @@ class RowMaker:
             made.append(
                 {
                     "user_id": user,
-                    "id": f"{user}-{qid}-{index}",
-                    "source": self.source(**values),
-                    "target": self.target(**values),
+                    "id": prefix + str(index),
+                    "source": self.source(values),
+                    "target": self.target(values),
                 }
             )
         return made
 
     def parts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The fork's train/validation parts and ``max_items``, on a user's rows."""
-        keep, _ = split_parts(len(rows), self.options.val_ratio)
-        parts = [("train", rows[:keep]), ("val", rows[keep:])]
-        if self.options.val_ratio is None:
-            parts = [("", rows)]
         out: list[dict[str, Any]] = []
-        for part, chosen in parts:
-            if self.options.max_items is not None:
-                chosen = chosen[: self.options.max_items]
-            for row in chosen:
+        for part, chosen in part_ranges(len(rows), self.options):
+            for row in rows[chosen.start : chosen.stop]:
                 out.append({**row, "part": part} if part else row)
         return out
 
 
+def _tuple_getter(attributes: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """``attrgetter`` that always gives a tuple (it gives a bare value for one name)."""
+    if len(attributes) > 1:
+        return operator.attrgetter(*attributes)
+    if attributes:
+        one = operator.attrgetter(attributes[0])
+        return lambda item: (one(item),)
+    return lambda item: ()
+
+
+def part_ranges(count: int, options: PeftOptions) -> list[tuple[str, range]]:
+    """Which of a profile's ``count`` rows are kept, by part (``""`` without ``val_ratio``)."""
+    keep, _ = split_parts(count, options.val_ratio)
+    parts = [("train", range(keep)), ("val", range(keep, count))]
+    if options.val_ratio is None:
+        parts = [("", range(count))]
+    if options.max_items is not None:
+        parts = [(part, kept[: options.max_items]) for part, kept in parts]
+    return parts
+
+
 def ordered_items(
     question: PeftQuestion,
+    decoder: msgspec.json.Decoder[Any],
     ranking: dict[str, list[Any]] | None,
     name: str,
     ranking_name: str,
     complete: bool,
-) -> list[dict[str, Any]]:
-    """The first question's profile, decoded, in file or ranked order."""
+) -> list[Any]:
+    """The first question's profile, decoded (the fields the templates need), in file or
+    ranked order."""
     from lampctl.merge import checked_order
 
     qid = str(question.id)
     try:
-        profile = fastjson.decode(question.profile)
+        profile = fastjson.decode(question.profile, decoder)
     except UnicodeDecodeError as exc:
         raise InputError(f"{name}: question {qid!r} is not UTF-8 text ({exc.reason})") from None
-    if not isinstance(profile, list) or not all(isinstance(i, dict) for i in profile):
-        raise InputError(f"{name}: question {qid!r} has no 'profile' list of items")
+    except msgspec.DecodeError:
+        raise InputError(f"{name}: question {qid!r} has no 'profile' list of items") from None
     if ranking is None:
         return profile
     ranked = ranking.get(qid)
     if ranked is None:
         raise InputError(f"{ranking_name}: no ranking for question {qid!r}")
     for position, item in enumerate(profile):
-        if not isinstance(item.get("id"), str | int):
+        if not isinstance(item.f0, str | int):
             raise InputError(f"{name}: question {qid!r}, profile item #{position} has no 'id'")
-    as_question = Question(qid, "", profile, {})
-    by_id = {str(item["id"]): item for item in profile}
+    as_question = Question(qid, "", [{"id": item.f0} for item in profile], {})
+    by_id = {str(item.f0): item for item in profile}
     return [by_id[i] for i in checked_order(as_question, ranked, ranking_name, complete)]
 
 
-def build_rows(
-    task: TaskSpec,
-    questions_path: Path,
-    golds: dict[str, Any] | None,
-    ranking: dict[str, list[Any]] | None,
-    options: PeftOptions,
-    *,
-    users_wanted: Sequence[str] | None = None,
-    shard: tuple[int, int] | None = None,
-    ranking_name: str = "",
-    complete: bool = True,
-    progress: Callable[[int], None] | None = None,
-) -> Iterator[UserRows]:
-    """Each chosen user's training and evaluation rows, in file order."""
-    name = str(questions_path)
-    questions = read_questions(questions_path)
-    users = users_in_order(questions, name)
-    maker = RowMaker(task, name, options)
-    draws = random.Random(options.seed)
-    spec = maker.spec
-    # Item counts of every first profile, where the draws of the whole file or the shard
-    # loads need them (a profile's items are only split apart here, not decoded).
-    if spec.cut or shard is not None:
-        counter = msgspec.json.Decoder(list[msgspec.Raw])
-        for user in users:
-            try:
-                user.items = len(counter.decode(questions[user.first].profile))
-            except msgspec.DecodeError:
-                qid = str(questions[user.first].id)
-                raise InputError(f"{name}: question {qid!r} has no 'profile' list") from None
-    chosen = choose_users(users, users_wanted, name)
-    if shard is not None:
-        loads = {u.id: len(maker.parts([{}] * u.items)) for u in chosen}
-        chosen = shard_users(chosen, loads, *shard)
-    wanted = {u.id for u in chosen}
-    text = msgspec.json.Decoder(str)
-    for user in users:
+class PeftBuild:
+    """One questions file read for per-user rows: its users in order, those chosen (``--users``,
+    ``--shard``), LaMP-7's draws; then any chosen user's training and evaluation rows."""
+
+    def __init__(
+        self,
+        task: TaskSpec,
+        questions_path: Path,
+        golds: dict[str, Any] | None,
+        ranking: dict[str, list[Any]] | None,
+        options: PeftOptions,
+        *,
+        users_wanted: Sequence[str] | None = None,
+        shard: tuple[int, int] | None = None,
+        ranking_name: str = "",
+        complete: bool = True,
+    ) -> None:
+        self.name = name = str(questions_path)
+        self.questions = read_questions(questions_path)
+        self.golds, self.ranking = golds, ranking
+        self.ranking_name, self.complete = ranking_name, complete
+        users = users_in_order(self.questions, name)
+        self.maker = maker = RowMaker(task, name, options)
+        self.items = msgspec.json.Decoder(list[maker.item])
+        spec = maker.spec
+        # Item counts of every first profile, where the draws of the whole file or the shard
+        # loads need them (a profile's items are only split apart here, not decoded).
+        if spec.cut or shard is not None:
+            counter = msgspec.json.Decoder(list[msgspec.Raw])
+            for user in users:
+                try:
+                    user.items = len(counter.decode(self.questions[user.first].profile))
+                except msgspec.DecodeError:
+                    qid = str(self.questions[user.first].id)
+                    raise InputError(f"{name}: question {qid!r} has no 'profile' list") from None
+        chosen = choose_users(users, users_wanted, name)
+        if shard is not None:
+            loads = {
+                u.id: sum(len(kept) for _, kept in part_ranges(u.items, options)) for u in chosen
+            }
+            chosen = shard_users(chosen, loads, *shard)
+        self.chosen = chosen
         # One draw per profile item of the whole file, in row order, used or not.
-        shares = (
-            [draws.uniform(spec.cut_low, spec.cut_high) for _ in range(user.items)]
-            if spec.cut
-            else []
+        self.shares: dict[str, list[float]] = {}
+        if spec.cut:
+            draws = random.Random(options.seed)
+            wanted = {u.id for u in chosen}
+            for user in users:
+                shares = [draws.uniform(spec.cut_low, spec.cut_high) for _ in range(user.items)]
+                if user.id in wanted:
+                    self.shares[user.id] = shares
+        self.text = msgspec.json.Decoder(str)
+
+    def training(self, user: User) -> list[dict[str, Any]]:
+        first = self.questions[user.first]
+        items = ordered_items(
+            first, self.items, self.ranking, self.name, self.ranking_name, self.complete
         )
-        if user.id not in wanted:
-            continue
-        first = questions[user.first]
-        items = ordered_items(first, ranking, name, ranking_name, complete)
-        rows = maker.parts(maker.rows(user.id, str(first.id), items, iter(shares)))
-        evaluation = []
+        rows = self.maker.rows(user.id, str(first.id), items, iter(self.shares.get(user.id, ())))
+        return self.maker.parts(rows)
+
+    def evaluation(self, user: User) -> list[dict[str, Any]]:
+        """Every question of the user: its input unchanged and its gold (none for test)."""
+        rows = []
         for index in user.questions:
-            question = questions[index]
+            question = self.questions[index]
             qid = str(question.id)
             try:
-                source = fastjson.decode(question.input, text)
+                source = fastjson.decode(question.input, self.text)
             except (msgspec.DecodeError, UnicodeDecodeError):
-                raise InputError(f"{name}: question {qid!r} has no string 'input'") from None
+                raise InputError(f"{self.name}: question {qid!r} has no string 'input'") from None
             row: dict[str, Any] = {"user_id": user.id, "id": qid, "source": source}
-            if golds is not None:
-                if qid not in golds:
-                    raise InputError(f"{name}: no gold output for question {qid!r}")
-                row["target"] = golds[qid]
-            evaluation.append(row)
-        yield UserRows(user.id, rows, evaluation)
-        if progress:
-            progress(1)
+            if self.golds is not None:
+                if qid not in self.golds:
+                    raise InputError(f"{self.name}: no gold output for question {qid!r}")
+                row["target"] = self.golds[qid]
+            rows.append(row)
+        return rows
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -349,7 +389,7 @@ _ENCODER = msgspec.json.Encoder()
 
 def jsonl(rows: Sequence[dict[str, Any]]) -> bytes:
     """One compact JSON object per line, UTF-8 (msgspec: several times ``json.dumps``)."""
-    return b"".join(_ENCODER.encode(row) + b"\n" for row in rows)
+    return _ENCODER.encode_lines(rows)
 
 
 def read_users(path: Path | str) -> Iterator[tuple[str, list[dict[str, Any]]]]:

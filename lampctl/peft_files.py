@@ -14,7 +14,7 @@ from typing import Any
 
 from lampctl import settings
 from lampctl.errors import InputError, OptionError
-from lampctl.peft import PeftOptions, PeftStats, UserRows, build_rows, jsonl
+from lampctl.peft import PeftBuild, PeftOptions, PeftStats, jsonl
 from lampctl.tasks import Registry, TaskSpec
 
 
@@ -145,18 +145,20 @@ def peft_file(
     progress: Callable[[int], None] | None = None,
 ) -> PeftResult:
     """One set's three files and the record beside the training rows; skipped when the record
-    says they are up to date."""
+    says they are up to date. The training rows are hashed as they are written, and the inputs
+    hashed (where their record's sha256 cannot be reused) while they are read."""
     from lampctl.data import atomic_writer, load_outputs, refuse_overwriting_inputs, sha256_file
     from lampctl.merge import load_ranking, ranking_top_k
     from lampctl.records import (
+        PendingFingerprints,
         derived_freshness,
         held_still,
         read_record,
         record_path,
-        source_fingerprints,
         sources_of,
         write_derived_record,
     )
+    from lampctl.streams import HashingWriter
 
     started = time.perf_counter()
     targets = job.targets
@@ -182,50 +184,53 @@ def peft_file(
         SourceCutter(options.tokenizer, revision, options.max_length) if options.tokenizer else None
     )
     with held_still(sources):
-        fingerprints = source_fingerprints(targets.train, sources)
-        golds = load_outputs(job.outputs) if job.outputs is not None else None
-        ranking = load_ranking(job.ranking) if job.ranking is not None else None
-        wanted = read_users_file(users_file) if users_file is not None else None
-        users: list[str] = []
-        counts: list[int] = []
-        source_tokens: list[int] = []
-        target_tokens: list[int] = []
-        eval_rows = 0
-        with (
-            atomic_writer(targets.train, "wb") as train,
-            atomic_writer(targets.evaluation, "wb") as evaluation,
-        ):
-            each: UserRows
-            for each in build_rows(
+        pending = PendingFingerprints(targets.train, sources)
+        try:
+            build = PeftBuild(
                 job.task,
                 job.questions,
-                golds,
-                ranking,
+                load_outputs(job.outputs) if job.outputs is not None else None,
+                load_ranking(job.ranking) if job.ranking is not None else None,
                 options,
-                users_wanted=wanted,
+                users_wanted=read_users_file(users_file) if users_file is not None else None,
                 shard=shard,
                 ranking_name=str(job.ranking),
                 complete=job.ranking is not None and ranking_top_k(job.ranking) is None,
-                progress=progress,
-            ):
-                if cutter is not None:
-                    sources_n, targets_n = cutter.cut(each.train)
-                    source_tokens.append(sum(sources_n))
-                    target_tokens.append(sum(targets_n))
-                train.write(jsonl(each.train))
-                evaluation.write(jsonl(each.evaluation))
-                users.append(each.user)
-                counts.append(len(each.train))
-                eval_rows += len(each.evaluation)
-    if not users:
-        raise InputError(f"{job.questions}: no users to write (the shard or --users is empty)")
+            )
+            if not build.chosen:
+                raise InputError(
+                    f"{job.questions}: no users to write (the shard or --users is empty)"
+                )
+            counts: list[int] = []
+            source_tokens: list[int] = []
+            target_tokens: list[int] = []
+            with atomic_writer(targets.train, "wb") as handle, HashingWriter(handle) as train:
+                for user in build.chosen:
+                    rows = build.training(user)
+                    if cutter is not None:
+                        sources_n, targets_n = cutter.cut(rows)
+                        source_tokens.append(sum(sources_n))
+                        target_tokens.append(sum(targets_n))
+                    train.write(jsonl(rows))
+                    counts.append(len(rows))
+                    if progress:
+                        progress(1)
+            evaluation = [build.evaluation(user) for user in build.chosen]
+            evaluation_text = b"".join(jsonl(rows) for rows in evaluation)
+            with atomic_writer(targets.evaluation, "wb") as handle:
+                handle.write(evaluation_text)
+            fingerprints = pending.result()
+        finally:
+            pending.close()
+    users = [user.id for user in build.chosen]
+    users_text = json.dumps(users)
     with atomic_writer(targets.users) as handle:
-        handle.write(json.dumps(users))
+        handle.write(users_text)
     spread = _spread(counts)
     stats = PeftStats(
         users=len(users),
         rows=sum(counts),
-        eval_rows=eval_rows,
+        eval_rows=sum(len(rows) for rows in evaluation),
         rows_per_user_mean=spread["mean"],
         rows_per_user_min=int(spread["min"]),
         rows_per_user_max=int(spread["max"]),
@@ -233,11 +238,14 @@ def peft_file(
         target_tokens_per_user=_spread(target_tokens) if cutter else None,
     )
     written = {
-        "eval": sha256_file(targets.evaluation),
-        "users": sha256_file(targets.users),
+        "eval": hashlib.sha256(evaluation_text).hexdigest(),
+        "users": hashlib.sha256(users_text.encode()).hexdigest(),
     }
     extra = {"stats": stats.as_dict(), "written": written}
-    write_derived_record(targets.train, sources, parameters, extra, fingerprints=fingerprints)
+    write_derived_record(
+        targets.train, sources, parameters, extra, fingerprints=fingerprints,
+        output_sha256=train.sha256,
+    )  # fmt: skip
     return _result(job, "written", stats, started)
 
 
@@ -356,7 +364,7 @@ def peft_data(
     shard_pair = (parsed.index, parsed.count) if parsed else None
 
     left_out: list[str] = []
-    jobs = peft_jobs(
+    planned = peft_jobs(
         found,
         tasks=list(tasks),
         splits=list(splits),
@@ -373,11 +381,11 @@ def peft_data(
         users_output=as_path(users_output),
         left_out=left_out,
     )
-    for job in jobs:
+    for job in planned:
         if job.task.peft is None:
             raise InputError(f"{job.task.name} has no per-user training template in the registry")
     results = []
-    for job in jobs:
+    for job in planned:
         if on_start:
             on_start(f"{job.task.name} {job.targets.train.name}", None)
         result = peft_file(

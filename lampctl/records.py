@@ -20,13 +20,14 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lampctl import __version__
 from lampctl.data import is_special_file, read_json, sha256_file, write_json
-from lampctl.encoder import EncoderConfig
 from lampctl.errors import InputError, LampctlError
-from lampctl.rankers import ranker_parameters
+
+if TYPE_CHECKING:
+    from lampctl.encoder import EncoderConfig
 
 RECORD_SUFFIX = ".meta.json"
 
@@ -40,6 +41,8 @@ def ranking_parameters(
 ) -> dict[str, Any]:
     """What decides a ranking's content (batching, devices and sharding do not): the run's
     choices and the parameters the ranker states for itself."""
+    from lampctl.rankers import ranker_parameters
+
     params: dict[str, Any] = {"ranker": ranker, "use_date": use_date, "top_k": top_k, "format": fmt}
     params.update(ranker_parameters(ranker, encoder))
     return params
@@ -73,17 +76,22 @@ def input_fingerprint(
     """sha256, size and mtime of an input; the recorded sha is reused when size and mtime match
     (unless ``rehash``)."""
     stat = path.stat()
+    digest = None if rehash else reusable_sha256(stat, previous)
+    if digest is None:
+        digest = sha256_file(path)
+    return {"input_sha256": digest, "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
+
+
+def reusable_sha256(stat: os.stat_result, previous: dict[str, Any] | None) -> str | None:
+    """The recorded sha256 of an input whose size and mtime still match its record."""
     if (
-        not rehash
-        and previous
+        previous
         and previous.get("input_size") == stat.st_size
         and previous.get("input_mtime_ns") == stat.st_mtime_ns
         and previous.get("input_sha256")
     ):
-        digest = previous["input_sha256"]
-    else:
-        digest = sha256_file(path)
-    return {"input_sha256": digest, "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
+        return str(previous["input_sha256"])
+    return None
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -226,9 +234,11 @@ def write_derived_record(
     parameters: dict[str, Any],
     extra: dict[str, Any] | None = None,
     fingerprints: dict[str, dict[str, Any]] | None = None,
+    output_sha256: str | None = None,
 ) -> None:
     """The record of a file made from ``sources`` (role -> path); ``fingerprints`` are the
-    inputs' (``source_fingerprints``), taken while they were read, else taken now."""
+    inputs' (``source_fingerprints``), taken while they were read, else taken now;
+    ``output_sha256`` the output's, hashed as it was written, else read back now."""
     if is_special_file(output):
         return
     fingerprints = fingerprints or source_fingerprints(output, sources)
@@ -242,7 +252,7 @@ def write_derived_record(
                 for role, path in sources.items()
             },
             "output_size": output.stat().st_size,
-            "output_sha256": sha256_file(output),
+            "output_sha256": output_sha256 or sha256_file(output),
             "parameters": parameters,
             **(extra or {}),
         },
@@ -253,6 +263,11 @@ def write_derived_record(
 def source_fingerprints(output: Path, sources: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """Each input's fingerprint, reusing a recorded sha256 where size and mtime match: the
     output's own record, else the ranking's record (which hashed the same questions file)."""
+    previous = _previous_fingerprints(output, sources)
+    return {role: input_fingerprint(path, previous.get(role)) for role, path in sources.items()}
+
+
+def _previous_fingerprints(output: Path, sources: dict[str, Path]) -> dict[str, Any]:
     previous = dict((read_record(record_path(output)) or {}).get("sources") or {})
     ranking = sources.get("ranking")
     ranking_record = read_record(record_path(ranking)) if ranking is not None else None
@@ -265,7 +280,62 @@ def source_fingerprints(output: Path, sources: dict[str, Path]) -> dict[str, dic
         == questions.resolve()
     ):
         previous["questions"] = ranking_record
-    return {role: input_fingerprint(path, previous.get(role)) for role, path in sources.items()}
+    return previous
+
+
+HASH_FORK_MIN_BYTES = 32_000_000  # below this, hashing here costs less than a process
+
+
+class PendingFingerprints:
+    """``source_fingerprints``, started: the inputs whose sha256 cannot be reused are hashed in
+    a forked process while the caller reads them (on two cores, a 556 MB questions file is
+    hashed and parsed at once instead of one after the other); here where a fork is unsafe or
+    the files are small. ``result()`` waits; ``close()`` stops an unfinished hash."""
+
+    def __init__(self, output: Path, sources: dict[str, Path]) -> None:
+        from lampctl.parallel import Forked, fork_is_safe, usable_cpus
+
+        self.sources = sources
+        self.previous = _previous_fingerprints(output, sources)
+        self.stats = {role: path.stat() for role, path in sources.items()}
+        self.to_hash = [
+            role
+            for role, path in sources.items()
+            if reusable_sha256(self.stats[role], self.previous.get(role)) is None
+        ]
+        size = sum(self.stats[role].st_size for role in self.to_hash)
+        self.forked: Forked | None = None
+        if size >= HASH_FORK_MIN_BYTES and usable_cpus() > 1 and fork_is_safe():
+            paths = [sources[role] for role in self.to_hash]
+            self.forked = Forked("hashing the inputs", _sha256_files, paths)
+
+    def result(self) -> dict[str, dict[str, Any]]:
+        if self.forked is None:
+            return {
+                role: input_fingerprint(path, self.previous.get(role))
+                for role, path in self.sources.items()
+            }
+        digests = dict(zip(self.to_hash, self.forked.result(), strict=True))
+        out = {}
+        for role, path in self.sources.items():
+            if role not in digests:
+                out[role] = input_fingerprint(path, self.previous.get(role))
+                continue
+            stat = self.stats[role]
+            out[role] = {
+                "input_sha256": digests[role],
+                "input_size": stat.st_size,
+                "input_mtime_ns": stat.st_mtime_ns,
+            }
+        return out
+
+    def close(self) -> None:
+        if self.forked is not None:
+            self.forked.close()
+
+
+def _sha256_files(paths: list[Path]) -> list[str]:
+    return [sha256_file(path) for path in paths]
 
 
 def _stamp(path: Path) -> tuple[int, int, int, int] | None:

@@ -315,3 +315,49 @@ def test_read_users_streams_one_user_at_a_time(cli, tmp_path):
     grouped = list(lampctl.read_users(out))
     assert [user for user, _ in grouped] == ["10", "11", "12"]
     assert [row for _, rows in grouped for row in rows] == _rows(out)
+
+
+def test_fields_are_formatted_as_an_f_string_formats_them(cli, tmp_path):
+    """Only the fields the templates name are decoded, and each as stored: numbers, booleans,
+    lists, non-ASCII text and JSON escapes give what the reference's f-strings give."""
+    values = [5, 4.5, True, ["a", "b"], 'caf\u00e9 "quoted" back\\slash\nline \u2603', "", 0]
+    profile = [
+        {"id": f"p{i}", "text": f"review {i} {value}", "score": value, "extra": {"deep": [i]}}
+        for i, value in enumerate(values)
+    ]
+    questions = [{"id": "q1", "input": "review: x", "profile": profile, "user_id": 3}]
+    q, _ = _write(tmp_path, questions)
+    raw = q.read_text()
+    q.write_text(raw.replace("\\u00e9", "\u00e9"))  # one value stored unescaped, one escaped
+    out = tmp_path / "t.jsonl"
+    assert cli("peft-data", "-t", "3", "--questions", q, "--output", out).exit_code == 0
+    train, _, _ = reference(3, questions, None)
+    assert _rows(out) == train
+    assert [r["target"] for r in train] == [f"{v}" for v in values]
+
+
+def test_the_record_hashes_what_was_written_and_what_was_read(cli, tmp_path, monkeypatch):
+    """The training rows are hashed while written and a big input in a forked process while it
+    is read: the record's sha256 values equal hashing the files afterwards."""
+    import hashlib
+
+    from lampctl import records
+    from lampctl.parallel import fork_is_safe, usable_cpus
+
+    monkeypatch.setattr(records, "HASH_FORK_MIN_BYTES", 1)  # fork for any size
+    q, _ = _write(tmp_path, _tweets([40, 3, 25, 60]))
+    out = tmp_path / "t.jsonl"
+    pending = records.PendingFingerprints(out, {"questions": q})
+    forked = pending.forked is not None
+    assert (
+        pending.result()["questions"]["input_sha256"] == hashlib.sha256(q.read_bytes()).hexdigest()
+    )
+    assert forked == (fork_is_safe() and usable_cpus() > 1)
+    run = lampctl.peft_data(["7"], questions=q, output=out)
+    assert run.results[0].status == "written"
+    record = json.loads((tmp_path / "t.meta.json").read_text())
+    assert record["output_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert (
+        record["sources"]["questions"]["input_sha256"] == hashlib.sha256(q.read_bytes()).hexdigest()
+    )
+    assert lampctl.peft_data(["7"], questions=q, output=out).results[0].status == "up to date"

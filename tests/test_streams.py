@@ -1,0 +1,59 @@
+"""Writing while hashing off-thread, and one forked child's result, on real files."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import pytest
+
+from lampctl.errors import InputError, LampctlError
+from lampctl.parallel import Forked
+from lampctl.streams import HashingWriter
+
+
+def test_hashing_writer_writes_and_hashes_every_piece_in_order(tmp_path: Path):
+    pieces = [os.urandom(n) for n in (0, 1, 7, 5 << 20, 3, 9 << 20, 100)]
+    path = tmp_path / "out.bin"
+    with path.open("wb") as handle, HashingWriter(handle) as out:
+        for piece in pieces:
+            out.write(piece)
+        out.write(memoryview(b"tail"))
+    whole = b"".join(pieces) + b"tail"
+    assert path.read_bytes() == whole
+    assert out.sha256 == hashlib.sha256(whole).hexdigest()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_hashing_writer_raises_a_write_error_in_the_callers_thread():
+    with pytest.raises(OSError), open("/dev/full", "wb", buffering=0) as handle:
+        with HashingWriter(handle) as out:
+            for _ in range(8):
+                out.write(b"x" * (HashingWriter.block + 1))
+
+
+def _fails(message: str) -> None:
+    raise InputError(message)
+
+
+def _crashes() -> None:
+    raise ValueError("a bug")
+
+
+def _dies() -> None:
+    os._exit(3)
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs fork")
+def test_forked_gives_back_the_result_or_the_childs_error():
+    # The children here use nothing of torch's, so a loaded torch does not matter to them.
+    data = list(range(100_000))  # shared with the child by the fork, not pickled
+    assert Forked("summing", sum, data).result() == sum(data)
+    with pytest.raises(InputError, match="^q.json: bad$"):
+        Forked("reading", _fails, "q.json: bad").result()
+    with pytest.raises(RuntimeError, match="ValueError: a bug"):
+        Forked("crashing", _crashes).result()
+    with pytest.raises(LampctlError, match=r"a process dying stopped \(exit code 3\)"):
+        Forked("dying", _dies).result()
