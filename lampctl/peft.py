@@ -184,11 +184,16 @@ def split_parts(count: int, ratio: float | None) -> tuple[int, int]:
     return keep, count - keep
 
 
-def item_type(task: TaskSpec) -> type:
+def item_names(spec: PeftSpec) -> list[str]:
+    """The item fields decoded for the templates: the id, then the fields they name; the
+    struct ``item_type`` makes holds them as attributes f0, f1, ... in this order."""
+    return ["id", *(f for f in spec.item_fields if f != "id")]
+
+
+def item_type(spec: PeftSpec) -> type:
     """A profile item as the task's templates read it: its id and the fields they name, each
     decoded as stored (``None`` when absent); every other field is skipped, not decoded."""
-    assert task.peft is not None
-    names = ["id", *(f for f in task.peft.item_fields if f != "id")]
+    names = item_names(spec)
     return msgspec.defstruct(
         "PeftItem",
         [(f"f{i}", Any, None) for i in range(len(names))],
@@ -203,8 +208,8 @@ class RowMaker:
         if task.peft is None:
             raise InputError(f"{task.name} has no per-user training template in the registry")
         self.spec: PeftSpec = task.peft
-        self.item = item_type(task)
-        names = ["id", *(f for f in task.peft.item_fields if f != "id")]
+        self.item = item_type(task.peft)
+        names = item_names(task.peft)
         # (template field, attribute of the item struct), parsed from the templates once
         self.fields = [(f, f"f{names.index(f)}") for f in task.peft.item_fields]
         self.names = [field for field, _ in self.fields]
