@@ -77,8 +77,10 @@ def input_fingerprint(
     (unless ``rehash``)."""
     stat = path.stat()
     digest = None if rehash else reusable_sha256(stat, previous)
-    if digest is None:
-        digest = sha256_file(path)
+    return _fingerprint(stat, digest if digest is not None else sha256_file(path))
+
+
+def _fingerprint(stat: os.stat_result, digest: str) -> dict[str, Any]:
     return {"input_sha256": digest, "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
 
 
@@ -310,24 +312,15 @@ class PendingFingerprints:
             self.forked = Forked("hashing the inputs", _sha256_files, paths)
 
     def result(self) -> dict[str, dict[str, Any]]:
-        if self.forked is None:
-            return {
-                role: input_fingerprint(path, self.previous.get(role))
-                for role, path in self.sources.items()
-            }
-        digests = dict(zip(self.to_hash, self.forked.result(), strict=True))
-        out = {}
-        for role, path in self.sources.items():
-            if role not in digests:
-                out[role] = input_fingerprint(path, self.previous.get(role))
-                continue
-            stat = self.stats[role]
-            out[role] = {
-                "input_sha256": digests[role],
-                "input_size": stat.st_size,
-                "input_mtime_ns": stat.st_mtime_ns,
-            }
-        return out
+        digests = {}  # sha256 by role, from the child; none where the hashing is done here
+        if self.forked is not None:
+            digests = dict(zip(self.to_hash, self.forked.result(), strict=True))
+        return {
+            role: _fingerprint(self.stats[role], digests[role])
+            if role in digests
+            else input_fingerprint(path, self.previous.get(role))
+            for role, path in self.sources.items()
+        }
 
     def close(self) -> None:
         if self.forked is not None:

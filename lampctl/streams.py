@@ -68,5 +68,5 @@ class HashingWriter:
             try:
                 self._handle.write(data)
                 self._digest.update(data)
-            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            except BaseException as exc:  # raised again in the caller's thread
                 self._error = exc
