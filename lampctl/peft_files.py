@@ -204,7 +204,8 @@ def peft_file(
             counts: list[int] = []
             source_tokens: list[int] = []
             target_tokens: list[int] = []
-            with atomic_writer(targets.train, "wb") as handle, HashingWriter(handle) as train:
+            train_file = atomic_writer(targets.train, "wb")
+            with train_file as handle, HashingWriter(handle, sync=True) as train:
                 for user in build.chosen:
                     rows = build.training(user)
                     if cutter is not None:
@@ -215,10 +216,11 @@ def peft_file(
                     counts.append(len(rows))
                     if progress:
                         progress(1)
-            evaluation = [build.evaluation(user) for user in build.chosen]
-            evaluation_text = b"".join(jsonl(rows) for rows in evaluation)
-            with atomic_writer(targets.evaluation, "wb") as handle:
-                handle.write(evaluation_text)
+                train.finish()  # the rows reach the disk while the evaluation rows are made
+                evaluation = [build.evaluation(user) for user in build.chosen]
+                evaluation_text = b"".join(jsonl(rows) for rows in evaluation)
+                with atomic_writer(targets.evaluation, "wb") as handle:
+                    handle.write(evaluation_text)
             fingerprints = pending.result()
         finally:
             pending.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import threading
 from typing import IO, Any
 
@@ -16,14 +18,25 @@ class HashingWriter:
         with HashingWriter(handle) as out:
             out.write(chunk)
         out.sha256  # of everything written
+
+    With ``sync``, the thread also starts the disk write of each block as soon as it is
+    written (Linux), and flushes and fsyncs the file after the last one, which then has little
+    left to wait for; ``finish()`` hands the thread the last chunk without waiting, so the
+    caller can do other work meanwhile (the ``with`` block's end waits for it).
     """
 
     block = 4 << 20
+    # After each write and hash the thread needs the GIL back, and waits for the building
+    # thread to yield it: up to the switch interval (5 ms by default) each time, which cost
+    # about 0.04 s on 141 MB. It is lowered while the writer runs, and restored after.
+    switch_interval = 0.0002
 
-    def __init__(self, handle: IO[bytes], ahead: int = 4) -> None:
+    def __init__(self, handle: IO[bytes], ahead: int = 4, sync: bool = False) -> None:
         import queue
 
         self._handle = handle
+        self._sync = sync
+        self._finished = False
         self._digest = hashlib.sha256()
         self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=ahead)
         self._pieces: list[bytes | memoryview] = []
@@ -33,14 +46,20 @@ class HashingWriter:
         self.sha256 = ""
 
     def __enter__(self) -> HashingWriter:
+        self._interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._interval, self.switch_interval))
         self._thread.start()
         return self
 
     def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
         if kind is None:
-            self._flush()
-        self._queue.put(None)
+            self.finish()
+        elif not self._finished:
+            self._sync = False  # the body failed: nothing to keep
+            self._finished = True
+            self._queue.put(None)
         self._thread.join()
+        sys.setswitchinterval(self._interval)
         if kind is None and self._error is not None:
             raise self._error
         self.sha256 = self._digest.hexdigest()
@@ -50,10 +69,19 @@ class HashingWriter:
         the GIL once a block, not once a piece."""
         if self._error is not None:
             raise self._error
+        if self._finished:
+            raise RuntimeError("HashingWriter.write after finish()")
         self._pieces.append(data)
         self._gathered += len(data)
         if self._gathered >= self.block:
             self._flush()
+
+    def finish(self) -> None:
+        """The last chunk is written: the thread writes what is queued (and syncs) unwaited."""
+        if not self._finished:
+            self._flush()
+            self._finished = True
+            self._queue.put(None)
 
     def _flush(self) -> None:
         if self._pieces:
@@ -67,6 +95,38 @@ class HashingWriter:
                 continue  # keep taking chunks so the caller never blocks; report at the end
             try:
                 self._handle.write(data)
+                if self._sync:
+                    start_writeback(self._handle.fileno())
                 self._digest.update(data)
             except BaseException as exc:  # raised again in the caller's thread
                 self._error = exc
+        if self._sync and self._error is None:
+            try:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except BaseException as exc:
+                self._error = exc
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+_sync_file_range: Any = False  # not looked up yet
+
+
+def start_writeback(fd: int) -> None:
+    """Start writing a file's dirty pages to disk without waiting (Linux ``sync_file_range``);
+    a later fsync then waits only for what is still in flight. A hint: ignored where missing,
+    and its errors are fsync's to report."""
+    global _sync_file_range
+    if _sync_file_range is False:
+        _sync_file_range = None
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            try:
+                call = ctypes.CDLL(None, use_errno=True).sync_file_range
+                call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+                _sync_file_range = call
+            except (OSError, AttributeError):
+                pass
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)

@@ -26,6 +26,24 @@ def test_hashing_writer_writes_and_hashes_every_piece_in_order(tmp_path: Path):
     assert out.sha256 == hashlib.sha256(whole).hexdigest()
 
 
+def test_a_synced_writer_finishes_unwaited_and_leaves_everything_written(tmp_path: Path):
+    import sys
+
+    interval = sys.getswitchinterval()
+    path = tmp_path / "out.bin"
+    pieces = [os.urandom(n) for n in (3 << 20, 5 << 20, 11)]
+    with path.open("wb") as handle, HashingWriter(handle, sync=True) as out:
+        assert sys.getswitchinterval() <= HashingWriter.switch_interval
+        for piece in pieces:
+            out.write(piece)
+        out.finish()  # the thread writes and syncs the rest while this one goes on
+        with pytest.raises(RuntimeError, match="after finish"):
+            out.write(b"late")
+    assert sys.getswitchinterval() == interval
+    assert path.read_bytes() == b"".join(pieces)
+    assert out.sha256 == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_hashing_writer_raises_a_write_error_in_the_callers_thread():
     with pytest.raises(OSError), open("/dev/full", "wb", buffering=0) as handle:
