@@ -44,6 +44,24 @@ def test_a_synced_writer_finishes_unwaited_and_leaves_everything_written(tmp_pat
     assert out.sha256 == hashlib.sha256(b"".join(pieces)).hexdigest()
 
 
+def test_replacing_a_big_file_frees_the_old_one_off_the_callers_thread(tmp_path: Path):
+    import threading
+
+    from lampctl.data import CLOSER_THREAD, atomic_writer
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"o" * (32 << 20))
+    before = set(os.listdir("/proc/self/fd")) if Path("/proc/self/fd").exists() else None
+    with atomic_writer(path, "wb") as handle:
+        handle.write(b"new")
+    assert path.read_bytes() == b"new"
+    closers = [t for t in threading.enumerate() if t.name == CLOSER_THREAD]
+    for thread in closers:  # the thread that closes the old file's fd
+        thread.join(timeout=10)
+    if before is not None:
+        assert set(os.listdir("/proc/self/fd")) <= before  # nothing left open
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_hashing_writer_raises_a_write_error_in_the_callers_thread():
     with pytest.raises(OSError), open("/dev/full", "wb", buffering=0) as handle:
