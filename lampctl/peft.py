@@ -112,8 +112,16 @@ class PeftStats:
         return dict(self.__dict__)
 
 
-def read_questions(path: Path) -> list[PeftQuestion]:
+def read_questions(path: Path, parts: int = 1) -> list[PeftQuestion]:
+    """The questions, profiles left raw; in ``parts`` processes where ``parts > 1`` (see
+    ``lampctl.jsonsplit``; only where a fork is safe), in one where the file cannot be split."""
     name = str(path)
+    if parts > 1:
+        from lampctl.jsonsplit import decode_parts
+
+        decoded = decode_parts(path, PeftQuestion, b'"profile"', parts)
+        if decoded is not None:
+            return decoded
     raw = map_bytes(path, "questions file")
     try:
         return fastjson.decode(raw, msgspec.json.Decoder(list[PeftQuestion]))
@@ -325,9 +333,10 @@ class PeftBuild:
         shard: tuple[int, int] | None = None,
         ranking_name: str = "",
         complete: bool = True,
+        parse_parts: int = 1,
     ) -> None:
         self.name = name = str(questions_path)
-        self.questions = read_questions(questions_path)
+        self.questions = read_questions(questions_path, parse_parts)
         self.golds, self.ranking = golds, ranking
         self.ranking_name, self.complete = ranking_name, complete
         users = users_in_order(self.questions, name)

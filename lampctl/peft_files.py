@@ -196,6 +196,7 @@ def peft_file(
                 shard=shard,
                 ranking_name=str(job.ranking),
                 complete=job.ranking is not None and ranking_top_k(job.ranking) is None,
+                parse_parts=_parse_parts(job.questions, hashing=pending.forked is not None),
             )
             if not build.chosen:
                 raise InputError(
@@ -249,6 +250,17 @@ def peft_file(
         output_sha256=train.sha256,
     )  # fmt: skip
     return _result(job, "written", stats, started)
+
+
+def _parse_parts(questions: Path, hashing: bool) -> int:
+    """Processes for reading the questions file: the cores left over (one hashes the inputs
+    when ``hashing``), one per 64 MB; one where a fork is unsafe (torch is loaded)."""
+    from lampctl.jsonsplit import part_count
+    from lampctl.parallel import fork_is_safe, usable_cpus
+
+    if not fork_is_safe():
+        return 1
+    return part_count(questions.stat().st_size, usable_cpus() - int(hashing))
 
 
 def _result(job: PeftJob, status: str, stats: PeftStats | None, started: float) -> PeftResult:

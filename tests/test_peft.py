@@ -361,3 +361,29 @@ def test_the_record_hashes_what_was_written_and_what_was_read(cli, tmp_path, mon
         record["sources"]["questions"]["input_sha256"] == hashlib.sha256(q.read_bytes()).hexdigest()
     )
     assert lampctl.peft_data(["7"], questions=q, output=out).results[0].status == "up to date"
+
+
+def test_a_questions_file_read_in_several_processes_gives_the_same_rows(cli, tmp_path, monkeypatch):
+    """Big files are decoded in pieces, one process per core (lampctl.jsonsplit); here pieces
+    of any size and four cores, so a small file takes that path: rows equal the reference."""
+    from lampctl import jsonsplit, parallel
+
+    monkeypatch.setattr(jsonsplit, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(parallel, "fork_is_safe", lambda: True)
+    split = []
+    decode_parts = jsonsplit.decode_parts
+    monkeypatch.setattr(
+        jsonsplit, "decode_parts", lambda *a: split.append(decode_parts(*a)) or split[-1]
+    )
+    questions = _tweets([5, 1, 9, 2, 14, 3, 7, 4, 6, 8, 2, 11], seed=5)
+    golds = {q["id"]: f"gold {q['id']}" for q in questions}
+    q, o = _write(tmp_path, questions, golds)
+    out = tmp_path / "train.jsonl"
+    result = cli("peft-data", "-t", "7", "--questions", q, "--outputs", o, "--output", out)
+    assert result.exit_code == 0, result.err
+    assert len(split) == 1 and split[0] is not None and len(split[0]) == len(questions)
+    train, evaluation, users = reference(7, questions, golds)
+    assert _rows(out) == train
+    assert _rows(tmp_path / "train_eval.jsonl") == evaluation
+    assert json.loads((tmp_path / "train_users.json").read_text()) == users
