@@ -5,6 +5,7 @@ This file is the table of contents of the CLI: every command is registered here.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 import sys
@@ -252,3 +253,7 @@ def main() -> None:
     except KeyboardInterrupt:  # before or after a command ran
         stderr_console().print("Interrupted.", markup=False)
         sys.exit(130)
+    finally:
+        # The process ends here and the OS frees its memory; unfrozen, the interpreter's last
+        # collection walks every object the imports made (about 30 ms, on every command).
+        gc.freeze()
