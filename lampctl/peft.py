@@ -209,6 +209,17 @@ def item_type(spec: PeftSpec) -> type:
     )
 
 
+class PeftRow(msgspec.Struct, omit_defaults=True):
+    """One training row; ``part`` (the fork's ``"train"`` or ``"val"``) only with
+    ``val_ratio``. Encoded with its keys in this order, as a dict of them would be."""
+
+    user_id: str
+    id: str
+    source: str
+    target: str
+    part: str | None = None
+
+
 class RowMaker:
     """Training rows of one user's profile, by the task's templates."""
 
@@ -222,16 +233,21 @@ class RowMaker:
         self.fields = [(f, f"f{names.index(f)}") for f in task.peft.item_fields]
         self.names = [field for field, _ in self.fields]
         self.read = _tuple_getter([attribute for _, attribute in self.fields])
-        self.source = task.peft.source.format_map
-        self.target = task.peft.target.format_map
+        # the templates filled by position: the fields' values, then LaMP-7's head and tail
+        slots = {field: index for index, field in enumerate(self.names)}
+        slots.update(head=len(slots), tail=len(slots) + 1)
+        self.source = _positional(task.peft.source, slots)
+        self.target = _positional(task.peft.target, slots)
+        self.cut_slot = slots.get(task.peft.cut) if task.peft.cut else None
         self.task = task
         self.name = name
         self.options = options
 
-    def rows(self, user: str, qid: str, items: list[Any], draws: Iterator[float]) -> list[dict]:
-        spec, names, read = self.spec, self.names, self.read
+    def rows(self, user: str, qid: str, items: list[Any], draws: Iterator[float]) -> list[PeftRow]:
+        names, read, cut_slot = self.names, self.read, self.cut_slot
+        source, target = self.source, self.target
         prefix = f"{user}-{qid}-"
-        made: list[dict[str, Any]] = []
+        made: list[PeftRow] = []
         for index, item in enumerate(items):
             found = read(item)
             if None in found:
@@ -240,28 +256,38 @@ class RowMaker:
                     f"{self.name}: question {qid!r}, profile item {item.f0!r} has no "
                     f"{field!r} field, which {self.task.name}'s training template needs"
                 )
-            values = dict(zip(names, found, strict=True))
-            if spec.cut:
-                words = str(values[spec.cut]).split()
+            if cut_slot is not None:
+                words = str(found[cut_slot]).split()
                 cut = int(len(words) * next(draws))
-                values["head"], values["tail"] = " ".join(words[:cut]), " ".join(words[cut:])
-            made.append(
-                {
-                    "user_id": user,
-                    "id": prefix + str(index),
-                    "source": self.source(values),
-                    "target": self.target(values),
-                }
-            )
+                found = (*found, " ".join(words[:cut]), " ".join(words[cut:]))
+            made.append(PeftRow(user, prefix + str(index), source(*found), target(*found)))
         return made
 
-    def parts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def parts(self, rows: list[PeftRow]) -> list[PeftRow]:
         """The fork's train/validation parts and ``max_items``, on a user's rows."""
-        out: list[dict[str, Any]] = []
+        out: list[PeftRow] = []
         for part, chosen in part_ranges(len(rows), self.options):
             for row in rows[chosen.start : chosen.stop]:
-                out.append({**row, "part": part} if part else row)
+                if part:
+                    row.part = part
+                out.append(row)
         return out
+
+
+def _positional(template: str, slots: dict[str, int]) -> Callable[..., str]:
+    """``template.format_map(values)`` as ``format(*values)``: the same text (a field is
+    formatted as an f-string formats it), without a dict per row."""
+    import string
+
+    pieces = []
+    for literal, field, spec, conversion in string.Formatter().parse(template):
+        pieces.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is not None:
+            pieces.append(
+                "{" + str(slots[field]) + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "") + "}"
+            )  # fmt: skip
+    return "".join(pieces).format
 
 
 def _tuple_getter(attributes: list[str]) -> Callable[[Any], tuple[Any, ...]]:
@@ -371,7 +397,7 @@ class PeftBuild:
                     self.shares[user.id] = shares
         self.text = msgspec.json.Decoder(str)
 
-    def training(self, user: User) -> list[dict[str, Any]]:
+    def training(self, user: User) -> list[PeftRow]:
         first = self.questions[user.first]
         items = ordered_items(
             first, self.items, self.ranking, self.name, self.ranking_name, self.complete
@@ -401,7 +427,7 @@ class PeftBuild:
 _ENCODER = msgspec.json.Encoder()
 
 
-def jsonl(rows: Sequence[dict[str, Any]]) -> bytes:
+def jsonl(rows: Sequence[Any]) -> bytes:
     """One compact JSON object per line, UTF-8 (msgspec: several times ``json.dumps``)."""
     return _ENCODER.encode_lines(rows)
 

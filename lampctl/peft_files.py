@@ -14,7 +14,7 @@ from typing import Any
 
 from lampctl import settings
 from lampctl.errors import InputError, OptionError
-from lampctl.peft import PeftBuild, PeftOptions, PeftStats, jsonl
+from lampctl.peft import PeftBuild, PeftOptions, PeftRow, PeftStats, jsonl
 from lampctl.tasks import Registry, TaskSpec
 
 
@@ -110,17 +110,17 @@ class SourceCutter:
             raise OptionError("max_length", f"tokenizer {name} sets no maximum; give --max-length")
         self.max_length = limit
 
-    def cut(self, rows: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    def cut(self, rows: list[PeftRow]) -> tuple[list[int], list[int]]:
         """Truncate the rows' sources in place; (source tokens, target tokens) per row."""
         if not rows:
             return [], []
-        ids = self.tokenizer(
-            [r["source"] for r in rows], max_length=self.max_length, truncation=True
-        )["input_ids"]
+        ids = self.tokenizer([r.source for r in rows], max_length=self.max_length, truncation=True)[
+            "input_ids"
+        ]
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         for row, text in zip(rows, texts, strict=True):
-            row["source"] = text
-        targets = self.tokenizer([str(r.get("target", "")) for r in rows])["input_ids"]
+            row.source = text
+        targets = self.tokenizer([r.target for r in rows])["input_ids"]
         return [len(i) for i in ids], [len(t) for t in targets]
 
 
