@@ -71,11 +71,18 @@ def find_cut(data: Any, start: int, anchor: re.Pattern[bytes]) -> int | None:
     return None
 
 
+# the first piece is decoded here, the others in children, which also fork, turn their Raw
+# fields into spans and send them: the first piece is this much larger, so all end together
+FIRST_PIECE_EXTRA = 0.1
+
+
 def find_cuts(data: Any, parts: int, anchor: re.Pattern[bytes]) -> list[int]:
-    """Up to ``parts - 1`` cuts, in order, near equal shares of ``data``."""
+    """Up to ``parts - 1`` cuts, in order, near equal shares of ``data`` (the first a little
+    larger: ``FIRST_PIECE_EXTRA``)."""
     cuts: list[int] = []
+    share = len(data) / (parts + FIRST_PIECE_EXTRA)
     for index in range(1, parts):
-        start = max(len(data) * index // parts, cuts[-1] + 1 if cuts else 0)
+        start = max(int(share * (index + FIRST_PIECE_EXTRA)), cuts[-1] + 1 if cuts else 0)
         cut = find_cut(data, start, anchor)
         if cut is None:
             break
