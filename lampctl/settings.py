@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA_DIR = Path("data_raw")
 AVOCADO_ENV = "LAMPCTL_AVOCADO_DIR"
+BASE_URL_ENV = "LAMPCTL_BASE_URL"  # a mirror of the LaMP server for `download`
 DEFAULT_MAX_EMAIL_BYTES = 64 << 20  # avocado build: one email larger than this is refused
 
 # name -> what it sets (and its default), as the README's table shows them.

@@ -28,21 +28,12 @@ from lampctl.cli._common import (
     note_finished,
     stderr_console,
 )
-from lampctl.download import (
-    BASE_URL_ENV,
-    Downloader,
-    DownloadOptions,
-    FileOutcome,
-    Manifest,
-    PlannedFile,
-    acquire_lock,
-    load_download_registry,
-    plan_downloads,
-)
-from lampctl.settings import DEFAULT_DATA_DIR
+from lampctl.settings import BASE_URL_ENV, DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
+
+    from lampctl.download import FileOutcome, PlannedFile
 
 
 class RichTransfers:
@@ -194,6 +185,15 @@ def download(
 
       lampctl download --task LaMP-2N    (the deprecated news task, opt-in)
     """
+    from lampctl.download import (
+        Downloader,
+        DownloadOptions,
+        Manifest,
+        acquire_lock,
+        load_download_registry,
+        plan_downloads,
+    )
+
     state = get_state(ctx, json_out, quiet)
     registry = state.registry()
     downloads = load_download_registry()

@@ -15,7 +15,6 @@ from __future__ import annotations
 from lampctl._lazy import lazy_names
 
 _WHERE = {
-    "BASE_URL_ENV": ".registry",
     "DataFix": ".registry",
     "DownloadRegistry": ".registry",
     "PlannedFile": ".registry",

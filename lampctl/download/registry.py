@@ -15,9 +15,6 @@ from lampctl.download.manifest import Manifest
 from lampctl.errors import ConfigError, DownloadError
 from lampctl.tasks import Registry, TaskSpec, bundled_text
 
-BASE_URL_ENV = "LAMPCTL_BASE_URL"
-
-
 # --------------------------------------------------------------------------- registry
 
 
