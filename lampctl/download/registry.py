@@ -13,6 +13,7 @@ import yaml
 
 from lampctl.download.manifest import Manifest
 from lampctl.errors import ConfigError, DownloadError
+from lampctl.taskfile import safe_load
 from lampctl.tasks import Registry, TaskSpec, bundled_text
 
 # --------------------------------------------------------------------------- registry
@@ -50,7 +51,7 @@ class DownloadRegistry:
 def load_download_registry() -> DownloadRegistry:
     origin = "bundled downloads.yaml"
     try:
-        data = yaml.safe_load(bundled_text("downloads.yaml"))
+        data = safe_load(bundled_text("downloads.yaml"))
         files = tuple(
             RemoteFile(str(f["task"]), f["split"], f["set"], f["kind"], f["path"])
             for f in data["files"]
