@@ -33,7 +33,7 @@ from lampctl.parallel import Forked
 # a part smaller than this is not worth a process: fork and the spans cost about 10 ms
 MIN_PART_BYTES = 64 << 20
 
-_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _SPACE = frozenset(b" \t\r\n")
 
 

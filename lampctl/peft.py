@@ -235,7 +235,8 @@ class RowMaker:
         self.read = _tuple_getter([attribute for _, attribute in self.fields])
         # the templates filled by position: the fields' values, then LaMP-7's head and tail
         slots = {field: index for index, field in enumerate(self.names)}
-        slots.update(head=len(slots), tail=len(slots) + 1)
+        if task.peft.cut:
+            slots.update(head=len(slots), tail=len(slots) + 1)
         self.source = _positional(task.peft.source, slots)
         self.target = _positional(task.peft.target, slots)
         self.cut_slot = slots.get(task.peft.cut) if task.peft.cut else None

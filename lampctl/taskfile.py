@@ -4,6 +4,7 @@ unknown keys are refused and every error names the key and the file."""
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
 from typing import Any
 
@@ -203,6 +204,14 @@ def _parse_peft(where: str, raw: Any, origin: str) -> PeftSpec | None:
         raise ConfigError(f"{origin}: {where}: bad template: {exc}") from None
     if not names:
         raise ConfigError(f"{origin}: {where}: the templates name no item field")
+    for template in (source, target):
+        for _, name, format_spec, _ in string.Formatter().parse(template):
+            if name is not None and not name.isidentifier():
+                raise ConfigError(
+                    f"{origin}: {where}: {{{name}}} is not an item field name (use {{field}})"
+                )
+            if format_spec and "{" in format_spec:
+                raise ConfigError(f"{origin}: {where}: a format spec cannot hold a field")
     return spec
 
 

@@ -387,3 +387,33 @@ def test_a_questions_file_read_in_several_processes_gives_the_same_rows(cli, tmp
     assert _rows(out) == train
     assert _rows(tmp_path / "train_eval.jsonl") == evaluation
     assert json.loads((tmp_path / "train_users.json").read_text()) == users
+
+
+def test_template_conversions_and_specs_format_as_an_f_string_does(cli, tmp_path):
+    config = tmp_path / "mine.yaml"
+    config.write_text(
+        "tasks:\n  LaMP-4:\n    peft:\n"
+        '      source: "Headline {{x}}: {text!r} / {title:>12}"\n'
+        '      target: "{title}|{head}"\n'
+    )
+    questions = [
+        {"id": "q1", "input": "i", "user_id": 1, "profile": [
+            {"id": "a", "text": "it's \"so\"", "title": "short", "head": 3},
+            {"id": "b", "text": "ünï", "title": "a much longer title", "head": "h"},
+        ]},
+    ]  # fmt: skip
+    q, _ = _write(tmp_path, questions)
+    out = tmp_path / "t.jsonl"
+    result = cli("--config", config, "peft-data", "-t", "4", "--questions", q, "--output", out)
+    assert result.exit_code == 0, result.err
+    expected = [
+        {"user_id": "1", "id": f"1-q1-{i}",
+         "source": f"Headline {{x}}: {item['text']!r} / {item['title']:>12}",
+         "target": f"{item['title']}|{item['head']}"}
+        for i, item in enumerate(questions[0]["profile"])
+    ]  # fmt: skip
+    assert _rows(out) == expected
+    config.write_text('tasks:\n  LaMP-4:\n    peft:\n      source: "{text.upper}"\n')
+    result = cli("--config", config, "peft-data", "-t", "4", "--questions", q, "--output", out)
+    assert result.exit_code == 1 and "{text.upper} is not an item field name" in result.err
+    assert str(config) in result.err
