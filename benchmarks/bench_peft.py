@@ -40,6 +40,8 @@ from synth import SynthSpec, time_split  # noqa: E402
 # input/output to source/target, with a cache folder (an Arrow file per user). The argument
 # "train" or "eval" runs one script's data part; "both" does both sides after one json.load,
 # which no reference script does (the figure earlier versions of this benchmark printed).
+# The reference module also imports torch at its top; that is left out here (a training script
+# imports torch anyway), so the reference times are on the low side.
 REFERENCE = r"""
 import json, sys
 import datasets
