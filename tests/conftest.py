@@ -76,6 +76,15 @@ class Cli:
         assert result.exit_code == 0, result.err
         return json.loads(result.out)
 
+    def error(self, *args: Any, env: dict[str, str] | None = None) -> str:
+        """Runs lampctl expecting it to fail as every command should: exit 1 and one line,
+        ``Error: ...``, on stderr (no traceback). Gives that line."""
+        result = self(*args, env=env)
+        assert result.exit_code == 1, result.out + result.err
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
+        return lines[0]
+
 
 @pytest.fixture
 def cli() -> Cli:

@@ -98,14 +98,11 @@ def test_bad_input(cli, tmp_path, case):
         data = content if isinstance(content, bytes) else json.dumps(content)
         source.write_bytes(data if isinstance(data, bytes) else data.encode())
     target = tmp_path / "rank.json"
-    result = cli("rank", *args, "--input", source, "--output", target)
-    assert result.exit_code == 1, result.out + result.err
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
+    line = cli.error("rank", *args, "--input", source, "--output", target)
     for needle in needles:
-        assert needle in lines[0]
+        assert needle in line
     if case not in ("unknown task", "unknown ranker"):
-        assert str(source) in lines[0]
+        assert str(source) in line
     assert not target.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) in (["questions.json"], [])
 

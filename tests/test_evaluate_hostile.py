@@ -59,20 +59,12 @@ def _zip(path: Path, members: dict[str, bytes], method: int = zipfile.ZIP_DEFLAT
     return path
 
 
-def _one_line_error(result) -> str:
-    assert result.exit_code == 1, result.out
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
-    return lines[0]
-
-
 def test_a_zip_member_that_inflates_past_the_cap_is_refused(cli, tmp_path, golds3):
     preds = _outputs(3, {"a": "1", "b": "2", "c": "5", "d": "4"}).encode()
     bomb = _zip(tmp_path / "bomb.zip", {"LaMP_3.json": preds + b" " * 5_000_000})
     assert bomb.stat().st_size < 50_000
     gold_zip = _zip(tmp_path / "golds.zip", {"LaMP_3.json": golds3.read_bytes()})
-    result = cli("evaluate", "-p", bomb, "--golds", gold_zip, "--max-member-bytes", "1000000")
-    line = _one_line_error(result)
+    line = cli.error("evaluate", "-p", bomb, "--golds", gold_zip, "--max-member-bytes", "1000000")
     assert f"{bomb}:LaMP_3.json: inflates to more than 1,000,000 bytes" in line
     within = cli.json("evaluate", "-p", bomb, "--golds", gold_zip)  # the default cap: 256 MiB
     assert within["tasks"]["LaMP-3"]["MAE"] == 0.0
@@ -89,7 +81,7 @@ def test_unreadable_zip_members_are_one_line_errors_naming_the_member(cli, tmp_p
     # A bad CRC: one byte of the stored data flipped.
     crc = _zip(tmp_path / "crc.zip", {"LaMP_3.json": preds}, zipfile.ZIP_STORED)
     _patch(crc, b'"b", "output": "2"', b'"b", "output": "3"')
-    assert "LaMP_3.json" in _one_line_error(cli("evaluate", "-p", crc, "--golds", golds3))
+    assert "LaMP_3.json" in cli.error("evaluate", "-p", crc, "--golds", golds3)
     # An encrypted member (the flag set in both headers).
     locked = _zip(tmp_path / "locked.zip", {"LaMP_3.json": preds}, zipfile.ZIP_STORED)
     data = bytearray(locked.read_bytes())
@@ -97,7 +89,7 @@ def test_unreadable_zip_members_are_one_line_errors_naming_the_member(cli, tmp_p
         at = data.index(signature) + offset
         data[at : at + 2] = struct.pack("<H", struct.unpack("<H", data[at : at + 2])[0] | 1)
     locked.write_bytes(bytes(data))
-    line = _one_line_error(cli("evaluate", "-p", locked, "--golds", golds3))
+    line = cli.error("evaluate", "-p", locked, "--golds", golds3)
     assert f"{locked}:LaMP_3.json: is encrypted" in line
     # A compression method zipfile does not know (99, AES).
     odd = _zip(tmp_path / "odd.zip", {"LaMP_3.json": preds}, zipfile.ZIP_STORED)
@@ -106,14 +98,14 @@ def test_unreadable_zip_members_are_one_line_errors_naming_the_member(cli, tmp_p
         at = data.index(signature) + offset
         data[at : at + 2] = struct.pack("<H", 99)
     odd.write_bytes(bytes(data))
-    line = _one_line_error(cli("evaluate", "-p", odd, "--golds", golds3))
+    line = cli.error("evaluate", "-p", odd, "--golds", golds3)
     assert "LaMP_3.json" in line and "Traceback" not in line
 
 
 def test_two_files_for_one_task_in_a_zip_is_an_error(cli, tmp_path, golds3):
     preds = _outputs(3, {"a": "1", "b": "2", "c": "5", "d": "4"}).encode()
     both = _zip(tmp_path / "both.zip", {"a/LaMP_3.json": preds, "b/LaMP_3.json": preds})
-    line = _one_line_error(cli("evaluate", "-p", both, "--golds", golds3))
+    line = cli.error("evaluate", "-p", both, "--golds", golds3)
     assert line.startswith(f"Error: {both}:b/LaMP_3.json: a second file for LaMP-3")
     result = cli("--json", "evaluate", "-p", both, "--golds", golds3)
     assert result.exit_code == 1 and "a second file for LaMP-3" in json.loads(result.out)["error"]
@@ -122,7 +114,7 @@ def test_two_files_for_one_task_in_a_zip_is_an_error(cli, tmp_path, golds3):
 def test_a_task_the_zip_does_not_hold_is_an_error(cli, tmp_path, golds3):
     preds = _outputs(3, {"a": "1", "b": "2", "c": "5", "d": "4"}).encode()
     bundle = _zip(tmp_path / "three.zip", {"LaMP_3.json": preds})
-    line = _one_line_error(cli("evaluate", "-t", "LaMP-4", "-p", bundle, "--golds", golds3))
+    line = cli.error("evaluate", "-t", "LaMP-4", "-p", bundle, "--golds", golds3)
     assert line == f"Error: {bundle}: has no predictions for LaMP-4 (it holds LaMP-3)"
 
 
@@ -151,9 +143,8 @@ def test_an_unhashable_user_id_is_named(cli, tmp_path, golds3):
             ]
         )
     )
-    result = cli(
+    line = cli.error(
         "evaluate", "-t", "3", "-p", golds3, "--golds", golds3, "--by-user",
         "--questions", questions,
     )  # fmt: skip
-    line = _one_line_error(result)
     assert line == f"Error: {questions}: question 'a' has a user_id that is a list, not a string"

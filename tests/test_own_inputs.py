@@ -22,11 +22,7 @@ def ranked(cli, tree) -> Path:
 
 def _refused(cli, folder: Path, *args, role: str) -> None:
     before = _snapshot(folder)
-    result = cli(*args)
-    assert result.exit_code == 1, result.err
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
-    assert f"is this command's {role} file" in lines[0]
+    assert f"is this command's {role} file" in cli.error(*args)
     assert _snapshot(folder) == before  # nothing replaced, nothing new (no record, no temp)
 
 

@@ -249,13 +249,6 @@ class _Factory:
         return path
 
 
-def _one_line(result) -> str:
-    assert result.exit_code == 1, result.out
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
-    return lines[0]
-
-
 def test_bad_inputs_are_one_line_and_write_nothing(cli, tmp_path):
     base = _tweets([3, 2])
     cases = {
@@ -268,9 +261,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(cli, tmp_path):
     for name, (questions, needle) in cases.items():
         folder = tmp_path / name.replace(" ", "-")
         q, _ = _write(folder, questions)
-        line = _one_line(
-            cli("peft-data", "-t", "7", "--questions", q, "--output", folder / "t.jsonl")
-        )
+        line = cli.error("peft-data", "-t", "7", "--questions", q, "--output", folder / "t.jsonl")
         assert needle in line, line
         assert sorted(p.name for p in folder.iterdir()) == ["q.json"]
     q, _ = _write(tmp_path / "rank", base)
@@ -283,12 +274,12 @@ def test_bad_inputs_are_one_line_and_write_nothing(cli, tmp_path):
         ranking.write_text(json.dumps(bad))
         out = tmp_path / "rank" / "t.jsonl"
         args = ("--ranking", ranking, "--order", "ranked", "--output", out)
-        line = _one_line(cli("peft-data", "-t", "7", "--questions", q, *args))
+        line = cli.error("peft-data", "-t", "7", "--questions", q, *args)
         assert needle in line, line
     users = tmp_path / "users.json"
     users.write_text(json.dumps(["10", "99"]))
     args = ("--users", users, "--output", tmp_path / "u.jsonl")
-    line = _one_line(cli("peft-data", "-t", "7", "--questions", q, *args))
+    line = cli.error("peft-data", "-t", "7", "--questions", q, *args)
     assert "user(s) the questions file does not have (first: '99')" in line
     for option, value in (("--val-ratio", "1.5"), ("--val-ratio", "0"), ("--max-items", "0")):
         result = cli("peft-data", "-t", "7", "--questions", q, "--output", tmp_path / "v.jsonl",
@@ -300,9 +291,9 @@ def test_lamp6_before_avocado_build_says_so(cli, tmp_path):
     data = tmp_path / "data"
     (data / "user/LaMP_6").mkdir(parents=True)
     (data / "user/LaMP_6/dev_questions_ids.json").write_text("[]")
-    line = _one_line(cli("peft-data", "-t", "6", "-s", "user", "--set", "dev", "--data-dir", data))
+    line = cli.error("peft-data", "-t", "6", "-s", "user", "--set", "dev", "--data-dir", data)
     assert "not built yet (run 'lampctl avocado build')" in line
-    line = _one_line(cli("peft-data", "-t", "6", "--data-dir", data))
+    line = cli.error("peft-data", "-t", "6", "--data-dir", data)
     assert "not built yet" in line
 
 
