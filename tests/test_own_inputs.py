@@ -37,13 +37,17 @@ def test_rank_refuses_its_questions_as_output_by_name_link_or_inode(cli, ranked)
         )  # fmt: skip
 
 
-@pytest.mark.parametrize("role", ["questions", "ranking", "outputs"])
-def test_merge_refuses_each_input_as_output(cli, ranked, role):
-    files = {
+def _inputs(ranked: Path) -> dict[str, Path]:
+    return {
         "questions": ranked / "dev_questions.json",
         "ranking": ranked / "dev_questions_rank.json",
         "outputs": ranked / "dev_outputs.json",
     }
+
+
+@pytest.mark.parametrize("role", ["questions", "ranking", "outputs"])
+def test_merge_refuses_each_input_as_output(cli, ranked, role):
+    files = _inputs(ranked)
     _refused(
         cli, ranked, "merge", "--questions", files["questions"], "--ranking", files["ranking"],
         "--outputs", files["outputs"], "--output", files[role], "--top-k", "1", role=role,
@@ -52,16 +56,25 @@ def test_merge_refuses_each_input_as_output(cli, ranked, role):
 
 @pytest.mark.parametrize("role", ["questions", "ranking", "outputs"])
 def test_prompts_refuses_each_input_before_loading_a_tokenizer(cli, ranked, role):
-    files = {
-        "questions": ranked / "dev_questions.json",
-        "ranking": ranked / "dev_questions_rank.json",
-        "outputs": ranked / "dev_outputs.json",
-    }
+    files = _inputs(ranked)
     # The tokenizer does not exist: the refusal comes before it is looked up.
     _refused(
         cli, ranked, "prompts", "-t", "3", "--questions", files["questions"], "--ranking",
         files["ranking"], "--outputs", files["outputs"], "--output", files[role],
         "--tokenizer", ranked / "no-such-tokenizer", role=role,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["questions", "ranking", "outputs"])
+@pytest.mark.parametrize("flag", ["--output", "--eval-output", "--users-output"])
+def test_peft_data_refuses_each_input_as_each_of_its_outputs(cli, ranked, role, flag):
+    files = _inputs(ranked)
+    outputs = {"--output": ranked / "t.jsonl", "--eval-output": ranked / "t_eval.jsonl",
+               "--users-output": ranked / "t_users.json", flag: files[role]}  # fmt: skip
+    _refused(
+        cli, ranked, "peft-data", "-t", "3", "--questions", files["questions"], "--ranking",
+        files["ranking"], "--order", "ranked", "--outputs", files["outputs"],
+        *(part for item in outputs.items() for part in item), role=role,
     )  # fmt: skip
 
 
