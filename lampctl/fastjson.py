@@ -26,7 +26,7 @@ def decode(raw: Any, decoder: msgspec.json.Decoder[Any] | None = None) -> Any:
 
 
 class _Buffer(ctypes.Structure):
-    """CPython's ``Py_buffer`` (part of the stable ABI since 3.11)."""
+    """CPython's ``Py_buffer`` (this layout since Python 3.3; in the stable ABI since 3.11)."""
 
     _fields_ = [
         ("buf", ctypes.c_void_p),

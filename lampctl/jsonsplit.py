@@ -32,6 +32,9 @@ from lampctl.parallel import Forked
 
 # a part smaller than this is not worth a process: fork and the spans cost about 10 ms
 MIN_PART_BYTES = 64 << 20
+# the first piece is decoded here, the others in children, which also fork, turn their Raw
+# fields into spans and send them: the first piece is this much larger, so all end together
+FIRST_PIECE_EXTRA = 0.1
 
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _SPACE = frozenset(b" \t\r\n")
@@ -69,11 +72,6 @@ def find_cut(data: Any, start: int, anchor: re.Pattern[bytes]) -> int | None:
                     return position
                 return None
     return None
-
-
-# the first piece is decoded here, the others in children, which also fork, turn their Raw
-# fields into spans and send them: the first piece is this much larger, so all end together
-FIRST_PIECE_EXTRA = 0.1
 
 
 def find_cuts(data: Any, parts: int, anchor: re.Pattern[bytes]) -> list[int]:

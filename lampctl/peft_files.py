@@ -205,8 +205,10 @@ def peft_file(
             counts: list[int] = []
             source_tokens: list[int] = []
             target_tokens: list[int] = []
-            train_file = atomic_writer(targets.train, "wb")
-            with train_file as handle, HashingWriter(handle, sync=True) as train:
+            with (
+                atomic_writer(targets.train, "wb") as handle,
+                HashingWriter(handle, sync=True) as train,
+            ):
                 for user in build.chosen:
                     rows = build.training(user)
                     if cutter is not None:
@@ -217,7 +219,7 @@ def peft_file(
                     counts.append(len(rows))
                     if progress:
                         progress(1)
-                train.finish()  # the rows reach the disk while the evaluation rows are made
+                train.finish()  # the last rows are written while the evaluation rows are made
                 evaluation = [build.evaluation(user) for user in build.chosen]
                 evaluation_text = b"".join(jsonl(rows) for rows in evaluation)
                 with atomic_writer(targets.evaluation, "wb") as handle:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 
@@ -20,9 +21,9 @@ class HashingWriter:
         out.sha256  # of everything written
 
     With ``sync``, the thread also starts the disk write of each block as soon as it is
-    written (Linux), and flushes and fsyncs the file after the last one, which then has little
-    left to wait for; ``finish()`` hands the thread the last chunk without waiting, so the
-    caller can do other work meanwhile (the ``with`` block's end waits for it).
+    written (Linux), so the fsync that ends an atomic write has little left to wait for;
+    ``finish()`` hands the thread the last chunk without waiting, so the caller can do other
+    work meanwhile (the ``with`` block's end waits for it).
     """
 
     block = 4 << 20
@@ -55,7 +56,6 @@ class HashingWriter:
         if kind is None:
             self.finish()
         elif not self._finished:
-            self._sync = False  # the body failed: nothing to keep
             self._finished = True
             self._queue.put(None)
         self._thread.join()
@@ -100,33 +100,30 @@ class HashingWriter:
                 self._digest.update(data)
             except BaseException as exc:  # raised again in the caller's thread
                 self._error = exc
-        if self._sync and self._error is None:
-            try:
-                self._handle.flush()
-                os.fsync(self._handle.fileno())
-            except BaseException as exc:
-                self._error = exc
 
 
 _SYNC_FILE_RANGE_WRITE = 2
-_sync_file_range: Any = False  # not looked up yet
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range`` (Linux), or ``None``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return call
 
 
 def start_writeback(fd: int) -> None:
     """Start writing a file's dirty pages to disk without waiting (Linux ``sync_file_range``);
     a later fsync then waits only for what is still in flight. A hint: ignored where missing,
     and its errors are fsync's to report."""
-    global _sync_file_range
-    if _sync_file_range is False:
-        _sync_file_range = None
-        if sys.platform.startswith("linux"):
-            import ctypes
-
-            try:
-                call = ctypes.CDLL(None, use_errno=True).sync_file_range
-                call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-                _sync_file_range = call
-            except (OSError, AttributeError):
-                pass
-    if _sync_file_range is not None:
-        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+    call = _sync_file_range()
+    if call is not None:
+        call(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
