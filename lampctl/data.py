@@ -295,6 +295,7 @@ def process_umask() -> int:
 _UMASK_LOCK = threading.Lock()
 TMP_SUFFIX = ".tmp"
 CLOSER_THREAD = "lampctl-close-replaced"
+REPLACED_IN_A_THREAD_BYTES = 32 << 20
 
 
 def _tmp_prefix(path: Path) -> str:
@@ -455,18 +456,14 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
 
 def _hold_big_file(path: Path) -> int | None:
     """An fd on a big file about to be replaced: freeing its pages (about 25 ms for 141 MB)
-    then happens when the fd closes, in a thread, not in ``os.replace`` on the caller's."""
+    then happens when the fd closes, in a thread, not in ``os.replace`` on the caller's. Small
+    or missing files cost one ``stat``."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        if os.stat(path).st_size < REPLACED_IN_A_THREAD_BYTES:
+            return None
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
-    try:
-        if os.fstat(fd).st_size >= 32 << 20:
-            return fd
-    except OSError:
-        pass
-    os.close(fd)
-    return None
 
 
 def write_json(path: Path, data: Any, **options: Any) -> None:
