@@ -73,15 +73,24 @@ def record_path(output: Path) -> Path:
 def input_fingerprint(
     path: Path, previous: dict[str, Any] | None, rehash: bool = False
 ) -> dict[str, Any]:
-    """sha256, size and mtime of an input; the recorded sha is reused when size and mtime match
-    (unless ``rehash``)."""
+    """sha256, size and mtime of an input; a known sha is reused (``known_sha256``) unless
+    ``rehash``."""
     stat = path.stat()
-    digest = None if rehash else reusable_sha256(stat, previous)
+    digest = None if rehash else known_sha256(path, stat, previous)
     return _fingerprint(stat, digest if digest is not None else sha256_file(path))
 
 
 def _fingerprint(stat: os.stat_result, digest: str) -> dict[str, Any]:
     return {"input_sha256": digest, "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
+
+
+def known_sha256(path: Path, stat: os.stat_result, previous: dict[str, Any] | None) -> str | None:
+    """An input's sha256 that need not be computed again: ``previous`` (a record's entry for
+    it) where size and mtime still match, else the one ``lampctl download`` recorded in its
+    manifest when it wrote this very file (``download.manifest.downloaded_sha256``)."""
+    from lampctl.download.manifest import downloaded_sha256
+
+    return reusable_sha256(stat, previous) or downloaded_sha256(path, stat)
 
 
 def reusable_sha256(stat: os.stat_result, previous: dict[str, Any] | None) -> str | None:
@@ -303,7 +312,7 @@ class PendingFingerprints:
         self.to_hash = [
             role
             for role, path in sources.items()
-            if reusable_sha256(self.stats[role], self.previous.get(role)) is None
+            if known_sha256(path, self.stats[role], self.previous.get(role)) is None
         ]
         size = sum(self.stats[role].st_size for role in self.to_hash)
         self.forked: Forked | None = None

@@ -393,3 +393,91 @@ def test_streamed_shape_check_matches_the_whole_file_check(tmp_path, block):
         assert ok == expected_ok, label
         if ok:
             assert digest == _sha(body), label
+
+
+def test_commands_reuse_the_downloaded_sha256_while_the_file_is_unchanged(
+    cli, mirror, tmp_path, monkeypatch
+):
+    import lampctl.records
+
+    data = tmp_path / "d"
+    args = ("--base-url", mirror.url, "--data-dir", data, "-t", "4", "-s", "time")
+    assert cli("download", *args).exit_code == 0
+    questions = data / "time/LaMP_4/dev_questions.json"
+    entry = json.loads((data / "MANIFEST.json").read_text())["files"][
+        "time/LaMP_4/dev_questions.json"
+    ]
+    assert entry["mtime_ns"] == questions.stat().st_mtime_ns
+    hashed: list[Path] = []
+    real = lampctl.records.sha256_file
+
+    def spy(path: Path) -> str:
+        hashed.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(lampctl.records, "sha256_file", spy)
+    peft = ("peft-data", "--data-dir", data, "-t", "4", "-s", "time", "--set", "dev", "--force")
+
+    def recorded() -> dict:
+        record = json.loads((data / "time/LaMP_4/dev_peft_file.meta.json").read_text())
+        return record["sources"]["questions"]
+
+    assert cli(*peft).exit_code == 0
+    assert questions not in hashed  # the manifest's sha256, not a second pass over the file
+    assert recorded()["input_sha256"] == _sha(questions.read_bytes()) == entry["sha256"]
+
+    later = questions.stat().st_mtime_ns + 2_000_000_000
+    os.utime(questions, ns=(later, later))  # touched (or copied without -p): hashed again
+    (data / "time/LaMP_4/dev_peft_file.meta.json").unlink()
+    assert cli(*peft).exit_code == 0
+    assert questions in hashed
+    assert recorded()["input_sha256"] == entry["sha256"]
+
+    assert cli("download", *args, "--verify").exit_code == 0  # same bytes: the new mtime is kept
+    manifest = json.loads((data / "MANIFEST.json").read_text())
+    assert manifest["files"]["time/LaMP_4/dev_questions.json"]["mtime_ns"] == later
+    hashed.clear()
+    (data / "time/LaMP_4/dev_peft_file.meta.json").unlink()
+    assert cli(*peft).exit_code == 0
+    assert questions not in hashed
+
+
+def test_downloaded_sha256_only_for_the_file_the_manifest_describes(tmp_path):
+    from lampctl.download.manifest import MANIFEST_DEPTH, downloaded_sha256
+
+    data = tmp_path / "data"
+    target = data / "time/LaMP_4/dev_questions.json"
+    target.parent.mkdir(parents=True)
+    target.write_text("[]")
+    info = target.stat()
+    entry = {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "sha256": "ab" * 32}
+
+    def manifest(files: object, where: Path = data) -> None:
+        (where / "MANIFEST.json").write_text(json.dumps({"lampctl": "0", "files": files}))
+
+    manifest({"time/LaMP_4/dev_questions.json": entry})
+    assert downloaded_sha256(target, info) == "ab" * 32
+    assert downloaded_sha256(target.parent / "." / target.name, info) == "ab" * 32
+    other = target.with_name("dev_outputs.json")
+    other.write_text("[]")
+    assert downloaded_sha256(other, other.stat()) is None  # not in the manifest
+    for changed in ({"size": info.st_size + 1}, {"mtime_ns": info.st_mtime_ns + 1}):
+        manifest({"time/LaMP_4/dev_questions.json": {**entry, **changed}})
+        assert downloaded_sha256(target, info) is None
+    old = {key: value for key, value in entry.items() if key != "mtime_ns"}
+    manifest({"time/LaMP_4/dev_questions.json": old})  # written before mtimes were recorded
+    assert downloaded_sha256(target, info) is None
+    for broken in ("not json", json.dumps([1]), json.dumps({"files": [1]})):
+        (data / "MANIFEST.json").write_text(broken)
+        assert downloaded_sha256(target, info) is None
+    # the nearest manifest is the file's data dir; one further up is not consulted
+    manifest({"LaMP_4/dev_questions.json": {"size": 1}}, data / "time")
+    manifest({"time/LaMP_4/dev_questions.json": entry})
+    assert downloaded_sha256(target, info) is None
+    (data / "time/MANIFEST.json").unlink()
+    deep = data.joinpath(*["x"] * MANIFEST_DEPTH, "q.json")
+    deep.parent.mkdir(parents=True)
+    deep.write_text("[]")
+    rel = deep.relative_to(data).as_posix()
+    manifest({rel: {**entry, "size": deep.stat().st_size, "mtime_ns": deep.stat().st_mtime_ns}})
+    assert downloaded_sha256(deep, deep.stat()) is None  # deeper than any LaMP file sits

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from lampctl import __version__
 from lampctl.data import read_json, write_json
-from lampctl.errors import DownloadError, InputError
+from lampctl.errors import DownloadError, InputError, LampctlError
 
 MANIFEST_NAME = "MANIFEST.json"
 LOCK_NAME = ".lampctl-download.lock"
+MANIFEST_DEPTH = 4  # a downloaded file sits at most this many folders below its manifest
 
 
 # --------------------------------------------------------------------------- manifest
@@ -46,6 +48,33 @@ class Manifest:
                 {"lampctl": __version__, "files": dict(sorted(self.files.items()))},
                 indent=1,
             )
+
+
+def downloaded_sha256(path: Path, stat: os.stat_result) -> str | None:
+    """The sha256 that ``lampctl download`` recorded for ``path``, while the file is still the
+    one it wrote: the nearest ``MANIFEST.json`` in the folders above it (at most
+    ``MANIFEST_DEPTH``) has an entry for it with the same size and mtime. Where there is none,
+    the entry predates recorded mtimes, or the manifest cannot be read: None (hash the file)."""
+    where = Path(os.path.abspath(path))
+    for folder in list(where.parents)[:MANIFEST_DEPTH]:
+        manifest = folder / MANIFEST_NAME
+        if not manifest.is_file():
+            continue
+        try:
+            data = read_json(manifest, "download manifest")
+        except LampctlError:
+            return None
+        files = data.get("files") if isinstance(data, dict) else None
+        entry = files.get(where.relative_to(folder).as_posix()) if isinstance(files, dict) else None
+        if (
+            isinstance(entry, dict)
+            and entry.get("size") == stat.st_size
+            and entry.get("mtime_ns") == stat.st_mtime_ns
+            and isinstance(entry.get("sha256"), str)
+        ):
+            return str(entry["sha256"])
+        return None
+    return None
 
 
 def acquire_lock(data_dir: Path) -> Any:

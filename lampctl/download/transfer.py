@@ -113,6 +113,12 @@ def _content_range_start_total(value: str | None) -> tuple[int | None, int | Non
     )
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    """(size, mtime in ns): what the manifest pairs with a file's sha256."""
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns
+
+
 class Downloader:
     def __init__(
         self,
@@ -158,6 +164,7 @@ class Downloader:
         or with --check-remote compared with what the server has now."""
         known = {"size": entry.get("size"), "sha256": entry.get("sha256")}
         if self.options.verify:
+            before = _stamp(item.dest)
             if sha256_file(item.dest) != entry.get("sha256"):
                 return FileOutcome(
                     item.rel,
@@ -167,6 +174,10 @@ class Downloader:
                     error=f"{item.dest}: sha256 differs from the manifest: the file changed since "
                     "it was downloaded (--force fetches it again)",
                 )
+            if entry.get("mtime_ns") != before[1] and _stamp(item.dest) == before:
+                # the same bytes with another mtime (copied without -p): later commands may
+                # reuse the manifest's sha256 again instead of hashing the file
+                self.manifest.record(item.rel, {**entry, "mtime_ns": before[1]})
         elif entry.get("size") != item.dest.stat().st_size:
             return FileOutcome(
                 item.rel,
@@ -381,12 +392,13 @@ class Downloader:
             else:
                 os.replace(item.part, item.dest)
         digest = sha256_file(item.dest) if fixes else source_sha
-        final_size = item.dest.stat().st_size
+        final_size, mtime_ns = _stamp(item.dest)
         self.manifest.record(
             item.rel,
             {
                 "url": item.url,
                 "size": final_size,
+                "mtime_ns": mtime_ns,  # size and mtime unchanged: commands reuse the sha256
                 "sha256": digest,
                 "source_size": size,
                 "source_sha256": source_sha,
