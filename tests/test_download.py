@@ -425,6 +425,11 @@ def test_commands_reuse_the_downloaded_sha256_while_the_file_is_unchanged(
     assert cli(*peft).exit_code == 0
     assert questions not in hashed  # the manifest's sha256, not a second pass over the file
     assert recorded()["input_sha256"] == _sha(questions.read_bytes()) == entry["sha256"]
+    rank = ("rank", "-t", "4", "-s", "time", "--set", "dev", "--data-dir", data, "-r", "bm25")
+    assert cli(*rank).exit_code == 0
+    assert questions not in hashed
+    ranking = json.loads((data / "time/LaMP_4/dev_questions_rank.meta.json").read_text())
+    assert ranking["input_sha256"] == entry["sha256"]
 
     later = questions.stat().st_mtime_ns + 2_000_000_000
     os.utime(questions, ns=(later, later))  # touched (or copied without -p): hashed again
