@@ -16,11 +16,14 @@ Data: a generated LaMP-4 time split, about 1,000 users whose questions share one
       data dir (`peft-data --data-dir D -t 4 -s time --set dev`: the download manifest's
       sha256 is reused; the download itself, once before the rounds, is not timed).
 Prints wall seconds, the ratios, and each process tree's peak memory (the sum of the resident
-sets of the process and its children) against the file's size.
+sets of the process and its children) against the file's size. Each timed process, on either
+side, starts after --settle seconds of idle (default 1): on the 2-core VM this was written on,
+a short run right after the reference's 15 s of full load took about 7% longer than after a
+pause; --settle 0 measures them back to back.
 
 `datasets` is needed here only (pip install datasets); lampctl does not depend on it.
 
-Usage: python benchmarks/bench_peft.py [--users 1000] [--items 120] [--repeats 3]
+Usage: python benchmarks/bench_peft.py [--users 1000] [--items 120] [--repeats 3] [--settle 1]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test data
@@ -143,9 +147,11 @@ print(json.dumps({"rc": child.returncode, "seconds": seconds, "peak": peak}))
 """
 
 
-def measure(command: list[str], sample: bool = False) -> dict:
+def measure(command: list[str], sample: bool = False, settle: float = 0.0) -> dict:
     """Wall time, in a fresh parent each time; with ``sample``, the process tree's peak
-    resident memory (the sum over its processes, sampled every 10 ms) instead."""
+    resident memory (the sum over its processes, sampled every 10 ms) instead. ``settle``
+    seconds of idle first, so a run does not start on cores still hot from the one before."""
+    time.sleep(settle)
     mode = "sample" if sample else "time"
     out = subprocess.run(
         [sys.executable, "-c", MEASURE, mode, *command], capture_output=True, text=True, check=True
@@ -161,6 +167,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--items", type=int, default=120)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="idle seconds before each timed process, both sides (0: back to back)",
+    )
     args = parser.parse_args()
     # lampctl's bytecode, as an installed package has it (pip compiles it at install, and an
     # editable checkout writes it on its first run, unless PYTHONDONTWRITEBYTECODE is set, as
@@ -222,7 +234,7 @@ def main() -> None:
             for side in ("train", "eval", "both"):
                 cache = folder / f"hf-cache-{side}-{repeat}"  # a fresh cache, as for a new file
                 command = [sys.executable, "-c", REFERENCE, side, str(path), str(golds), str(cache)]
-                sides.append(measure(command, sample))
+                sides.append(measure(command, sample, args.settle))
             ref.append(
                 {
                     "seconds": sides[0]["seconds"] + sides[1]["seconds"],
@@ -232,11 +244,12 @@ def main() -> None:
             one.append(sides[2])
             for old in folder.glob("train*"):
                 old.unlink()  # a first run: no record, so the questions file is hashed too
-            fresh.append(measure(ours_cmd, sample))
-            rerun.append(measure(ours_cmd, sample))  # --force again: the record's sha is reused
+            fresh.append(measure(ours_cmd, sample, args.settle))
+            # --force again: the record's sha is reused
+            rerun.append(measure(ours_cmd, sample, args.settle))
             for old in data.glob("time/LaMP_4/dev_peft_*"):
                 old.unlink()  # a first run, on the downloaded file: the manifest's sha is reused
-            downloaded.append(measure(downloaded_cmd, sample))
+            downloaded.append(measure(downloaded_cmd, sample, args.settle))
         baselines = []
         for label, runs in (
             ("(a)  reference, its two scripts   ", ref),
@@ -261,7 +274,7 @@ def main() -> None:
                 f"     {label:<25} {seconds:6.2f} {baselines[0] / seconds:6.1f}x "
                 f"{baselines[1] / seconds:6.1f}x  {peak / 1e6:,.0f} MB ({peak / size:.2f}x)"
             )
-        print(f"median of {args.repeats}, whole processes")
+        print(f"median of {args.repeats}, whole processes, {args.settle:g} s idle before each")
 
 
 if __name__ == "__main__":
