@@ -165,7 +165,8 @@ def download(
     """Download LaMP tasks 1-5 and 7 and the LaMP-6 id files, both splits, into the data layout.
 
     Bytes go to <file>.part and resume with HTTP Range; a file is renamed into place only when
-    its size, JSON and shape check out, and its sha256 is recorded in MANIFEST.json. The
+    its size, JSON and shape check out, and its sha256 is recorded in MANIFEST.json (later
+    commands reuse it while the file keeps its size and mtime, instead of reading it again). The
     deprecated news categorization (LaMP-2N, the first release's LaMP-2) is opt-in: it is
     fetched only with --task LaMP-2N, into {split}/LaMP_2N/.
 
