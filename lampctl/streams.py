@@ -39,9 +39,16 @@ class HashingWriter:
         self._sync = sync
         self._finished = False
         self._digest = hashlib.sha256()
-        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=ahead)
-        self._pieces: list[bytes | memoryview] = []
-        self._gathered = 0
+        self._queue: queue.Queue[tuple[bytearray, int] | bytes | memoryview | None] = queue.Queue(
+            maxsize=ahead
+        )
+        # Small pieces are copied into a few reused block buffers, which the thread hands back
+        # once written: joining them into a new block each time cost the builder about 0.03 s
+        # on 141 MB (fresh memory is faulted in page by page).
+        self._spare: queue.Queue[bytearray] = queue.Queue()
+        self._buffers_left = ahead + 2
+        self._buffer: bytearray | None = None
+        self._filled = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="lampctl-writer", daemon=True)
         self.sha256 = ""
@@ -65,16 +72,22 @@ class HashingWriter:
         self.sha256 = self._digest.hexdigest()
 
     def write(self, data: bytes | memoryview) -> None:
-        """Queue ``data``; small pieces are gathered into blocks first, so the thread takes
-        the GIL once a block, not once a piece."""
+        """Queue ``data``; pieces smaller than a block are gathered into blocks first, so the
+        thread takes the GIL once a block, not once a piece."""
         if self._error is not None:
             raise self._error
         if self._finished:
             raise RuntimeError("HashingWriter.write after finish()")
-        self._pieces.append(data)
-        self._gathered += len(data)
-        if self._gathered >= self.block:
+        size = len(data)
+        if self._filled + size > self.block:
             self._flush()
+        if size >= self.block:
+            self._queue.put(data)  # big enough to go as it is
+            return
+        if self._buffer is None:
+            self._buffer = self._take_buffer()
+        self._buffer[self._filled : self._filled + size] = data
+        self._filled += size
 
     def finish(self) -> None:
         """The last chunk is written: the thread writes what is queued (and syncs) unwaited."""
@@ -83,23 +96,33 @@ class HashingWriter:
             self._finished = True
             self._queue.put(None)
 
+    def _take_buffer(self) -> bytearray:
+        if self._buffers_left and self._spare.empty():
+            self._buffers_left -= 1
+            return bytearray(self.block)
+        return self._spare.get()  # one the thread has written
+
     def _flush(self) -> None:
-        if self._pieces:
-            block = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
-            self._queue.put(block)
-            self._pieces, self._gathered = [], 0
+        if self._buffer is not None and self._filled:
+            self._queue.put((self._buffer, self._filled))
+            self._buffer, self._filled = None, 0
 
     def _drain(self) -> None:
-        while (data := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # keep taking chunks so the caller never blocks; report at the end
-            try:
-                self._handle.write(data)
-                if self._sync:
-                    start_writeback(self._handle.fileno())
-                self._digest.update(data)
-            except BaseException as exc:  # raised again in the caller's thread
-                self._error = exc
+        while (item := self._queue.get()) is not None:
+            buffer, data = None, item
+            if isinstance(item, tuple):
+                buffer, data = item[0], memoryview(item[0])[: item[1]]
+            if self._error is None:  # after an error, keep taking chunks: the caller never
+                try:  # blocks, and hears of it on its next write or at the end
+                    self._handle.write(data)
+                    if self._sync:
+                        start_writeback(self._handle.fileno())
+                    self._digest.update(data)
+                except BaseException as exc:  # raised again in the caller's thread
+                    self._error = exc
+            if buffer is not None:
+                data.release()
+                self._spare.put(buffer)
 
 
 _SYNC_FILE_RANGE_WRITE = 2

@@ -26,6 +26,38 @@ def test_hashing_writer_writes_and_hashes_every_piece_in_order(tmp_path: Path):
     assert out.sha256 == hashlib.sha256(whole).hexdigest()
 
 
+class _SlowFile:
+    """A handle that takes its time and keeps what it was given, copied when written."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data) -> int:
+        import time
+
+        time.sleep(0.0005)  # a block handed back before its write ends would be refilled now
+        self.chunks.append(bytes(data))
+        return len(data)
+
+
+def test_the_reused_blocks_never_change_before_they_are_written(monkeypatch):
+    import random
+
+    monkeypatch.setattr(HashingWriter, "block", 1000)
+    draw = random.Random(5)
+    sizes = [0, 999, 1, 1000, 1001, 1, 998, 2, 2500] + [draw.randrange(0, 700) for _ in range(3000)]
+    pieces = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    handle = _SlowFile()
+    with HashingWriter(handle, ahead=2) as out:
+        for piece in pieces:
+            out.write(piece)
+    whole = b"".join(pieces)
+    assert b"".join(handle.chunks) == whole
+    assert out.sha256 == hashlib.sha256(whole).hexdigest()
+    assert all(len(chunk) <= 1000 or len(chunk) in sizes for chunk in handle.chunks)
+    assert len(handle.chunks) > 2 + 2  # more blocks than buffers: they were reused
+
+
 def test_a_synced_writer_finishes_unwaited_and_leaves_everything_written(tmp_path: Path):
     import sys
 
@@ -63,11 +95,12 @@ def test_replacing_a_big_file_frees_the_old_one_off_the_callers_thread(tmp_path:
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_hashing_writer_raises_a_write_error_in_the_callers_thread():
+@pytest.mark.parametrize("piece", [HashingWriter.block + 1, 1000])
+def test_hashing_writer_raises_a_write_error_in_the_callers_thread(piece):
     with pytest.raises(OSError), open("/dev/full", "wb", buffering=0) as handle:
         with HashingWriter(handle) as out:
-            for _ in range(8):
-                out.write(b"x" * (HashingWriter.block + 1))
+            for _ in range(8 * HashingWriter.block // piece):
+                out.write(b"x" * piece)  # never blocks for good after the thread's error
 
 
 def _fails(message: str) -> None:
