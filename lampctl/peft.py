@@ -266,6 +266,8 @@ class RowMaker:
 
     def parts(self, rows: list[PeftRow]) -> list[PeftRow]:
         """The fork's train/validation parts and ``max_items``, on a user's rows."""
+        if self.options.val_ratio is None and self.options.max_items is None:
+            return rows  # one unmarked part, every row: what the loop below would give
         out: list[PeftRow] = []
         for part, chosen in part_ranges(len(rows), self.options):
             for row in rows[chosen.start : chosen.stop]:
