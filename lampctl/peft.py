@@ -46,8 +46,10 @@ from lampctl.tasks import PeftSpec, TaskSpec
 ORDERS = ("file", "ranked")
 
 
-class PeftQuestion(msgspec.Struct):
-    """A question with its profile left raw: only the users' first profiles are decoded."""
+class PeftQuestion(msgspec.Struct, gc=False):
+    """A question with its profile left raw: only the users' first profiles are decoded.
+    (``gc=False`` here and on the items and rows: they hold decoded JSON values and strings,
+    which cannot lead back to them, so the collector need not track them: 2% of the rows.)"""
 
     id: str | int
     input: msgspec.Raw
@@ -206,10 +208,11 @@ def item_type(spec: PeftSpec) -> type:
         "PeftItem",
         [(f"f{i}", Any, None) for i in range(len(names))],
         rename={f"f{i}": name for i, name in enumerate(names)},
+        gc=False,
     )
 
 
-class PeftRow(msgspec.Struct, omit_defaults=True):
+class PeftRow(msgspec.Struct, omit_defaults=True, gc=False):
     """One training row; ``part`` (the fork's ``"train"`` or ``"val"``) only with
     ``val_ratio``. Encoded with its keys in this order, as a dict of them would be."""
 
