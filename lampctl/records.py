@@ -307,13 +307,13 @@ class PendingFingerprints:
         from lampctl.parallel import Forked, fork_is_safe, usable_cpus
 
         self.sources = sources
-        self.previous = _previous_fingerprints(output, sources)
+        previous = _previous_fingerprints(output, sources)
         self.stats = {role: path.stat() for role, path in sources.items()}
-        self.to_hash = [
-            role
+        self.known = {  # the sha256s that need no hashing; None for those that do
+            role: known_sha256(path, self.stats[role], previous.get(role))
             for role, path in sources.items()
-            if known_sha256(path, self.stats[role], self.previous.get(role)) is None
-        ]
+        }
+        self.to_hash = [role for role, digest in self.known.items() if digest is None]
         size = sum(self.stats[role].st_size for role in self.to_hash)
         self.forked: Forked | None = None
         if size >= HASH_FORK_MIN_BYTES and usable_cpus() > 1 and fork_is_safe():
@@ -321,15 +321,12 @@ class PendingFingerprints:
             self.forked = Forked("hashing the inputs", _sha256_files, paths)
 
     def result(self) -> dict[str, dict[str, Any]]:
-        digests = {}  # sha256 by role, from the child; none where the hashing is done here
         if self.forked is not None:
-            digests = dict(zip(self.to_hash, self.forked.result(), strict=True))
-        return {
-            role: _fingerprint(self.stats[role], digests[role])
-            if role in digests
-            else input_fingerprint(path, self.previous.get(role))
-            for role, path in self.sources.items()
-        }
+            hashed = self.forked.result()
+        else:
+            hashed = _sha256_files([self.sources[role] for role in self.to_hash])
+        digests = {**self.known, **dict(zip(self.to_hash, hashed, strict=True))}
+        return {role: _fingerprint(self.stats[role], digests[role]) for role in self.sources}
 
     def close(self) -> None:
         if self.forked is not None:
