@@ -142,15 +142,11 @@ def peft_data_command(
         table = folding_table("output", "users", "rows", "rows/user (min-max)", "status", "seconds")
         for r in results:
             s = r.stats
-            spread = f"{s.rows_per_user_mean:.1f} ({s.rows_per_user_min}-{s.rows_per_user_max})"
-            table.add_row(
-                r.output,
-                str(s.users) if s else "",
-                str(s.rows) if s else "",
-                spread if s else "",
-                r.status,
-                f"{r.seconds:.2f}",
-            )
+            counts = ("", "", "")
+            if s is not None:
+                spread = f"{s.rows_per_user_mean:.1f} ({s.rows_per_user_min}-{s.rows_per_user_max})"
+                counts = (str(s.users), str(s.rows), spread)
+            table.add_row(r.output, *counts, r.status, f"{r.seconds:.2f}")
         console.print(table)
         for r in results:
             if r.stats and r.stats.source_tokens_per_user:
