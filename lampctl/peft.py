@@ -269,10 +269,11 @@ class RowMaker:
 
     def parts(self, rows: list[PeftRow]) -> list[PeftRow]:
         """The fork's train/validation parts and ``max_items``, on a user's rows."""
-        if self.options.val_ratio is None and self.options.max_items is None:
-            return rows  # one unmarked part, every row: what the loop below would give
+        ranges = part_ranges(len(rows), self.options)
+        if ranges == [("", range(len(rows)))]:
+            return rows  # one unmarked part of every row: the rows as built
         out: list[PeftRow] = []
-        for part, chosen in part_ranges(len(rows), self.options):
+        for part, chosen in ranges:
             for row in rows[chosen.start : chosen.stop]:
                 if part:
                     row.part = part
