@@ -57,15 +57,12 @@ def downloaded_sha256(path: Path, stat: os.stat_result) -> str | None:
     the entry predates recorded mtimes, or the manifest cannot be read: None (hash the file)."""
     where = Path(os.path.abspath(path))
     for folder in list(where.parents)[:MANIFEST_DEPTH]:
-        manifest = folder / MANIFEST_NAME
-        if not manifest.is_file():
+        if not (folder / MANIFEST_NAME).is_file():
             continue
         try:
-            data = read_json(manifest, "download manifest")
+            entry = Manifest.load(folder).get(where.relative_to(folder).as_posix())
         except LampctlError:
             return None
-        files = data.get("files") if isinstance(data, dict) else None
-        entry = files.get(where.relative_to(folder).as_posix()) if isinstance(files, dict) else None
         if (
             isinstance(entry, dict)
             and entry.get("size") == stat.st_size
