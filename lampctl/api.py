@@ -237,6 +237,7 @@ def rank(
     shard: str | None = None,
     jobs: int | None = None,
     encoder: EncoderConfig | None = None,
+    force: bool = False,
     config: Path | str | None = None,
     reporter: Reporter | None = None,
     log: Callable[[str], None] | None = None,
@@ -245,13 +246,15 @@ def rank(
     """Rank each question's profile against the question, as ``lampctl rank`` does: a set's
     files in a data dir (all present, or ``sets``), or ``input`` into ``output``; one record
     beside each ranking. ``encoder`` (default: ``settings.encoder_settings``) matters only for
-    the encoder ranker; ``shard`` is ``"i/n"`` (or the SLURM array's)."""
+    the encoder ranker; ``shard`` is ``"i/n"`` (or the SLURM array's). A ranking whose record
+    says it is up to date (same input, ranker and parameters) is skipped, as ``rank-all``
+    skips it, unless ``force``."""
     from lampctl.data import refuse_overwriting_inputs
     from lampctl.encoder import EncoderConfig
     from lampctl.parallel import usable_cpus
     from lampctl.rankers import CPU_RANKERS, check_ranker_name, make_ranker
-    from lampctl.ranking import rank_with_record
-    from lampctl.records import ranking_parameters
+    from lampctl.ranking import RankResult, rank_with_record
+    from lampctl.records import freshness, ranking_parameters
     from lampctl.shards import parse_shard
 
     found = registry(config)
@@ -276,11 +279,33 @@ def rank(
         encoder = EncoderConfig()
     elif encoder is None:
         encoder = settings.encoder_settings(found)
-    engine = make_ranker(name, encoder, log=log, jobs=jobs or usable_cpus())
     parameters = ranking_parameters(name, encoder, use_date, top_k, fmt)
-    results = []
+    extra = {"shard": parsed.label} if parsed else None
+    done: dict[Path, RankResult] = {}  # the up-to-date rankings, skipped
+    for questions_path, ranking_path in files:
+        state, record = freshness(ranking_path, questions_path, parameters, extra)
+        if state == "up to date" and record is not None and not force:
+            done[ranking_path] = RankResult(
+                task=spec.name,
+                input=str(questions_path),
+                output=str(ranking_path),
+                ranker=name,
+                format=fmt,
+                questions=int(record.get("questions") or 0),
+                profile_items=int(record.get("profile_items") or 0),
+                seconds=0.0,
+                parameters=dict(parameters),
+                state="up to date",
+            )
+    if len(done) == len(files):  # nothing to rank: no encoder is loaded
+        return [done[target] for _, target in files]
+    engine = make_ranker(name, encoder, log=log, jobs=jobs or usable_cpus())
+    results: list[RankResult] = []
     try:
         for questions_path, ranking_path in files:
+            if ranking_path in done:
+                results.append(done[ranking_path])
+                continue
             results.append(
                 rank_with_record(
                     spec,

@@ -42,6 +42,9 @@ class StatusRow:
     prompts: str = ""  # "2 up to date, 1 stale" over the set's model-input files
     peft: str = ""  # the same over the set's per-user training files (peft-data)
     problems: list[str] = field(default_factory=list)
+    # Normal states worth saying that are not problems: LaMP-6 before ``avocado build``
+    # (the corpus is licensed; most users never build it) unless LaMP-6 was asked for.
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -77,11 +80,14 @@ def status(
     ``rehash``: hash every input again instead of trusting an unchanged size and mtime."""
     manifest = Manifest.load(data_dir)
     encoder = encoder or EncoderConfig()
+    asked = {registry.task(name).name for name in tasks}
     rows = []
     for task, split, set_name in registry.combinations(tasks, splits, sets, data_dir):
-        rows.append(
-            _status_row(registry, manifest, data_dir, task, split, set_name, encoder, rehash)
-        )
+        row = _status_row(registry, manifest, data_dir, task, split, set_name, encoder, rehash)
+        if task.name in asked:  # asked for by name, an unbuilt task is a problem too
+            row.problems[:0] = row.notes
+            row.notes.clear()
+        rows.append(row)
     return rows
 
 
@@ -121,13 +127,14 @@ def _status_row(
     questions, outputs, ranking = path("questions"), path("outputs"), path("ranking")
     has_outputs = set_name != "test"
     problems: list[str] = []
+    notes: list[str] = []
     downloaded: list[Path] = []
     if questions.exists():
         q_state = "present"
         downloaded.append(questions)
     elif task.needs_build and path("id_questions").exists():
         q_state = "ids only"
-        problems.append(f"needs {task.needs_build} build")
+        notes.append(f"needs {task.needs_build} build")
         downloaded.append(path("id_questions"))
     else:
         q_state = _partial(questions) or _partial(path("id_questions")) or "missing"
@@ -197,6 +204,7 @@ def _status_row(
         prompts,
         peft,
         problems,
+        notes,
     )
 
 

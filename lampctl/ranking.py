@@ -125,6 +125,7 @@ class RankResult:
     profile_items: int
     seconds: float
     parameters: dict[str, object] = field(default_factory=dict)
+    state: str = "ranked"  # or "up to date": skipped, its record says what made it
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)

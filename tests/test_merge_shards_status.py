@@ -244,6 +244,16 @@ def test_status_knows_downloads_and_unbuilt_lamp6(cli, tmp_path):
     assert all("needs avocado build" in r["problems"] for r in lamp6)
     lamp7 = [r for r in status["rows"] if r["task"] == "LaMP-7"]
     assert {r["verified"] for r in lamp7} == {"verified"}
+    # Not asked for by name, an unbuilt LaMP-6 is a note, not a problem: `status --check`
+    # on a data dir without the licensed corpus fails only for what is really missing.
+    unasked = cli.json("status", "--data-dir", tmp_path)
+    lamp6 = [r for r in unasked["rows"] if r["task"] == "LaMP-6"]
+    assert lamp6 and all(r["notes"] == ["needs avocado build"] for r in lamp6)
+    assert all(not r["problems"] for r in lamp6) and unasked["not_built"] == len(lamp6)
+    assert "LaMP-6" not in {r["task"] for r in unasked["rows"] if r["problems"]}
+    human = cli("status", "--data-dir", tmp_path)
+    assert "not counted unless asked for with --task" in human.out
+    assert cli("status", "--data-dir", tmp_path, "-t", "6", "--check").exit_code == 1
 
 
 def test_stats_on_a_fixture_tree(cli, tree):

@@ -21,6 +21,7 @@ from lampctl.cli import _common
 from lampctl.cli._common import JsonOpt, QuietOpt, State, json_error, stderr_console
 from lampctl.cli.avocado import avocado_app
 from lampctl.cli.avocado import build as build_avocado
+from lampctl.cli.config import config_app, env_command, set_command, show, unset_command
 from lampctl.cli.download import download
 from lampctl.cli.evaluate import evaluate
 from lampctl.cli.inventory import stats_command, status_command
@@ -99,6 +100,19 @@ class LampctlGroup(TyperGroup):
             raise typer.Exit(130) from None
 
 
+def _settings_file_defaults(ctx: Any, params: list[Any]) -> None:
+    """An option read from a LAMPCTL_* variable also takes the settings file's value, below
+    the variable: click ranks a context's default map under the environment."""
+    values = settings.file_values()
+    defaults = {
+        param.name: values[param.envvar]
+        for param in params
+        if isinstance(getattr(param, "envvar", None), str) and param.envvar in values
+    }
+    if defaults:
+        ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
 def _no_value_shown_for_flags(params: list[Any]) -> None:
     """A flag takes no value (``--dry-run true`` is refused), so --help shows none: Typer
     would print ``<bool>`` beside it."""
@@ -125,6 +139,7 @@ class LampctlCommand(TyperCommand):
             raise typer.BadParameter(str(exc), ctx=ctx, param_hint=hint) from None
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _settings_file_defaults(ctx, self.params)
         if not args and self.no_args_is_help and _wants_json(ctx):
             json_error(f"no options given; see 'lampctl {self.name} --help'", 2)
             raise typer.Exit(2)
@@ -244,6 +259,11 @@ _register(app, status_command, "status")
 _register(app, stats_command, "stats")
 _register(avocado_app, build_avocado, "build", no_args_is_help=True)
 app.add_typer(avocado_app, name="avocado")
+_register(config_app, show, "show")
+_register(config_app, set_command, "set")
+_register(config_app, unset_command, "unset")
+app.add_typer(config_app, name="config")
+_register(app, env_command, "env")
 
 
 def main() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -98,8 +100,13 @@ def folding_table(*headers: str, **options: Any) -> Table:
 
 
 def stdout_console() -> Console:
-    # Piped output is read by scripts and people alike: never cut table cells short there.
-    width = None if sys.stdout.isatty() else 250
+    """Results on stdout. Off a terminal (a pipe, a file) tables fold to COLUMNS, else 80
+    columns, as in a plain terminal: cells fold onto more lines, never cut."""
+    width = None
+    if not sys.stdout.isatty():
+        width = 80
+        with contextlib.suppress(ValueError):
+            width = max(int(os.environ.get("COLUMNS", "80")), 40)
     return Console(highlight=False, soft_wrap=True, width=width)
 
 

@@ -77,6 +77,7 @@ def status_command(
         rehash=verify,
     )
     problems = sum(bool(r.problems) for r in rows)
+    waiting = sum(bool(r.notes) for r in rows)
 
     def human(console: Console) -> None:
         if console.width < WIDE_STATUS:
@@ -84,10 +85,16 @@ def status_command(
         else:
             _status_table(console, rows)
         console.print(f"{problems} of {len(rows)} rows need attention", markup=False)
+        if waiting:
+            console.print(
+                f"{waiting} not built yet (LaMP-6 needs the licensed Avocado corpus: "
+                "'lampctl avocado build'); not counted unless asked for with --task",
+                markup=False,
+            )
 
     emit(
         state,
-        {"command": "status", "problems": problems, "rows": [r.as_dict() for r in rows]},
+        {"command": "status", "problems": problems, "not_built": waiting, "rows": [r.as_dict() for r in rows]},
         human,
     )
     if check and problems:
@@ -125,7 +132,7 @@ def _status_table(console: Console, rows: list[StatusRow]) -> None:
             r.merged,
             r.prompts,
             r.peft,
-            "; ".join(r.problems),
+            "; ".join([*r.problems, *r.notes]),
             style="red" if r.problems else "",
         )
     console.print(table)
@@ -150,7 +157,7 @@ def _status_lines(console: Console, rows: list[StatusRow]) -> None:
         style = "red" if r.problems else ""
         line = f"{r.task} {r.split} {r.set}: " + ", ".join(facts)
         console.print(line, style=style, markup=False, soft_wrap=False)
-        for problem in r.problems:
+        for problem in [*r.problems, *r.notes]:
             console.print(f"  - {problem}", style=style, markup=False, soft_wrap=False)
 
 

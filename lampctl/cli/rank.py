@@ -66,6 +66,7 @@ def rank(
     cache_dir: CacheDirOpt = None,
     jobs: JobsOpt = None,
     shard_spec: ShardOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Rank again even if up to date.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -73,6 +74,8 @@ def rank(
 
     Writes {set}_questions_rank.json = {question id: \\[profile ids, best first]} beside each
     questions file, using the task's default ranker for the split unless --ranker says otherwise.
+    A ranking whose record says it is up to date (same input, ranker and parameters) is skipped;
+    --force ranks it again.
 
     Examples:
 
@@ -110,6 +113,7 @@ def rank(
             shard=shard.label if shard else None,
             jobs=jobs,
             encoder=encoder,
+            force=force,
             config=state.config,
             reporter=reporter,
             log=reporter.log,
@@ -124,7 +128,7 @@ def rank(
                 str(r.questions),
                 str(r.profile_items),
                 r.ranker,
-                f"{r.seconds:.2f}",
+                f"{r.seconds:.2f}" if r.state == "ranked" else r.state,
                 r.output,
             )
         console.print(table)
