@@ -6,7 +6,7 @@ inputs and score predictions, from Python as from the command line.
     dev = lampctl.load("LaMP-4", split="user", set="dev")
     lampctl.rank("LaMP-4", "user", ["dev"], ranker="bm25")
     ranked = dev.ranked_questions(top_k=4)
-    lampctl.evaluate("LaMP-4", predictions, dev.golds())
+    scores = lampctl.evaluate("LaMP-4", "predictions.json", dev.golds())
 
 The names below are imported on first use (as huggingface_hub does), so ``import lampctl``
 loads neither torch nor transformers.
@@ -30,6 +30,8 @@ _WHERE = {
     "registry": "lampctl.api",
     "EncoderConfig": "lampctl.encoder",
     "LampctlError": "lampctl.errors",
+    "InputError": "lampctl.errors",
+    "OptionError": "lampctl.errors",
     "settings": "lampctl.settings",
     "peft_data": "lampctl.peft_files",
     "read_users": "lampctl.peft",
@@ -38,7 +40,9 @@ _WHERE = {
 __all__ = [
     "EncoderConfig",
     "LampSet",
+    "InputError",
     "LampctlError",
+    "OptionError",
     "PromptsRun",
     "__version__",
     "evaluate",
@@ -55,9 +59,13 @@ if TYPE_CHECKING:
     from lampctl import settings
     from lampctl.api import LampSet, PromptsRun, evaluate, load, prompts, rank, registry
     from lampctl.encoder import EncoderConfig
-    from lampctl.errors import LampctlError
+    from lampctl.errors import InputError, LampctlError, OptionError
     from lampctl.peft import read_users
     from lampctl.peft_files import peft_data
 
 
 __getattr__ = lazy_names(__name__, _WHERE)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

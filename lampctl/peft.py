@@ -444,6 +444,8 @@ def read_users(path: Path | str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     rows), in file order, reading the file once and holding one user's rows at a time."""
     current: str | None = None
     rows: list[dict[str, Any]] = []
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such peft-data file (run 'lampctl peft-data' first)")
     with Path(path).open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():

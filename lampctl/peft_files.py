@@ -370,8 +370,9 @@ def peft_data(
 ) -> PeftRun:
     """Every chosen user's training set for one adapter per user, as ``lampctl peft-data``
     writes it (rows, evaluation rows, user list and a record per set)."""
-    from lampctl.api import as_path, registry
+    from lampctl.api.sets import as_path
     from lampctl.shards import parse_shard
+    from lampctl.tasks import cached_registry as registry
 
     found = registry(config)
     options = PeftOptions(order, seed, tokenizer, max_length, val_ratio, max_items)

@@ -66,7 +66,10 @@ def get(name: str) -> str | None:
     value; None when neither gives one."""
     if name not in VARIABLES:
         raise KeyError(f"{name} is not a lampctl setting")
-    return os.environ.get(name) or file_values().get(name)
+    given = os.environ.get(name) or None
+    if given is None and name in FILE_KEYS.values():
+        return file_values().get(name)
+    return given
 
 
 def source(name: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from lampctl import settings
 from lampctl.errors import ConfigError
@@ -269,3 +270,23 @@ def load_registry(user_config: Path | None = None) -> Registry:
         origin = str(user_config)
         data = merge_yaml(data, read_yaml(text, origin))
     return parse_registry(data, origin)
+
+
+_REGISTRIES: dict[tuple[Any, ...], Registry] = {}
+
+
+def cached_registry(config: Path | str | None = None) -> Registry:
+    """The task registry: the bundled ``configs/tasks.yaml``, with ``config`` (or
+    LAMPCTL_CONFIG) layered over it. Read once per process for the same config file as it is
+    (the command and the API share it); a config that changes on disk is read again."""
+    path = settings.config_path(Path(config) if config is not None else None)
+    key: tuple[Any, ...] = (None,)
+    if path is not None:
+        try:
+            info = path.stat()
+            key = (str(path.resolve()), info.st_mtime_ns, info.st_size)
+        except OSError:  # let the loader name the problem
+            return load_registry(path)
+    if key not in _REGISTRIES:
+        _REGISTRIES[key] = load_registry(path)
+    return _REGISTRIES[key]

@@ -55,6 +55,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("LAMPCTL_CACHE_DIR", str(tmp_path / "lampctl-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # No lampctl.yaml of the developer's (in the checkout or above it) is read by the suite;
+    # the settings file's own tests unset this.
+    monkeypatch.setenv("LAMPCTL_SETTINGS", "none")
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
 

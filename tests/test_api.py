@@ -40,7 +40,11 @@ def test_load_gives_the_files_contents(cli, tree):
     assert dev.ranking() == json.loads((folder / "dev_questions_rank.json").read_text())
     assert cli("merge", "-t", "5", "-s", "user", "--set", "dev", "--data-dir", tree).exit_code == 0
     merged = json.loads((folder / "dev_questions_merged.json").read_text())
-    assert dev.ranked_questions() == merged
+    ranked = dev.ranked_questions()
+    assert [q.raw for q in ranked] == merged  # the objects questions() gives, reordered
+    assert [q.profile for q in ranked] == [m["profile"] for m in merged]
+    assert [q.id for q in ranked] == [q.id for q in questions]
+    assert repr(dev) == f"LampSet(LaMP-5 user dev, data_dir={str(tree)!r})"
     assert lampctl.load("5", "user", "test", data_dir=tree).golds() == {}
     assert lampctl.load("5", "time", "dev", data_dir=tree).ranking() is None
 
@@ -68,6 +72,18 @@ def test_evaluate_agrees_with_the_cli_json(cli, tree, tmp_path):
         "evaluate", "-t", "3", "-p", path, "--golds", gold_file, "--bootstrap", "50", "--seed", "2"
     )
     assert with_boot["bootstrap"] == boot["bootstrap"]
+    # What the CLI reads, the API takes too: paths, the official object, a list of rows.
+    official = {"task": "LaMP_3", "golds": [{"id": k, "output": v} for k, v in golds.items()]}
+    rows = [{"id": k, "output": v} for k, v in predictions.items()]
+    assert lampctl.evaluate("LaMP-3", path, gold_file) == report["metrics"]
+    assert lampctl.evaluate("LaMP-3", str(path), official) == report["metrics"]
+    assert lampctl.evaluate("LaMP-3", rows, official) == report["metrics"]
+    with pytest.raises(InputError, match="is for LaMP_3, not LaMP-4"):
+        lampctl.evaluate("LaMP-4", predictions, official)
+    with pytest.raises(InputError, match="expected a file path"):
+        lampctl.evaluate("LaMP-3", 42, golds)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="missing.json: predictions file not found"):
+        lampctl.evaluate("LaMP-3", tmp_path / "missing.json", golds)
 
 
 def test_rank_and_prompts_write_what_the_commands_write(cli, tree, tmp_path):
@@ -96,6 +112,29 @@ def test_api_errors_are_typed(tree):
         lampctl.prompts(["5"], data_dir=tree)  # no tokenizer
     with pytest.raises(InputError, match="no ranking"):
         lampctl.load("5", "time", "dev", data_dir=tree).ranked_questions()
+
+
+def test_public_names_agree():
+    """``__all__``, the lazy map and the type-checking imports name the same things, and
+    each name loads (huggingface_hub checks its ``__init__`` the same way)."""
+    source = (PACKAGE / "__init__.py").read_text()
+    tree = ast.parse(source)
+    typed: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            for child in node.body:
+                typed.update(a.asname or a.name for a in getattr(child, "names", []))
+    lazy = set(lampctl._WHERE)
+    assert lazy == typed
+    assert set(lampctl.__all__) == lazy | {"__version__"}
+    assert set(lampctl.__all__) <= set(dir(lampctl))
+    for name in lampctl.__all__:
+        assert getattr(lampctl, name) is not None, name
+
+
+def test_read_users_on_a_missing_file_is_a_typed_error(tmp_path):
+    with pytest.raises(InputError, match="no such peft-data file"):
+        list(lampctl.read_users(tmp_path / "nope.jsonl"))
 
 
 def _module_name(path: Path) -> str:

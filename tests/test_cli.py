@@ -105,3 +105,32 @@ def test_bm25_run_never_imports_torch(tree):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_usage_errors_are_one_line_with_exit_2(cli):
+    for args, words in [
+        (("rank", "-t", "3", "--bogus"), "No such option: --bogus"),
+        (("rank", "-t", "3", "--top-k", "0"), "Invalid value for '--top-k'"),
+        (("frob",), "No such command 'frob'"),
+        (("--bogus", "status"), "No such option: --bogus"),
+    ]:
+        result = cli(*args)
+        assert result.exit_code == 2, args
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], lines
+        assert "--help" in lines[0] and "╭" not in result.err
+
+
+def test_rank_skips_what_is_up_to_date_unless_forced(cli, tree):
+    args = ("rank", "-t", "5", "--set", "dev", "--ranker", "bm25", "--data-dir", tree)
+    first = cli.json(*args)["files"][0]
+    ranking = tree / "user/LaMP_5/dev_questions_rank.json"
+    written = ranking.stat().st_mtime_ns
+    again = cli.json(*args)["files"][0]
+    assert first["state"] == "ranked" and again["state"] == "up to date"
+    assert again["questions"] == first["questions"] and ranking.stat().st_mtime_ns == written
+    assert "up to date" in cli(*args).out
+    forced = cli.json(*args, "--force")["files"][0]
+    assert forced["state"] == "ranked"
+    # Other parameters are not up to date: --top-k changes what the ranking holds.
+    assert cli.json(*args, "--top-k", "2")["files"][0]["state"] == "ranked"

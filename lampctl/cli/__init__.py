@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -61,6 +61,16 @@ def _one_line(exc: OSError) -> str:
 _ARGS_KEY = "lampctl.args"
 
 
+def _usage_error(exc: Any) -> NoReturn:
+    """A usage error is one line too, like every other error: ``Error: MESSAGE (see
+    'lampctl CMD --help')``, exit code 2 (Typer would draw a boxed panel under a usage
+    block)."""
+    where = exc.ctx.command_path if exc.ctx is not None else "lampctl"
+    message = " ".join(exc.format_message().split())
+    stderr_console().print(f"Error: {message} (see '{where} --help')", markup=False)
+    raise typer.Exit(exc.exit_code)
+
+
 class LampctlGroup(TyperGroup):
     """Turns lampctl's typed errors into one ``Error: ...`` line and exit code 1 (and, under
     ``--json``, one JSON object with an ``error`` field on stdout)."""
@@ -72,7 +82,12 @@ class LampctlGroup(TyperGroup):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         ctx.meta[_ARGS_KEY] = list(args)  # click empties ctx.args before it looks the command up
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:  # a global option at fault (`lampctl --bogus`)
+            if _wants_json(ctx, args):
+                json_error(exc.format_message(), exc.exit_code)
+            _usage_error(exc)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -92,7 +107,7 @@ class LampctlGroup(TyperGroup):
         except UsageError as exc:  # raised inside a command, or an unknown command
             if not getattr(exc, "reported", False) and _wants_json(ctx, ctx.meta.get(_ARGS_KEY)):
                 json_error(exc.format_message(), exc.exit_code)
-            raise
+            _usage_error(exc)
         except KeyboardInterrupt:
             if _wants_json(ctx):
                 json_error("interrupted", 130, finished=list(_common.FINISHED))

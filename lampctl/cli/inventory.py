@@ -94,7 +94,12 @@ def status_command(
 
     emit(
         state,
-        {"command": "status", "problems": problems, "not_built": waiting, "rows": [r.as_dict() for r in rows]},
+        {
+            "command": "status",
+            "problems": problems,
+            "not_built": waiting,
+            "rows": [r.as_dict() for r in rows],
+        },
         human,
     )
     if check and problems:

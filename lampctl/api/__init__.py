@@ -1,0 +1,34 @@
+"""The public Python API: what the commands do, for notebooks and training scripts.
+
+Every command of the CLI is a thin caller of a function here (parse options, call, render the
+result), so a script that calls ``lampctl.rank(...)`` gets the same files, records and errors as
+``lampctl rank``. Errors are ``lampctl.errors.LampctlError`` subclasses; an ``OptionError``
+names the argument (the CLI shows it as a usage error, exit 2).
+
+    import lampctl
+
+    dev = lampctl.load("LaMP-4", split="user", set="dev", data_dir="data_raw")
+    questions = dev.questions()          # [Question(id, input, profile, user_id, raw), ...]
+    golds = dev.golds()                  # {question id: gold output}
+    scores = lampctl.evaluate("LaMP-4", predictions, golds)   # {"rouge-1": ..., "rouge-L": ...}
+"""
+
+from lampctl.api.evaluation import evaluate
+from lampctl.api.prompting import PromptJob, PromptsRun, prompt_jobs, prompts
+from lampctl.api.ranking import rank, rank_targets
+from lampctl.api.sets import LampSet, as_path, load
+from lampctl.tasks import cached_registry as registry
+
+__all__ = [
+    "LampSet",
+    "PromptJob",
+    "PromptsRun",
+    "as_path",
+    "evaluate",
+    "load",
+    "prompt_jobs",
+    "prompts",
+    "rank",
+    "rank_targets",
+    "registry",
+]

@@ -1,0 +1,160 @@
+"""``lampctl.rank``: what ``lampctl rank`` does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lampctl import settings
+from lampctl.errors import OptionError
+from lampctl.tasks import cached_registry as registry
+
+if TYPE_CHECKING:
+    from lampctl.encoder import EncoderConfig
+    from lampctl.ranking import RankResult
+    from lampctl.reporting import Reporter
+    from lampctl.tasks import Registry, TaskSpec
+from lampctl.api.sets import as_path
+
+# --------------------------------------------------------------------------- rank
+
+
+def rank_targets(
+    found: Registry,
+    spec: TaskSpec,
+    split: str,
+    sets: Sequence[str],
+    data_dir: Path,
+    input: Path | None = None,  # noqa: A002 - the command's option
+    output: Path | None = None,
+    fmt: str = "json",
+    shard: Any = None,
+) -> list[tuple[Path, Path]]:
+    """(questions file, ranking file) for each file ``rank`` would rank."""
+    from lampctl.datadir import check_data_dir
+    from lampctl.ranking import default_output, planned_sets
+
+    if output is not None and input is None:
+        raise OptionError("output", "--output needs --input")
+    if sets and input is not None:
+        raise OptionError("set", "--set and --input exclude each other")
+    if shard is not None and fmt != "json":
+        raise OptionError("shard", "shards are JSON rankings; gather them first")
+    if input is not None:
+        files = [(input, output or default_output(input, fmt))]
+    else:
+        check_data_dir(found, data_dir)
+        files = []
+        for set_name in planned_sets(found, data_dir, spec, split, sets):
+            questions = found.path("questions", data_dir, spec, split, set_name)
+            ranking = found.path("ranking", data_dir, spec, split, set_name)
+            files.append((questions, ranking.with_suffix(".trec") if fmt == "trec" else ranking))
+    if shard is not None:
+        files = [(source, shard.path(target)) for source, target in files]
+    return files
+
+
+def rank(
+    task: str,
+    split: str = "user",
+    sets: Sequence[str] = (),
+    *,
+    ranker: str | None = None,
+    input: Path | str | None = None,  # noqa: A002 - the command's option
+    output: Path | str | None = None,
+    fmt: str = "json",
+    top_k: int | None = None,
+    use_date: bool = False,
+    data_dir: Path | str | None = None,
+    shard: str | None = None,
+    jobs: int | None = None,
+    encoder: EncoderConfig | None = None,
+    force: bool = False,
+    config: Path | str | None = None,
+    reporter: Reporter | None = None,
+    log: Callable[[str], None] | None = None,
+    on_file: Callable[[str], None] | None = None,
+) -> list[RankResult]:
+    """Rank each question's profile against the question, as ``lampctl rank`` does: a set's
+    files in a data dir (all present, or ``sets``), or ``input`` into ``output``; one record
+    beside each ranking. ``encoder`` (default: ``settings.encoder_settings``) matters only for
+    the encoder ranker; ``shard`` is ``"i/n"`` (or the SLURM array's). A ranking whose record
+    says it is up to date (same input, ranker and parameters) is skipped, as ``rank-all``
+    skips it, unless ``force``."""
+    from lampctl.data import refuse_overwriting_inputs
+    from lampctl.encoder import EncoderConfig
+    from lampctl.parallel import usable_cpus
+    from lampctl.rankers import CPU_RANKERS, check_ranker_name, make_ranker
+    from lampctl.ranking import RankResult, rank_with_record
+    from lampctl.records import freshness, ranking_parameters
+    from lampctl.shards import parse_shard
+
+    found = registry(config)
+    spec = found.task(task)
+    split = found.check_split(split)
+    name = check_ranker_name(ranker) if ranker else spec.default_ranker[split]
+    parsed = parse_shard(shard)
+    files = rank_targets(
+        found,
+        spec,
+        split,
+        [found.check_set(s) for s in sets],
+        settings.data_dir(data_dir),
+        as_path(input),
+        as_path(output),
+        fmt,
+        parsed,
+    )
+    for source, target in files:  # before the encoder loads
+        refuse_overwriting_inputs([target], {"questions": source})
+    if name in CPU_RANKERS:  # a BM25 or recency run reads no encoder settings
+        encoder = EncoderConfig()
+    elif encoder is None:
+        encoder = settings.encoder_settings(found)
+    parameters = ranking_parameters(name, encoder, use_date, top_k, fmt)
+    extra = {"shard": parsed.label} if parsed else None
+    done: dict[Path, RankResult] = {}  # the up-to-date rankings, skipped
+    for questions_path, ranking_path in files:
+        state, record = freshness(ranking_path, questions_path, parameters, extra)
+        if state == "up to date" and record is not None and not force:
+            done[ranking_path] = RankResult(
+                task=spec.name,
+                input=str(questions_path),
+                output=str(ranking_path),
+                ranker=name,
+                format=fmt,
+                questions=int(record.get("questions") or 0),
+                profile_items=int(record.get("profile_items") or 0),
+                seconds=0.0,
+                parameters=dict(parameters),
+                state="up to date",
+            )
+    if len(done) == len(files):  # nothing to rank: no encoder is loaded
+        return [done[target] for _, target in files]
+    engine = make_ranker(name, encoder, log=log, jobs=jobs or usable_cpus())
+    results: list[RankResult] = []
+    try:
+        for questions_path, ranking_path in files:
+            if ranking_path in done:
+                results.append(done[ranking_path])
+                continue
+            results.append(
+                rank_with_record(
+                    spec,
+                    questions_path,
+                    ranking_path,
+                    engine,
+                    parameters,
+                    use_date=use_date,
+                    top_k=top_k,
+                    fmt=fmt,
+                    reporter=reporter,
+                    shard=parsed,
+                )
+            )
+            if on_file:
+                on_file(str(ranking_path))
+    finally:
+        engine.close()
+    return results
