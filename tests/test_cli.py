@@ -134,3 +134,23 @@ def test_rank_skips_what_is_up_to_date_unless_forced(cli, tree):
     assert forced["state"] == "ranked"
     # Other parameters are not up to date: --top-k changes what the ranking holds.
     assert cli.json(*args, "--top-k", "2")["files"][0]["state"] == "ranked"
+
+
+def test_help_examples_fit_an_80_column_terminal():
+    """Typer wraps a long example line back to column 0, where it reads as a new command:
+    every example in every command's help fits 80 columns as it is shown (one more space)."""
+    from lampctl.cli import _help
+
+    long = []
+    for command in _registered(app):
+        for line in _help(command.callback).splitlines():
+            if line.lstrip().startswith("lampctl") and len(line) + 1 > 79:
+                long.append(f"{command.name}: {line.strip()}")
+    assert long == []
+
+
+def _registered(group: typer.Typer) -> list:
+    found = list(group.registered_commands)
+    for sub in group.registered_groups:
+        found += _registered(sub.typer_instance)
+    return found

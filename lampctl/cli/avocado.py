@@ -78,7 +78,7 @@ def build(
 
       lampctl avocado build --avocado-dir /corpora/avocado-1.0.2/data/text
 
-      lampctl avocado build --avocado-dir ./text --questions-dir ./lamp6_ids --skip-missing
+      lampctl avocado build --avocado-dir text --questions-dir ids --skip-missing
     """
     from lampctl.avocado import build_lamp6
 

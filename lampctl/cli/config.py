@@ -30,7 +30,7 @@ def show(ctx: typer.Context, json_out: JsonOpt = False, quiet: QuietOpt = False)
 
       lampctl config show
 
-      lampctl --json config show | jq -r '.settings[] | select(.key=="checkpoint") | .value'
+      lampctl --json config show | jq '.settings[] | select(.key=="device")'
     """
     state = get_state(ctx, json_out, quiet)
     rows = environment.current_settings()

@@ -180,7 +180,7 @@ def download(
 
       lampctl download --base-url http://127.0.0.1:8000/ --jobs 8
 
-      lampctl download --base-url ./lamp-server-copy    (import a wget copy of the server)
+      lampctl download --base-url ./lamp-server-copy    (a wget copy)
 
       lampctl download --check-remote    (did the server's files change?)
 

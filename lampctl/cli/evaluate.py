@@ -110,9 +110,9 @@ def evaluate(
 
       lampctl evaluate -t LaMP-4 -p preds.json --split user --set dev
 
-      lampctl evaluate -t 3 -p preds.jsonl --golds dev_outputs.json --bootstrap 1000 --seed 1
+      lampctl evaluate -t 3 -p preds.jsonl --golds golds.json --bootstrap 1000
 
-      lampctl evaluate -t 7 -p personalized.json --compare baseline.json -s time --by-user
+      lampctl evaluate -t 7 -s time -p mine.json --compare baseline.json --by-user
 
       lampctl --json evaluate -p submission.zip --split time    (all tasks)
     """

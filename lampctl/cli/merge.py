@@ -82,7 +82,7 @@ def merge(
 
       lampctl merge    (everything ranked)
 
-      lampctl merge --questions q.json --ranking q_rank.json --outputs o.json --output m.json
+      lampctl merge --questions q.json --ranking r.json --outputs o.json -o m.json
     """
     state = get_state(ctx, json_out, quiet)
     if fmt not in MERGE_FORMATS:

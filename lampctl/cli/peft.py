@@ -14,7 +14,6 @@ from lampctl.cli._common import (
     JsonOpt,
     QuietOpt,
     SetsOpt,
-    ShardOpt,
     SplitsOpt,
     TasksOpt,
     emit,
@@ -42,7 +41,16 @@ def peft_data_command(
     users: Annotated[
         Path | None, typer.Option("--users", help="Only these users: a JSON list of user ids.")
     ] = None,
-    shard_spec: ShardOpt = None,
+    shard_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Only shard i/n (i from 0) of the users, balanced by training rows (a user is "
+            "never split); default from SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT and "
+            "SLURM_ARRAY_TASK_MIN when set.",
+            show_default=False,
+        ),
+    ] = None,
     tokenizer: Annotated[
         str | None,
         typer.Option("--tokenizer", help="Truncate sources with this tokenizer (the fork's)."),
@@ -88,20 +96,22 @@ def peft_data_command(
     code builds it: rows from the profile of the user's first question, one per item, in the
     task's format; the user's questions with their golds as evaluation rows; the users in order.
 
-    Writes, beside each questions file, {set}_peft_{choices}.jsonl ({"user_id", "id", "source",
-    "target"} per line, grouped by user), {set}_peft_{choices}_eval.jsonl (no target on test),
-    {set}_peft_{choices}_users.json (the reference's --user_ids format) and a record; a rerun
+    Writes, beside each questions file, SET_peft_CHOICES.jsonl ({"user_id", "id", "source",
+    "target"} per line, grouped by user), SET_peft_CHOICES_eval.jsonl (no target on test),
+    SET_peft_CHOICES_users.json (the reference's --user_ids format) and a record; CHOICES
+    names the options that shape the rows (dev_peft_file.jsonl with the defaults,
+    dev_peft_ranked.jsonl with --order ranked), so variants never overwrite each other. A rerun
     skips what is up to date. Without --task, every task, split and set present.
 
     Examples:
 
       lampctl peft-data --task LaMP-4 --split time --set dev
 
-      lampctl peft-data -t 7 -s time --seed 1 --shard 3/16    (one SLURM array task's users)
+      lampctl peft-data -t 7 -s time --seed 1 --shard 3/16    (users 3 of 16)
 
-      lampctl peft-data -t 5 --order ranked --tokenizer t5-base --max-length 512 --val-ratio 0.2
+      lampctl peft-data -t 5 --order ranked --tokenizer t5-base --val-ratio 0.2
 
-      lampctl peft-data -t 3 --questions q.json --outputs o.json --output train.jsonl
+      lampctl peft-data -t 3 --questions q.json --outputs o.json -o train.jsonl
     """
     state = get_state(ctx, json_out, quiet)
     from lampctl.peft_files import peft_data

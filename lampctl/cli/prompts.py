@@ -82,13 +82,14 @@ def prompts(
 
     Examples:
 
-      lampctl prompts -t LaMP-4 -s user --set dev --k 4 --max-length 512 --tokenizer t5-base
+      lampctl prompts -t 4 -s user --set dev --k 4 --tokenizer t5-base
 
       lampctl prompts --tokenizer ./my-tokenizer --k 1    (everything ranked)
 
       lampctl prompts -t 7 --no-profile
 
-      lampctl prompts -t 5 --questions q.json --ranking r.json --output p.jsonl --tokenizer t5-base
+      lampctl prompts -t 5 --questions q.json --ranking r.json -o p.jsonl \\
+          --tokenizer t5-base
     """
     state = get_state(ctx, json_out, quiet)
     with CliReporter(state) as reporter:

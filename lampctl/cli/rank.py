@@ -83,7 +83,7 @@ def rank(
 
       lampctl rank -t 5 --set dev --ranker bm25 --format trec --top-k 10
 
-      lampctl rank -t LaMP-2 --input my_questions.json --output my_rank.json --device cuda:1
+      lampctl rank -t 2 --input my_q.json --output my_rank.json --device cuda:1
 
       lampctl rank -t 4 --set train --shard 3/8    (then: lampctl gather -t 4)
     """

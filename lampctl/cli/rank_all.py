@@ -228,11 +228,11 @@ def rank_all(
 
       lampctl rank-all --dry-run
 
-      lampctl rank-all --task LaMP-4 --split user --devices cuda:0,cuda:1 --precision bf16
+      lampctl rank-all -t 4 -s user --devices cuda:0,cuda:1 --precision bf16
 
       lampctl --json rank-all --ranker bm25 --jobs 8
 
-      lampctl rank-all --shard 0/16    (in a SLURM array the shard comes from the environment)
+      lampctl rank-all --shard 0/16    (in a SLURM array: from its variables)
     """
     from lampctl.encoder import EncoderConfig, locate_checkpoint, resolve_devices
     from lampctl.rankall import plan_rank_all, run_rank_all
