@@ -330,7 +330,10 @@ def remove_dead_temp_files(path: Path) -> list[Path]:
         if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
             continue
         if int(parts[1]) != os.getpid() and not _alive(int(parts[1])):
-            leftover.unlink(missing_ok=True)
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:  # a read-only or foreign folder: leave it, the write will say
+                continue
             removed.append(leftover)
     return removed
 

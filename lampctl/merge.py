@@ -157,7 +157,10 @@ def merge_set(
     sources = sources_of(questions=questions_path, ranking=ranking_path, outputs=outputs_path)
     refuse_overwriting_inputs([output_path], dict(sources))
     parameters = merge_parameters(top_k, fmt, ranked)
-    if not force and derived_freshness(output_path, sources, parameters)[0] == "up to date":
+    if (
+        not force
+        and derived_freshness(output_path, sources, parameters, tidy=True)[0] == "up to date"
+    ):
         record = read_record(record_path(output_path)) or {}
         return MergeResult(
             str(output_path),

@@ -172,7 +172,7 @@ def peft_file(
     record = read_record(record_path(targets.train)) or {}
     if (
         not force
-        and derived_freshness(targets.train, sources, parameters)[0] == "up to date"
+        and derived_freshness(targets.train, sources, parameters, tidy=True)[0] == "up to date"
         and all(
             path.exists() and record.get("written", {}).get(key) == sha256_file(path)
             for key, path in (("eval", targets.evaluation), ("users", targets.users))
@@ -198,10 +198,10 @@ def peft_file(
                 complete=job.ranking is not None and ranking_top_k(job.ranking) is None,
                 parse_parts=_parse_parts(job.questions, hashing=pending.forked is not None),
             )
-            if not build.chosen:
-                raise InputError(
-                    f"{job.questions}: no users to write (the shard or --users is empty)"
-                )
+            if not build.chosen and shard is None:
+                raise InputError(f"{job.questions}: no users to write (--users is empty)")
+            # A shard may be empty (a SLURM array of more tasks than users): its files are
+            # written empty, so the array task succeeds and a later step has nothing to do.
             counts: list[int] = []
             source_tokens: list[int] = []
             target_tokens: list[int] = []

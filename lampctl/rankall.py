@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from lampctl.data import read_json
+from lampctl.data import read_json, remove_dead_temp_files
 from lampctl.encoder import EncoderConfig
 from lampctl.errors import LampctlError
 from lampctl.parallel import worker_setup
@@ -59,6 +59,13 @@ class JobPlan:
     questions: int | None = None
     profile_items: int | None = None
 
+    @property
+    def texts(self) -> int | None:
+        """What an encoder job encodes: each question's query and profile items."""
+        if self.questions is None or self.profile_items is None:
+            return None
+        return self.questions + self.profile_items
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "task": self.job.task.name,
@@ -67,6 +74,7 @@ class JobPlan:
             "ranker": self.job.ranker,
             "questions": self.questions,
             "profile_items": self.profile_items,
+            "texts": self.texts,
             "output": str(self.job.output),
             "state": self.state,
             "up_to_date": self.state == "up to date",
@@ -294,6 +302,7 @@ def run_rank_all(
         if plan.state.startswith("needs "):
             outcomes[plan.job.key] = _outcome(plan, plan.state)
         elif plan.state == "up to date" and not force:
+            remove_dead_temp_files(plan.job.output)  # skipped: no atomic writer tidies it
             outcomes[plan.job.key] = _outcome(plan, "skipped", questions=plan.questions)
         else:
             todo.append(plan)

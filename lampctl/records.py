@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lampctl import __version__
-from lampctl.data import is_special_file, read_json, sha256_file, write_json
+from lampctl.data import (
+    is_special_file,
+    read_json,
+    remove_dead_temp_files,
+    sha256_file,
+    write_json,
+)
 from lampctl.errors import InputError, LampctlError
 
 if TYPE_CHECKING:
@@ -130,11 +136,15 @@ def other_parameters(recorded: dict[str, Any], wanted: dict[str, Any]) -> str | 
 
 
 def _judge_record(
-    output: Path, parameters: dict[str, Any]
+    output: Path, parameters: dict[str, Any], tidy: bool = False
 ) -> tuple[str | None, dict[str, Any] | None]:
     """What every record check starts with: a verdict if one is already clear (new, no
     record, other parameters, output changed), else None; and the record. A record that is
-    missing or unreadable counts as none: the output is stale."""
+    missing or unreadable counts as none: the output is stale. ``tidy`` (a command that
+    writes, not ``status``) removes temp files that killed writers on this host left: an
+    up-to-date output is skipped and never reaches the atomic writer that would."""
+    if tidy:
+        remove_dead_temp_files(output)
     record = read_record(record_path(output))
     if not output.exists():
         return "new", record
@@ -155,9 +165,10 @@ def freshness(
     parameters: dict[str, Any],
     extra: dict[str, Any] | None = None,
     rehash: bool = False,
+    tidy: bool = False,
 ) -> tuple[str, dict[str, Any] | None]:
     """("up to date" | "stale: why" | "new", record) for a ranking made from ``source``."""
-    verdict, record = _judge_record(output, parameters)
+    verdict, record = _judge_record(output, parameters, tidy)
     if verdict is not None:
         return verdict.replace("file changed", "ranking changed"), record
     assert record is not None
@@ -219,11 +230,15 @@ def sources_of(**paths: Path | None) -> dict[str, Path]:
 
 
 def derived_freshness(
-    output: Path, sources: dict[str, Path], parameters: dict[str, Any], rehash: bool = False
+    output: Path,
+    sources: dict[str, Path],
+    parameters: dict[str, Any],
+    rehash: bool = False,
+    tidy: bool = False,
 ) -> tuple[str, dict[str, Any] | None]:
     """Like ``freshness`` for a file made from several inputs (a merged file, model inputs):
     ``sources`` names each input by its role (questions, ranking, outputs)."""
-    verdict, record = _judge_record(output, parameters)
+    verdict, record = _judge_record(output, parameters, tidy)
     if verdict is not None:
         return verdict, record
     assert record is not None

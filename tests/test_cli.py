@@ -154,3 +154,11 @@ def _registered(group: typer.Typer) -> list:
     for sub in group.registered_groups:
         found += _registered(sub.typer_instance)
     return found
+
+
+def test_rank_all_folds_errors_that_several_jobs_share():
+    from lampctl.cli.rank_all import fold_errors
+
+    failures = [("a", "disk full"), ("b", "bad file"), ("c", "disk full"), ("d", "disk full")]
+    assert fold_errors(failures) == ["3 jobs (a, c, ...): disk full", "b: bad file"]
+    assert fold_errors([("a", "x"), ("b", "x")]) == ["2 jobs (a, b): x"]

@@ -415,3 +415,16 @@ def test_template_conversions_and_specs_format_as_an_f_string_does(cli, tmp_path
     result = cli("--config", config, "peft-data", "-t", "4", "--questions", q, "--output", out)
     assert result.exit_code == 1 and "{text.upper} is not an item field name" in result.err
     assert str(config) in result.err
+
+
+def test_an_empty_shard_writes_empty_files(cli, tmp_path):
+    # A SLURM array of more tasks than users: the spare tasks succeed with nothing to do.
+    questions = _tweets([3, 4], seed=1)
+    for n, q in enumerate(questions):
+        q["user_id"] = 100 + n  # two users, five shards
+    q, _ = _write(tmp_path, questions)
+    out = tmp_path / "s4.jsonl"
+    summary = cli.json("peft-data", "-t", "7", "--questions", q, "--output", out, "--shard", "4/5")
+    assert summary["files"][0]["stats"]["users"] == 0
+    assert out.read_bytes() == b"" and (tmp_path / "s4_eval.jsonl").read_bytes() == b""
+    assert json.loads((tmp_path / "s4_users.json").read_text()) == []

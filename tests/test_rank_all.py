@@ -38,14 +38,15 @@ def test_plan_uses_the_paper_defaults_and_skips_up_to_date(cli, tree, tiny_bert)
     for job in plan["jobs"]:
         number = int(job["task"].split("-")[1])
         assert job["ranker"] == DEFAULTS[number][0 if job["split"] == "user" else 1]
-        assert job["state"] == "new" and job["questions"] == len(
-            json.loads(
-                (
-                    tree / job["split"] / f"LaMP_{number}" / f"{job['set']}_questions.json"
-                ).read_text()
-            )
+        questions = json.loads(
+            (tree / job["split"] / f"LaMP_{number}" / f"{job['set']}_questions.json").read_text()
         )
+        assert job["state"] == "new" and job["questions"] == len(questions)
+        assert job["texts"] == sum(1 + len(q["profile"]) for q in questions)  # encoder work
         assert job["output"].endswith(f"{job['set']}_questions_rank.json")
+    human = cli("rank-all", "--dry-run", "--data-dir", tree)
+    texts = sum(j["texts"] for j in plan["jobs"] if j["ranker"] == "contriever")
+    assert f"encoder job(s) to run: {texts:,} texts" in human.err
     first = cli.json("rank-all", "--data-dir", tree, "--checkpoint", tiny_bert)
     assert (first["done"], first["failed"]) == (42, 0)
     assert all((tree / j["output"].split(str(tree) + "/")[1]).exists() for j in first["jobs"])

@@ -86,6 +86,7 @@ def test_progress_lines_reach_a_log_file(tmp_path):
     assert done.returncode == 0
     lines = log.read_text().splitlines()
     assert lines and all(line.startswith("rank-all: ") for line in lines)
+    assert lines[0] == "rank-all: 6 jobs, 6 to run"  # at once, before any job advances
     assert any("/400 questions (" in line and "/s" in line for line in lines)
     assert "rank-all: 6/6 jobs finished" in lines[-1] or "ETA" in "".join(lines)
 
@@ -110,7 +111,9 @@ def test_offline_rank_all_still_runs_the_jobs_that_need_no_encoder(cli, tree, mo
     assert summary["error"].startswith("6 encoder job(s) not run: cannot load checkpoint")
     plain = cli("rank-all", "--data-dir", tree, "-t", "3", "--device", "cpu")
     lines = plain.err.strip().splitlines()
-    assert lines == [lines[0]] and lines[0].startswith("Error: 3 encoder job(s) not run:")
+    assert lines[0].startswith("rank-all: 6 jobs, 3 to run; encoder")  # a log hears it at once
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert errors == [lines[-1]] and errors[0].startswith("Error: 3 encoder job(s) not run:")
 
 
 def test_offline_hints_name_todays_tools(cli, tree, monkeypatch):

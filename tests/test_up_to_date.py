@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,31 @@ def test_status_verify_sees_a_same_size_copy_that_kept_the_mtime(cli, tree):
     result = cli("--json", "status", *ARGS, "--data-dir", tree, "--check", "--verify")
     assert result.exit_code == 1
     assert json.loads(result.out)["rows"][0]["ranking"] == "stale: input changed"
+
+
+def test_status_verify_catches_a_record_that_claims_another_input(cli, tree):
+    # A record whose input sha256 was edited while size and mtime still match: the quick
+    # check trusts the stamp, --verify hashes the input and sees the claim is false.
+    _rank(cli, tree)
+    meta = tree / "user/LaMP_5/dev_questions_rank.meta.json"
+    record = json.loads(meta.read_text())
+    record["input_sha256"] = "0" * 64
+    meta.write_text(json.dumps(record))
+    assert cli("status", *ARGS, "--data-dir", tree, "--check").exit_code == 0
+    result = cli("--json", "status", *ARGS, "--data-dir", tree, "--check", "--verify")
+    assert result.exit_code == 1
+    assert json.loads(result.out)["rows"][0]["ranking"] == "stale: input changed"
+
+
+@pytest.mark.parametrize("command", ["rank", "merge", "rank-all"])
+def test_a_dead_writers_temp_file_is_removed_when_the_output_is_skipped(cli, tree, command):
+    _rank(cli, tree)
+    if command == "merge":
+        assert cli("merge", *ARGS, "--data-dir", tree).exit_code == 0
+    name = "dev_questions_merged.json" if command == "merge" else "dev_questions_rank.json"
+    host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+    planted = tree / "user/LaMP_5" / f".{name}.{host}-4000000-abcd.tmp"  # no such pid
+    planted.write_text("half")
+    result = cli.json(command, *ARGS, "--data-dir", tree)
+    assert "up to date" in json.dumps(result) or result.get("skipped") == 1
+    assert not planted.exists()

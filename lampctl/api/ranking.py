@@ -116,7 +116,7 @@ def rank(
     extra = {"shard": parsed.label} if parsed else None
     done: dict[Path, RankResult] = {}  # the up-to-date rankings, skipped
     for questions_path, ranking_path in files:
-        state, record = freshness(ranking_path, questions_path, parameters, extra)
+        state, record = freshness(ranking_path, questions_path, parameters, extra, tidy=True)
         if state == "up to date" and record is not None and not force:
             done[ranking_path] = RankResult(
                 task=spec.name,

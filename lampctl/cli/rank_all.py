@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import shutil
+import threading
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
@@ -83,17 +85,32 @@ class LiveJobs:
             get_renderable=self.render, console=self.console, refresh_per_second=4, transient=False
         )
         self._running = False
+        self._stopped = threading.Event()
 
     def __enter__(self) -> LiveJobs:
         if self.enabled:
             self.live.start()
             self._running = True
+        elif self.plain is not None:
+            # A log file hears at once what started, then a line every interval even while
+            # nothing advances (an encoder loading, a long first chunk on a CPU).
+            todo = sum(r["plan"].state != "up to date" for r in self.rows.values())
+            note = f"; {self.note}" if self.note else ""
+            self.plain.say(f"rank-all: {len(self.rows)} jobs, {todo} to run{note}")
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
         return self
+
+    def _tick(self) -> None:
+        assert self.plain is not None
+        while not self._stopped.wait(max(self.plain.every, 1.0)):
+            self._log()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def stop(self) -> None:
+        self._stopped.set()
         if self._running:
             self.live.stop()
             self._running = False
@@ -303,12 +320,28 @@ def rank_all(
             encoder_unavailable=unavailable,
         )
     failed = [o for o in outcomes if o.status == "failed"]
-    errors = [f"{o.key}: {o.error}" for o in failed if o.error != unavailable]
-    without = len(failed) - len(errors)
+    errors = fold_errors([(o.key, o.error or "") for o in failed if o.error != unavailable])
+    without = len(failed) - sum(o.error != unavailable for o in failed)
     if without:  # one line for every job the missing encoder stopped
         errors.insert(0, f"{without} encoder job(s) not run: {unavailable}")
     _show_outcomes(state, outcomes, chosen, time.perf_counter() - started, errors)
     fail_with(errors)
+
+
+def fold_errors(failures: list[tuple[str, str]]) -> list[str]:
+    """One line per distinct error: ``key: error`` once, ``N jobs (key, ...): error`` when
+    several jobs failed alike (a full disk, a missing checkpoint), in first-seen order."""
+    keys: dict[str, list[str]] = {}
+    for key, error in failures:
+        keys.setdefault(error, []).append(key)
+    lines = []
+    for error, names in keys.items():
+        if len(names) == 1:
+            lines.append(f"{names[0]}: {error}")
+        else:
+            shown = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
+            lines.append(f"{len(names)} jobs ({shown}): {error}")
+    return lines
 
 
 def _show_plan(state: State, plans: list[JobPlan]) -> None:
@@ -332,6 +365,14 @@ def _show_plan(state: State, plans: list[JobPlan]) -> None:
     emit(
         state, {"command": "rank-all", "dry_run": True, "jobs": [p.as_dict() for p in plans]}, human
     )
+    encode = [p for p in plans if p.job.ranker not in CPU_RANKERS and p.state != "up to date"]
+    texts = sum(p.texts or 0 for p in encode)
+    if encode and texts and not (state.json or state.quiet):
+        stderr_console().print(
+            f"{len(encode)} encoder job(s) to run: {texts:,} texts (queries and profile "
+            "items) to encode; a CPU encodes them many times slower than a GPU.",
+            markup=False,
+        )
 
 
 def _show_outcomes(
@@ -342,6 +383,12 @@ def _show_outcomes(
         for status in ("done", "skipped", "failed")
     }
     counts["needs_build"] = sum(o.status.startswith("needs ") for o in outcomes)
+
+    seen = collections.Counter(o.error for o in outcomes if o.error)
+
+    def note(error: str | None) -> str:
+        # An error many jobs share is printed once, below the table, not in every row.
+        return "" if not error else (error if seen[error] == 1 else "failed (see below)")
 
     def human(console: Console) -> None:
         table = folding_table(
@@ -356,7 +403,7 @@ def _show_outcomes(
                 o.status,
                 "" if o.questions is None else str(o.questions),
                 "" if o.questions_per_second is None else f"{o.questions_per_second:.1f}",
-                o.error or "",
+                note(o.error),
                 style=STYLES.get(o.status, ""),
             )
         console.print(table)

@@ -77,7 +77,10 @@ def prompts_file(
         "revision": revision,
         "profile": tokenizer is not None,
     }
-    if not force and derived_freshness(output_path, sources, parameters)[0] == "up to date":
+    if (
+        not force
+        and derived_freshness(output_path, sources, parameters, tidy=True)[0] == "up to date"
+    ):
         stats = (read_record(record_path(output_path)) or {}).get("stats")
         return PromptResult(
             task.name,
