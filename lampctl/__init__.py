@@ -1,5 +1,6 @@
 """lampctl: download, build and rank the LaMP personalization benchmark, build its model
-inputs and score predictions, from Python as from the command line.
+inputs, train one adapter per user, generate and score predictions, from Python as from the
+command line.
 
     import lampctl
 
@@ -35,6 +36,9 @@ _WHERE = {
     "settings": "lampctl.settings",
     "peft_data": "lampctl.peft_files",
     "read_users": "lampctl.peft",
+    "generate": "lampctl.api.modelling",
+    "peft_predict": "lampctl.api.modelling",
+    "peft_train": "lampctl.api.modelling",
 }
 
 __all__ = [
@@ -46,8 +50,11 @@ __all__ = [
     "PromptsRun",
     "__version__",
     "evaluate",
+    "generate",
     "load",
     "peft_data",
+    "peft_predict",
+    "peft_train",
     "prompts",
     "rank",
     "read_users",
@@ -58,6 +65,7 @@ __all__ = [
 if TYPE_CHECKING:
     from lampctl import settings
     from lampctl.api import LampSet, PromptsRun, evaluate, load, prompts, rank, registry
+    from lampctl.api.modelling import generate, peft_predict, peft_train
     from lampctl.encoder import EncoderConfig
     from lampctl.errors import InputError, LampctlError, OptionError
     from lampctl.peft import read_users

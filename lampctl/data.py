@@ -329,7 +329,7 @@ def remove_dead_temp_files(path: Path) -> list[Path]:
         parts = tag.split("-")
         if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
             continue
-        if int(parts[1]) != os.getpid() and not _alive(int(parts[1])):
+        if int(parts[1]) != os.getpid() and not pid_alive(int(parts[1])):
             try:
                 leftover.unlink(missing_ok=True)
             except OSError:  # a read-only or foreign folder: leave it, the write will say
@@ -338,7 +338,7 @@ def remove_dead_temp_files(path: Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -214,6 +214,51 @@ def write_tiny_bert(
     return folder
 
 
+def write_tiny_t5(folder: Path, width: int = 16, layers: int = 2, seed: int = 0) -> Path:
+    """A small random T5 (seq2seq) with the tiny BERT's WordPiece tokenizer, saved like a
+    checkpoint: what ``peft train`` and ``generate`` load, built offline."""
+    import torch
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    write_tiny_bert(folder)  # its tokenizer files (and a BERT that the T5 files replace)
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).unlink(missing_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=width, d_kv=width // 2, d_ff=width * 2,
+        num_layers=layers, num_decoder_layers=layers, num_heads=2,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        # Larger random weights and an untied head: T5's own small init makes a tiny random
+        # model answer [PAD] to everything, and tests need outputs that differ.
+        initializer_factor=5.0, tie_word_embeddings=False,
+    )  # fmt: skip
+    T5ForConditionalGeneration(config).eval().save_pretrained(folder)
+    return folder
+
+
+def write_tiny_causal(folder: Path, width: int = 16, layers: int = 2, seed: int = 0) -> Path:
+    """A small random Llama-style causal LM (q_proj/k_proj/v_proj) with the tiny BERT's
+    tokenizer ([SEP] as its end of sequence), saved like a checkpoint."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    write_tiny_bert(folder)
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).unlink(missing_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=width * 2,
+        num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
+        max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(config).eval().save_pretrained(folder)
+    return folder
+
+
 def email_id(archive: int, number: int) -> str:
     return f"{archive:03d}-{number:06d}-EM.txt"
 

@@ -26,6 +26,9 @@ from lampctl.cli.download import download
 from lampctl.cli.evaluate import evaluate
 from lampctl.cli.inventory import stats_command, status_command
 from lampctl.cli.merge import gather_command, merge
+from lampctl.cli.model import generate_command, peft_app
+from lampctl.cli.model import predict as peft_predict
+from lampctl.cli.model import train as peft_train
 from lampctl.cli.peft import peft_data_command
 from lampctl.cli.prompts import prompts
 from lampctl.cli.rank import rank
@@ -269,6 +272,10 @@ _register(app, gather_command, "gather")
 _register(app, merge, "merge")
 _register(app, prompts, "prompts")
 _register(app, peft_data_command, "peft-data")
+_register(peft_app, peft_train, "train", no_args_is_help=True)
+_register(peft_app, peft_predict, "predict", no_args_is_help=True)
+app.add_typer(peft_app, name="peft")
+_register(app, generate_command, "generate", no_args_is_help=True)
 _register(app, evaluate, "evaluate", no_args_is_help=True)
 _register(app, status_command, "status")
 _register(app, stats_command, "stats")

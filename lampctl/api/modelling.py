@@ -1,0 +1,261 @@
+"""``lampctl.peft_train``, ``lampctl.peft_predict`` and ``lampctl.generate``: the model step
+of both experiments, for the commands ``peft train``, ``peft predict`` and ``generate``.
+
+Each takes either explicit files or one (task, split, set) of the data dir, where the files
+stand beside the questions file under names that carry the choices:
+
+    {set}_peft_{variant}.jsonl                      peft-data's training rows (variant: file)
+    {set}_peft_{variant}_eval.jsonl                 its evaluation rows
+    {set}_peft_{variant}_adapters/{model}/{user}/   one adapter per user (peft train)
+    {set}_peft_{variant}_predictions_{model}.json   peft predict's predictions
+    {prompts file stem}_predictions_{model}.json    generate's predictions
+
+``{model}`` is the model's last path part and a hash of its identity, so runs with other base
+models never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lampctl import settings
+from lampctl.api.sets import as_path
+from lampctl.errors import InputError, OptionError
+from lampctl.reporting import Reporter
+from lampctl.tasks import cached_registry as registry
+
+
+def model_slug(model: str, revision: str | None = None) -> str:
+    """``google/flan-t5-base`` -> ``flan-t5-base-1a2b3c4d``."""
+    from lampctl.model.loading import model_identity
+
+    tail = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rstrip("/").split("/")[-1]) or "model"
+    digest = hashlib.sha256(model_identity(model, revision).encode()).hexdigest()[:8]
+    return f"{tail}-{digest}"
+
+
+@dataclass(frozen=True)
+class PeftPaths:
+    """Where one set's PEFT files stand in the data dir."""
+
+    folder: Path
+    stem: str  # {set}_peft_{variant}
+
+    @property
+    def rows(self) -> Path:
+        return self.folder / f"{self.stem}.jsonl"
+
+    @property
+    def eval_rows(self) -> Path:
+        return self.folder / f"{self.stem}_eval.jsonl"
+
+    def adapters(self, slug: str) -> Path:
+        return self.folder / f"{self.stem}_adapters" / slug
+
+    def predictions(self, slug: str) -> Path:
+        return self.folder / f"{self.stem}_predictions_{slug}.json"
+
+
+def _selection(
+    task: str | None,
+    split: str | None,
+    set: str | None,
+    data_dir: Path | str | None,
+    config: Path | str | None,
+    explicit: str,
+) -> tuple[Any, Path]:
+    """(task spec, folder of the set) of a data-dir selection: all three must be given."""
+    if task is None or split is None or set is None:
+        missing = next(
+            n for n, v in (("--task", task), ("--split", split), ("--set", set)) if v is None
+        )
+        raise OptionError(missing, f"name one task, split and set, or pass {explicit}")
+    found = registry(config)
+    spec = found.task(task)
+    found.check_split(split)
+    folder = found.path("questions", settings.data_dir(data_dir), spec, split, set).parent
+    return spec, folder
+
+
+def _task_name(task: str | None, config: Path | str | None, option: str) -> str:
+    """The official ``task`` value (``LaMP_4``) of the predictions file."""
+    if task is None:
+        raise OptionError("--task", f"name the task (with {option}) for the predictions file")
+    return registry(config).task(task).dir_name
+
+
+def _shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    from lampctl.shards import parse_shard
+
+    if shard is None or isinstance(shard, tuple):
+        parsed = parse_shard(None) if shard is None else None
+        return shard if shard is not None else ((parsed.index, parsed.count) if parsed else None)
+    parsed = parse_shard(shard)
+    return (parsed.index, parsed.count) if parsed else None
+
+
+def _users(users: Sequence[str] | Path | str | None) -> list[str] | None:
+    """``--users``: a JSON list file (peft-data's ``_users.json``) or a list of ids."""
+    if users is None:
+        return None
+    if isinstance(users, (str, Path)):
+        from lampctl.peft_files import read_users_file
+
+        return read_users_file(Path(users))
+    return [str(u) for u in users]
+
+
+def peft_train(
+    model: str,
+    task: str | None = None,
+    split: str | None = None,
+    set: str | None = None,
+    *,
+    rows: Path | str | None = None,
+    adapters: Path | str | None = None,
+    variant: str = "file",
+    data_dir: Path | str | None = None,
+    users: Sequence[str] | Path | str | None = None,
+    shard: str | tuple[int, int] | None = None,
+    revision: str | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    force: bool = False,
+    config: Path | str | None = None,
+    reporter: Reporter | None = None,
+    **hyperparameters: Any,
+) -> Any:
+    """Train one LoRA adapter per user of a ``peft-data`` rows file; returns a ``TrainRun``.
+
+    ``hyperparameters`` (r, alpha, dropout, targets, learning_rate, weight_decay, epochs,
+    batch_size, warmup_ratio, max_grad_norm, max_length, seed) default to the LaMP authors'
+    settings (``configs/training.yaml``). Users whose adapter is up to date are skipped.
+    """
+    from lampctl.model.options import default_train_options
+    from lampctl.model.training import train_adapters
+
+    options = default_train_options(**hyperparameters)
+    rows_path, adapters_path = as_path(rows), as_path(adapters)
+    if rows_path is None:
+        _, folder = _selection(task, split, set, data_dir, config, "--rows")
+        paths = PeftPaths(folder, f"{set}_peft_{variant}")
+        rows_path = paths.rows
+        adapters_path = adapters_path or paths.adapters(model_slug(model, revision))
+    elif adapters_path is None:
+        adapters_path = rows_path.with_name(
+            f"{rows_path.name.removesuffix('.jsonl')}_adapters"
+        ) / model_slug(model, revision)
+    if not rows_path.is_file():
+        raise InputError(f"{rows_path}: no such peft-data file (run 'lampctl peft-data' first)")
+    return train_adapters(
+        rows_path, model, adapters_path, options, revision=revision, users=_users(users),
+        shard=_shard(shard), device=device, precision=precision, force=force, reporter=reporter,
+    )  # fmt: skip
+
+
+def peft_predict(
+    model: str,
+    task: str | None = None,
+    split: str | None = None,
+    set: str | None = None,
+    *,
+    rows: Path | str | None = None,
+    adapters: Path | str | None = None,
+    output: Path | str | None = None,
+    variant: str = "file",
+    data_dir: Path | str | None = None,
+    users: Sequence[str] | Path | str | None = None,
+    shard: str | tuple[int, int] | None = None,
+    revision: str | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    config: Path | str | None = None,
+    reporter: Reporter | None = None,
+    **decoding: Any,
+) -> Any:
+    """Answer each user's questions (``peft-data``'s evaluation rows) with that user's adapter;
+    writes the official predictions file; returns a ``PredictRun``.
+
+    ``decoding`` (num_beams, max_new_tokens, batch_size, max_length) defaults to the LaMP
+    authors' (4 beams, 128 new tokens). With ``shard`` the output is one shard's file
+    (``....shard-i-of-n.json``); ``lampctl gather --predictions`` joins them.
+    """
+    from lampctl.model.options import default_decode_options
+    from lampctl.model.predicting import predict_users
+    from lampctl.shards import Shard
+
+    options = default_decode_options(**decoding)
+    rows_path, adapters_path, output_path = as_path(rows), as_path(adapters), as_path(output)
+    slug = model_slug(model, revision)
+    if rows_path is None:
+        spec, folder = _selection(task, split, set, data_dir, config, "--rows")
+        paths = PeftPaths(folder, f"{set}_peft_{variant}")
+        rows_path = paths.eval_rows
+        adapters_path = adapters_path or paths.adapters(slug)
+        output_path = output_path or paths.predictions(slug)
+        task_name = spec.dir_name
+    else:
+        task_name = _task_name(task, config, "--rows")
+        stem = rows_path.name.removesuffix(".jsonl").removesuffix("_eval")
+        adapters_path = adapters_path or rows_path.with_name(f"{stem}_adapters") / slug
+        output_path = output_path or rows_path.with_name(f"{stem}_predictions_{slug}.json")
+    parsed = _shard(shard)
+    if parsed is not None:
+        output_path = Shard(*parsed).path(output_path)
+    if not rows_path.is_file():
+        raise InputError(f"{rows_path}: no such peft-data file (run 'lampctl peft-data' first)")
+    return predict_users(
+        rows_path, model, adapters_path, output_path, task_name, options, revision=revision,
+        users=_users(users), shard=parsed, device=device, precision=precision, reporter=reporter,
+    )  # fmt: skip
+
+
+def generate(
+    model: str,
+    task: str | None = None,
+    split: str | None = None,
+    set: str | None = None,
+    *,
+    prompts: Path | str | None = None,
+    output: Path | str | None = None,
+    data_dir: Path | str | None = None,
+    revision: str | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    config: Path | str | None = None,
+    reporter: Reporter | None = None,
+    **decoding: Any,
+) -> Any:
+    """The retrieval path's model step: one model's output for every row of a ``prompts``
+    file, written as the official predictions file; returns a ``GenerateRun``. In the data
+    dir, the set must hold exactly one prompts file (else pass ``prompts``)."""
+    from lampctl.model.options import default_decode_options
+    from lampctl.model.predicting import generate_file
+
+    options = default_decode_options(**decoding)
+    prompts_path, output_path = as_path(prompts), as_path(output)
+    if prompts_path is None:
+        spec, folder = _selection(task, split, set, data_dir, config, "--prompts")
+        found = sorted(folder.glob(f"{set}_prompts_*.jsonl"))
+        if len(found) != 1:
+            what = "no prompts file" if not found else f"{len(found)} prompts files"
+            raise InputError(
+                f"{folder}: {what} for the {set} set (run 'lampctl prompts', or pass --prompts)"
+            )
+        prompts_path = found[0]
+        task_name = spec.dir_name
+    else:
+        task_name = _task_name(task, config, "--prompts")
+    slug = model_slug(model, revision)
+    output_path = output_path or prompts_path.with_name(
+        f"{prompts_path.name.removesuffix('.jsonl')}_predictions_{slug}.json"
+    )
+    return generate_file(
+        prompts_path, model, output_path, task_name, options, revision=revision, device=device,
+        precision=precision, reporter=reporter,
+    )  # fmt: skip

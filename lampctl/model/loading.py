@@ -1,0 +1,200 @@
+"""The base model and its tokenizer, loaded once per process, and the batches fed to them.
+
+A model is seq2seq (T5 family: ``config.is_encoder_decoder``) or causal (Llama, Qwen,
+Mistral...). Training batches follow the LaMP authors' PEFT code for seq2seq (sources and
+targets truncated to ``max_length``, padded, padding left out of the loss) and the usual
+recipe for causal models: the prompt and the target in one sequence, only the target's tokens
+(and the closing EOS) in the loss. Generation pads causal prompts on the left and keeps only
+the new tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lampctl.errors import ModelLoadError, OptionError
+from lampctl.model.options import PRECISIONS, DecodeOptions
+
+IGNORE = -100  # label of a token left out of the loss (the loss functions' ignore_index)
+
+
+def require_peft() -> None:
+    """peft is the ``train`` extra: a clear line instead of an ImportError."""
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        raise ModelLoadError(
+            "this command needs the 'peft' package: pip install 'lampctl[train]' (or pip "
+            "install peft)"
+        ) from None
+
+
+def model_identity(name: str, revision: str | None) -> str:
+    """What a record keeps of the base model: a local folder by its resolved path, a hub id
+    with its revision."""
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return str(local.resolve())
+    return f"{name}@{revision}" if revision else name
+
+
+@dataclass
+class BaseModel:
+    name: str
+    identity: str
+    kind: str  # seq2seq | causal
+    model: Any
+    tokenizer: Any
+    device: str
+    precision: str
+
+    @property
+    def eos_id(self) -> int | None:
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            eos = getattr(self.model.config, "eos_token_id", None)
+            eos = eos[0] if isinstance(eos, list) else eos
+        return eos
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """No progress bars or advice from transformers and peft while lampctl reports progress
+    itself (saving an adapter draws a bar; a deprecation notice is not the user's to act on)."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", module="peft")
+            warnings.filterwarnings("ignore", module="transformers")
+            yield
+    finally:
+        hf_logging.set_verbosity(previous)
+        hf_logging.enable_progress_bar()
+
+
+def load_base_model(
+    name: str, revision: str | None = None, device: str = "auto", precision: str = "fp32"
+) -> BaseModel:
+    """The model ``name`` (a folder or a hub id, found as the encoder's checkpoint is), on
+    ``device`` in ``precision``, frozen; one ``ModelLoadError`` line when it cannot be."""
+    if precision not in PRECISIONS:
+        raise OptionError("--precision", f"unknown precision {precision!r} (fp32, bf16 or fp16)")
+    from lampctl.encoder import locate_checkpoint, resolve_device
+
+    device = resolve_device(device)
+    source = locate_checkpoint(name, revision, kind="model")
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    try:
+        with quiet_libraries():
+            config = AutoConfig.from_pretrained(source, local_files_only=True)
+            kind = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
+            loader = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+            model = loader.from_pretrained(source, local_files_only=True, dtype=dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelLoadError(
+            f"cannot load model {name!r} from {source}: {type(exc).__name__}: {first}"
+        ) from None
+    if tokenizer.pad_token_id is None:  # Llama-style tokenizers have none: pad with EOS
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return BaseModel(
+        name, model_identity(name, revision), kind, model, tokenizer, device, precision
+    )
+
+
+def training_batch(base: BaseModel, pairs: Sequence[tuple[str, str]], max_length: int) -> dict:
+    """Tensors for one step on (source, target) pairs, on the model's device."""
+    import torch
+
+    tokenizer = base.tokenizer
+    pad = tokenizer.pad_token_id
+    if base.kind == "seq2seq":
+        inputs = tokenizer(
+            [s for s, _ in pairs], max_length=max_length, truncation=True, padding=True,
+            return_tensors="pt", return_token_type_ids=False,
+        )  # fmt: skip
+        targets = tokenizer(
+            [t for _, t in pairs], max_length=max_length, truncation=True, padding=True,
+            return_tensors="pt", return_token_type_ids=False,
+        )  # fmt: skip
+        labels = targets["input_ids"].masked_fill(targets["attention_mask"] == 0, IGNORE)
+        batch = {**inputs, "labels": labels}
+    else:
+        sequences, label_rows = [], []
+        for source, target in pairs:
+            prompt = tokenizer(source, max_length=max_length, truncation=True)["input_ids"]
+            answer = tokenizer(
+                target, max_length=max_length, truncation=True, add_special_tokens=False
+            )["input_ids"]
+            if base.eos_id is not None:
+                answer = [*answer, base.eos_id]
+            sequences.append(prompt + answer)
+            label_rows.append([IGNORE] * len(prompt) + answer)
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(pairs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(pairs), width), dtype=torch.long)
+        labels = torch.full((len(pairs), width), IGNORE, dtype=torch.long)
+        for row, (sequence, label) in enumerate(zip(sequences, label_rows, strict=True)):
+            ids[row, : len(sequence)] = torch.tensor(sequence)
+            mask[row, : len(sequence)] = 1
+            labels[row, : len(label)] = torch.tensor(label)
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return {key: value.to(base.device) for key, value in batch.items()}
+
+
+def source_lengths(base: BaseModel, sources: Sequence[str], max_length: int) -> list[int]:
+    """Tokens of each source (truncated), to sort a generation's batches by length."""
+    encoded = base.tokenizer(list(sources), max_length=max_length, truncation=True)["input_ids"]
+    return [len(ids) for ids in encoded]
+
+
+def generate_texts(
+    base: BaseModel,
+    model: Any,
+    sources: Sequence[str],
+    options: DecodeOptions,
+    adapter_names: Sequence[str] | None = None,
+) -> list[str]:
+    """Decoded outputs of one batch; ``adapter_names`` (one per source) picks each row's
+    adapter in a peft model that holds several (``__base__``: none)."""
+    import torch
+
+    tokenizer = base.tokenizer
+    tokenizer.padding_side = "left" if base.kind == "causal" else "right"
+    inputs = tokenizer(
+        list(sources), max_length=options.max_length, truncation=True, padding=True,
+        return_tensors="pt", return_token_type_ids=False,
+    ).to(base.device)  # fmt: skip
+    extra: dict[str, Any] = {}
+    if adapter_names is not None:
+        extra["adapter_names"] = list(adapter_names)
+    with torch.inference_mode(), quiet_libraries():
+        out = model.generate(
+            **inputs,
+            num_beams=options.num_beams,
+            max_new_tokens=options.max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            **extra,
+        )
+    if base.kind == "causal":
+        out = out[:, inputs["input_ids"].shape[1] :]
+    return [text.strip() for text in tokenizer.batch_decode(out, skip_special_tokens=True)]

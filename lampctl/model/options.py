@@ -1,0 +1,113 @@
+"""Options of training and decoding, with the bundled defaults (``configs/training.yaml``)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from lampctl.errors import ConfigError, OptionError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """One user's LoRA training (the reference's ``LoraConfig`` and training arguments)."""
+
+    r: int
+    alpha: int
+    dropout: float
+    targets: tuple[str, ...] | None  # None: the model kind's default (training.yaml)
+    learning_rate: float
+    weight_decay: float
+    epochs: int
+    batch_size: int
+    warmup_ratio: float
+    max_grad_norm: float
+    max_length: int
+    seed: int = 0
+
+    def with_targets(self, kind: str) -> TrainOptions:
+        """The options with the model kind's default targets filled in."""
+        if self.targets is not None:
+            return self
+        return replace(self, targets=tuple(bundled()["lora"]["targets"][kind]))
+
+    def as_record(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["targets"] = list(self.targets) if self.targets is not None else None
+        return out
+
+    def check(self) -> None:
+        for name, low in (("r", 1), ("alpha", 1), ("epochs", 1), ("batch_size", 1)):
+            if getattr(self, name) < low:
+                raise OptionError(f"--{name.replace('_', '-')}", f"must be at least {low}")
+        if not 0 <= self.dropout < 1:
+            raise OptionError("--dropout", "must be in [0, 1)")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise OptionError("--warmup-ratio", "must be in [0, 1]")
+        if self.learning_rate <= 0:
+            raise OptionError("--learning-rate", "must be above 0")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Generation: beam search (``num_beams`` 1 is greedy), new tokens, batch size."""
+
+    num_beams: int
+    max_new_tokens: int
+    batch_size: int
+    max_length: int
+
+    def as_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def check(self) -> None:
+        for name in ("num_beams", "max_new_tokens", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise OptionError(f"--{name.replace('_', '-')}", "must be at least 1")
+
+
+@functools.cache
+def bundled() -> dict[str, Any]:
+    """``configs/training.yaml``, checked: every section and key known, every value typed."""
+    from lampctl.taskfile import read_yaml
+    from lampctl.tasks import bundled_text
+
+    data = read_yaml(bundled_text("training.yaml"), "bundled training.yaml")
+    known = {
+        "lora": {"r", "alpha", "dropout", "targets"},
+        "train": {f.name for f in fields(TrainOptions)} - {"r", "alpha", "dropout", "targets"},
+        "generation": {"num_beams", "max_new_tokens", "batch_size"},
+    }
+    if not isinstance(data, dict) or set(data) != set(known):
+        raise ConfigError(f"training.yaml: expected the sections {', '.join(sorted(known))}")
+    for section, keys in known.items():
+        extra = set(data[section]) - keys
+        if extra:
+            raise ConfigError(f"training.yaml: unknown key {section}.{sorted(extra)[0]}")
+    return data
+
+
+def default_train_options(**given: Any) -> TrainOptions:
+    """The bundled defaults, with every option in ``given`` that is not None over them."""
+    data = bundled()
+    values = {**{k: v for k, v in data["lora"].items() if k != "targets"}, **data["train"]}
+    values["targets"] = None
+    values["seed"] = 0
+    values.update({k: v for k, v in given.items() if v is not None})
+    if values["targets"] is not None:
+        values["targets"] = tuple(values["targets"])
+    options = TrainOptions(**values)
+    options.check()
+    return options
+
+
+def default_decode_options(**given: Any) -> DecodeOptions:
+    data = bundled()
+    values = {**data["generation"], "max_length": data["train"]["max_length"]}
+    values.update({k: v for k, v in given.items() if v is not None})
+    options = DecodeOptions(**values)
+    options.check()
+    return options

@@ -1,0 +1,324 @@
+"""Predictions: each user's adapter on the base model (``peft predict``), or one model for a
+prompts file (``generate``), written as the official predictions file that ``lampctl
+evaluate`` reads: ``{"task": "LaMP_N", "golds": [{"id", "output"}, ...]}`` in input order.
+
+``peft predict`` batches across users: a group of users' adapters is loaded into one peft
+model and each row of a batch names its own adapter (peft's mixed-adapter batches; a user
+without an adapter gets the base model, ``__base__``, and is counted). Rows are sorted by
+length within a group, so batches carry little padding. Finished groups are appended to a
+``.partial.jsonl`` beside the output (synced), so a killed run resumes where it stopped; the
+final file is written atomically and the partial file removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lampctl.errors import InputError, OutputError
+from lampctl.model.loading import (
+    BaseModel,
+    generate_texts,
+    load_base_model,
+    quiet_libraries,
+    source_lengths,
+)
+from lampctl.model.options import DecodeOptions
+from lampctl.reporting import Reporter, SilentReporter
+
+BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+GROUP_USERS = 32  # adapters held at once: memory stays flat however many users there are
+
+
+@dataclass(frozen=True)
+class Row:
+    user: str
+    id: str
+    source: str
+
+
+@dataclass(frozen=True)
+class PredictRun:
+    output: str
+    task: str
+    base_model: str
+    device: str
+    rows: int
+    users: int
+    without_adapter: int
+    resumed: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def write_predictions(output: Path, task: str, predictions: Sequence[tuple[str, str]]) -> None:
+    from lampctl.data import atomic_writer
+
+    golds = [{"id": qid, "output": text} for qid, text in predictions]
+    with atomic_writer(output) as handle:
+        handle.write(json.dumps({"task": task, "golds": golds}, ensure_ascii=False))
+
+
+def _sorted_batches(
+    base: BaseModel, rows: Sequence[Row], options: DecodeOptions
+) -> list[list[int]]:
+    """Indexes of ``rows`` in batches, longest sources first (as little padding as can be)."""
+    lengths = source_lengths(base, [r.source for r in rows], options.max_length)
+    order = sorted(range(len(rows)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)]
+
+
+class Partial:
+    """Finished rows of an interrupted run, kept beside the output: one JSON line per row,
+    after a first line naming what made them (a run with other settings starts afresh)."""
+
+    def __init__(self, output: Path, header: dict[str, Any]) -> None:
+        self.path = output.with_name(f".{output.name}.partial.jsonl")
+        self.header = header
+        self.done: dict[str, str] = {}
+        self._handle: Any = None
+
+    def load(self) -> dict[str, str]:
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return {}
+        try:
+            if not lines or json.loads(lines[0]) != self.header:
+                return {}
+            for line in lines[1:]:
+                row = json.loads(line)
+                self.done[str(row["id"])] = str(row["output"])
+        except (ValueError, KeyError, TypeError):
+            pass  # a torn last line: the rows before it stand
+        return self.done
+
+    def add(self, rows: Sequence[tuple[str, str]]) -> None:
+        if self._handle is None:
+            fresh = not self.done
+            self._handle = self.path.open("w" if fresh else "a", encoding="utf-8")
+            if fresh:
+                self._handle.write(json.dumps(self.header) + "\n")
+            else:  # rewrite what was kept, so a torn line never stays in the middle
+                self._handle.close()
+                self._handle = self.path.open("w", encoding="utf-8")
+                self._handle.write(json.dumps(self.header) + "\n")
+                for qid, text in self.done.items():
+                    self._handle.write(json.dumps({"id": qid, "output": text}) + "\n")
+        for qid, text in rows:
+            self._handle.write(json.dumps({"id": qid, "output": text}, ensure_ascii=False) + "\n")
+            self.done[qid] = text
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self, remove: bool) -> None:
+        if self._handle is not None:
+            self._handle.close()
+        if remove:
+            self.path.unlink(missing_ok=True)
+
+
+def read_eval_rows(path: Path) -> list[Row]:
+    """The evaluation rows of a ``peft-data`` file (``_eval.jsonl``), grouped by user."""
+    from lampctl.model.training import read_user_rows
+    from lampctl.peft import read_users
+
+    read_user_rows(path, need_target=False)  # the shape checks: one place for them
+    rows: list[Row] = []
+    ids: set[str] = set()
+    for user, items in read_users(path):
+        for item in items:
+            qid = str(item.get("id"))
+            if qid in ids:
+                raise InputError(f"{path}: question id {qid!r} appears twice")
+            ids.add(qid)
+            rows.append(Row(user, qid, item["source"]))
+    return rows
+
+
+def predict_users(
+    rows_path: Path,
+    model: str,
+    adapters: Path,
+    output: Path,
+    task: str,
+    options: DecodeOptions,
+    *,
+    revision: str | None = None,
+    users: Sequence[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    reporter: Reporter | None = None,
+) -> PredictRun:
+    """Each user's questions answered with that user's adapter, batched across users."""
+    from lampctl.model.loading import model_identity, require_peft
+    from lampctl.model.training import ADAPTER_FILES, UserRows, choose
+
+    require_peft()
+    reporter = reporter or SilentReporter()
+    started = time.perf_counter()
+    rows = read_eval_rows(rows_path)
+    by_user: dict[str, list[Row]] = {}
+    for row in rows:
+        by_user.setdefault(row.user, []).append(row)
+    grouped = [UserRows(u, [(r.source, "") for r in rs]) for u, rs in by_user.items()]
+    chosen = [u.user for u in choose(grouped, users, shard, rows_path)]
+    header = {
+        "rows": str(rows_path.resolve()),
+        "base_model": model_identity(model, revision),
+        "adapters": str(adapters.resolve()),
+        "decoding": options.as_record(),
+        "precision": precision,
+        "users": chosen,
+    }
+    partial = Partial(output, header)
+    done = partial.load()
+    resumed = len(done)
+    has_adapter = {u: all((adapters / u / f).is_file() for f in ADAPTER_FILES) for u in chosen}
+    todo_users = [u for u in chosen if any(r.id not in done for r in by_user[u])]
+    total = sum(len(by_user[u]) for u in chosen)
+    base = load_base_model(model, revision, device, precision)
+    reporter.start("predict", total, unit="questions")
+    remaining = sum(r.id not in done for u in todo_users for r in by_user[u])
+    reporter.advance(total - remaining)  # resumed rows
+    peft_model: Any = None
+    try:
+        for first in range(0, len(todo_users), GROUP_USERS):
+            group = todo_users[first : first + GROUP_USERS]
+            loaded = [u for u in group if has_adapter[u]]
+            with quiet_libraries():
+                peft_model = _load_group(base, peft_model, adapters, loaded)
+            todo = [r for u in group for r in by_user[u] if r.id not in done]
+            answers: list[tuple[str, str]] = []
+            for batch in _sorted_batches(base, todo, options):
+                picked = [todo[i] for i in batch]
+                names = [r.user if has_adapter[r.user] else BASE for r in picked]
+                runner = peft_model if peft_model is not None else base.model
+                texts = generate_texts(
+                    base, runner, [r.source for r in picked], options,
+                    names if peft_model is not None else None,
+                )  # fmt: skip
+                answers.extend((r.id, t) for r, t in zip(picked, texts, strict=True))
+                reporter.advance(len(picked))
+            partial.add(answers)
+            with quiet_libraries():
+                _unload_group(peft_model, loaded)
+    except BaseException:
+        partial.close(remove=False)
+        raise
+    wanted = [r for u in chosen for r in by_user[u]]
+    write_predictions(output, task, [(r.id, partial.done[r.id]) for r in wanted])
+    partial.close(remove=True)
+    return PredictRun(
+        str(output), task, header["base_model"], base.device, len(wanted), len(chosen),
+        sum(not has_adapter[u] for u in chosen), resumed,
+        round(time.perf_counter() - started, 3),
+    )  # fmt: skip
+
+
+def _load_group(base: BaseModel, peft_model: Any, adapters: Path, users: Sequence[str]) -> Any:
+    """``users``' adapters loaded into one peft model over the base (made on first need)."""
+    from peft import PeftModel
+
+    for user in users:
+        folder = str(adapters / user)
+        try:
+            if peft_model is None:
+                peft_model = PeftModel.from_pretrained(base.model, folder, adapter_name=user)
+            else:
+                peft_model.load_adapter(folder, adapter_name=user)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"{folder}: cannot load the adapter: {first}") from None
+    if peft_model is not None:
+        peft_model.eval()
+    return peft_model
+
+
+def _unload_group(peft_model: Any, users: Sequence[str]) -> None:
+    """Free the group's adapters; the last one stays (a peft model holds at least one) and
+    is replaced by the next group's."""
+    if peft_model is None:
+        return
+    for user in users:
+        if len(peft_model.peft_config) > 1:
+            peft_model.delete_adapter(user)
+
+
+@dataclass(frozen=True)
+class GenerateRun:
+    output: str
+    task: str
+    model: str
+    device: str
+    rows: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def read_prompt_rows(path: Path) -> list[Row]:
+    """``{"id", "source", ...}`` per line (what ``lampctl prompts`` writes)."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such prompts file (run 'lampctl prompts' first)")
+    rows: list[Row] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                qid, source = str(data["id"]), data["source"]
+            except (ValueError, KeyError, TypeError):
+                raise InputError(f"{path}: line {number} is not a prompt row") from None
+            if not isinstance(source, str):
+                raise InputError(f"{path}: line {number}: source is not a string")
+            if qid in seen:
+                raise InputError(f"{path}: question id {qid!r} appears twice")
+            seen.add(qid)
+            rows.append(Row("", qid, source))
+    if not rows:
+        raise InputError(f"{path}: no prompt rows")
+    return rows
+
+
+def generate_file(
+    prompts: Path,
+    model: str,
+    output: Path,
+    task: str,
+    options: DecodeOptions,
+    *,
+    revision: str | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    reporter: Reporter | None = None,
+) -> GenerateRun:
+    """One model's outputs for every prompt, batched by length, in the file's order."""
+    reporter = reporter or SilentReporter()
+    started = time.perf_counter()
+    rows = read_prompt_rows(prompts)
+    if output.resolve() == prompts.resolve():
+        raise OutputError(f"{output}: is the prompts file itself; choose another output")
+    base = load_base_model(model, revision, device, precision)
+    reporter.start("generate", len(rows), unit="prompts")
+    answers: dict[int, str] = {}
+    for batch in _sorted_batches(base, rows, options):
+        texts = generate_texts(base, base.model, [rows[i].source for i in batch], options)
+        answers.update(zip(batch, texts, strict=True))
+        reporter.advance(len(batch))
+    write_predictions(output, task, [(row.id, answers[i]) for i, row in enumerate(rows)])
+    return GenerateRun(
+        str(output), task, base.identity, base.device, len(rows),
+        round(time.perf_counter() - started, 3),
+    )  # fmt: skip

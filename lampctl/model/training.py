@@ -1,0 +1,403 @@
+"""One fresh LoRA adapter per user, trained on that user's ``peft-data`` rows.
+
+What the LaMP authors' ``PEFT/train_peft.py`` does, without its defects: the base model is
+loaded once per process; each user gets a fresh adapter (seeded, so the same seed gives the
+same adapter bytes on a CPU) that is taken off the model after training (``unload``), so
+adapters never stack; an adapter folder appears whole or not at all (written beside it, then
+renamed), with a record of what made it, so a rerun skips the users that are done and up to
+date and retrains a half-finished one. The loop is the Trainer's for these settings: AdamW
+(weight decay on the LoRA matrices), linear warmup then linear decay, gradient clipping,
+shuffled batches, without a Trainer built per user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lampctl import __version__
+from lampctl.errors import InputError, OutputError
+from lampctl.model.loading import BaseModel, quiet_libraries, training_batch
+from lampctl.model.options import TrainOptions
+from lampctl.reporting import Reporter
+
+RECORD = "lampctl_adapter.json"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+Pairs = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class UserRows:
+    user: str
+    pairs: Pairs
+
+    @property
+    def sha256(self) -> str:
+        """The user's training pairs, hashed: a change to any row retrains this user only."""
+        return hashlib.sha256(json.dumps(self.pairs, ensure_ascii=False).encode()).hexdigest()
+
+
+def read_user_rows(path: Path, need_target: bool = True) -> list[UserRows]:
+    """Every user's (source, target) pairs from a ``peft-data`` file, in file order; a row
+    without a string source (or target, when ``need_target``) is an ``InputError``."""
+    from lampctl.peft import read_users
+
+    users: list[UserRows] = []
+    seen: set[str] = set()
+    for user, rows in read_users(path):
+        if user in seen:
+            raise InputError(f"{path}: user {user!r} appears in two places (not grouped by user)")
+        seen.add(user)
+        check_user_id(path, user)
+        pairs = []
+        for row in rows:
+            source, target = row.get("source"), row.get("target")
+            if not isinstance(source, str) or (need_target and not isinstance(target, str)):
+                what = "source" if not isinstance(source, str) else "target"
+                raise InputError(f"{path}: row {row.get('id')!r} of user {user!r} has no {what}")
+            pairs.append((source, target if isinstance(target, str) else ""))
+        users.append(UserRows(user, pairs))
+    return users
+
+
+def check_user_id(path: Path, user: str) -> None:
+    """A user id names a folder: no separators, no leading dot."""
+    if not user or user.startswith(".") or "/" in user or "\\" in user or "\0" in user:
+        raise InputError(f"{path}: user id {user!r} cannot name an adapter folder")
+
+
+def choose(
+    users: list[UserRows],
+    wanted: Sequence[str] | None,
+    shard: tuple[int, int] | None,
+    path: Path,
+    weight: Callable[[UserRows], int] | None = None,
+) -> list[UserRows]:
+    """``--users`` (each must be in the file), then shard i of n balanced by rows (largest
+    users first onto the least-loaded shard; a user is never split), in file order."""
+    from lampctl.peft import User, shard_users
+
+    if wanted is not None:
+        known = {u.user for u in users}
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise InputError(f"{path}: has no user {unknown[0]!r} (of {len(unknown)} asked for)")
+        chosen = set(wanted)
+        users = [u for u in users if u.user in chosen]
+    if shard is None:
+        return users
+    load = weight or (lambda u: len(u.pairs))
+    ids = [User(u.user, n, []) for n, u in enumerate(users)]
+    keep = {u.id for u in shard_users(ids, {u.user: load(u) for u in users}, *shard)}
+    return [u for u in users if u.user in keep]
+
+
+# --------------------------------------------------------------------------- the adapters
+
+
+def adapter_record(base: str, kind: str, options: TrainOptions, user: UserRows) -> dict[str, Any]:
+    return {
+        "user_id": user.user,
+        "rows": len(user.pairs),
+        "rows_sha256": user.sha256,
+        "base_model": base,
+        "kind": kind,
+        "options": options.as_record(),
+    }
+
+
+def adapter_state(folder: Path, wanted: dict[str, Any]) -> str:
+    """ "up to date", "new" or "stale: why" for one user's adapter folder."""
+    record_file = folder / RECORD
+    if not folder.is_dir():
+        return "new"
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "stale: no record"
+    for key, value in wanted.items():
+        if record.get(key) != value:
+            return f"stale: other {key.replace('_', ' ')}"
+    written = record.get("files") or {}
+    for name in ADAPTER_FILES:
+        path = folder / name
+        if not path.is_file() or _sha256(path) != written.get(name):
+            return f"stale: {name} changed"
+    return "up to date"
+
+
+def _sha256(path: Path) -> str:
+    from lampctl.data import sha256_file
+
+    return sha256_file(path)
+
+
+def save_adapter(model: Any, folder: Path, record: dict[str, Any]) -> None:
+    """``model``'s adapter and its record into ``folder``, whole or not at all: written to a
+    temp folder beside it, synced, then renamed into place (an older folder is moved aside
+    first and removed after)."""
+    from lampctl.data import process_umask
+
+    parent = folder.parent
+    tag = f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+    temp = parent / f".{folder.name}.{tag}.tmp"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        if temp.exists():
+            shutil.rmtree(temp)
+        model.save_pretrained(str(temp))
+        files = {name: _sha256(temp / name) for name in ADAPTER_FILES}
+        (temp / RECORD).write_text(
+            json.dumps({"lampctl": __version__, **record, "files": files}, indent=1) + "\n",
+            encoding="utf-8",
+        )
+        for path in temp.iterdir():
+            path.chmod(0o666 & ~process_umask())
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        old = parent / f".{folder.name}.{tag}.old"
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(temp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+        descriptor = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise OutputError(f"{folder}: cannot write the adapter: {exc.strerror or exc}") from None
+
+
+def remove_dead_temp_folders(parent: Path) -> None:
+    """Temp adapter folders of killed runs on this host (``.USER.HOST-PID.tmp``/``.old``)."""
+    from lampctl.data import pid_alive  # the liveness check the atomic writer uses
+
+    if not parent.is_dir():
+        return
+    host = socket.gethostname().split(".")[0]
+    for path in parent.iterdir():
+        name = path.name
+        if not (name.startswith(".") and name.endswith((".tmp", ".old")) and path.is_dir()):
+            continue
+        owner = name.rsplit(".", 2)[-2] if name.count(".") >= 3 else ""
+        found_host, _, pid = owner.rpartition("-")
+        if found_host == host and pid.isdigit() and int(pid) != os.getpid():
+            if not pid_alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def lora_config(options: TrainOptions, kind: str) -> Any:
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(
+        task_type=TaskType.SEQ_2_SEQ_LM if kind == "seq2seq" else TaskType.CAUSAL_LM,
+        r=options.r,
+        lora_alpha=options.alpha,
+        lora_dropout=options.dropout,
+        target_modules=list(options.targets or ()),
+    )
+
+
+@dataclass(frozen=True)
+class UserTraining:
+    steps: int
+    loss: float | None  # the mean loss of the last epoch
+
+
+def schedule_steps(rows: int, options: TrainOptions) -> tuple[int, int]:
+    """(optimizer steps, warmup steps): the Trainer's ``ceil(total * warmup_ratio)``."""
+    total = math.ceil(rows / options.batch_size) * options.epochs
+    return total, math.ceil(total * options.warmup_ratio)
+
+
+def train_one(
+    base: BaseModel,
+    pairs: Pairs,
+    options: TrainOptions,
+    step: Callable[[], None] | None = None,
+) -> tuple[Any, UserTraining]:
+    """A fresh LoRA on ``base`` trained on ``pairs``; returns the peft model (call
+    ``finish_one`` after saving it) and what the training did."""
+    import torch
+    from peft import get_peft_model
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(options.seed)  # the adapter's initial weights and the dropout masks
+    model = get_peft_model(base.model, lora_config(options, base.kind))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=options.learning_rate, weight_decay=options.weight_decay
+    )
+    total, warmup = schedule_steps(len(pairs), options)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+    order = torch.Generator().manual_seed(options.seed)
+    model.train()
+    losses: list[float] = []
+    for _ in range(options.epochs):
+        losses = []
+        for start in range(0, len(pairs), options.batch_size):
+            if start == 0:
+                permutation = torch.randperm(len(pairs), generator=order).tolist()
+            chosen = [pairs[i] for i in permutation[start : start + options.batch_size]]
+            loss = model(**training_batch(base, chosen, options.max_length)).loss
+            loss.backward()
+            if options.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, options.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            if step is not None:
+                step()
+    model.eval()
+    mean = sum(losses) / len(losses) if losses else None
+    return model, UserTraining(total, mean)
+
+
+def finish_one(base: BaseModel, model: Any) -> None:
+    """Take the adapter off: the base model is as loaded, ready for the next user."""
+    base.model = model.unload()
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    user_id: str
+    rows: int
+    status: str  # trained | up to date
+    adapter: str
+    steps: int = 0
+    loss: float | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def check_adapters_dir(adapters: Path) -> None:
+    if adapters.exists() and not adapters.is_dir():
+        raise OutputError(f"{adapters}: is a file; the adapters go in a folder")
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    rows: str
+    adapters: str
+    base_model: str
+    device: str | None
+    results: list[TrainResult]
+
+    @property
+    def trained(self) -> int:
+        return sum(r.status == "trained" for r in self.results)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "adapters": self.adapters,
+            "base_model": self.base_model,
+            "device": self.device,
+            "trained": self.trained,
+            "up_to_date": len(self.results) - self.trained,
+            "users": [r.as_dict() for r in self.results],
+        }
+
+
+def train_adapters(
+    rows: Path,
+    model: str,
+    adapters: Path,
+    options: TrainOptions,
+    *,
+    revision: str | None = None,
+    users: Sequence[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    force: bool = False,
+    reporter: Reporter | None = None,
+) -> TrainRun:
+    """One adapter per user of ``rows`` in ``adapters/{user_id}/``; users whose adapter is
+    complete and up to date (same rows, base model and options) are skipped, and the base
+    model is not loaded at all when every user is."""
+    from lampctl.model.loading import load_base_model, model_identity, require_peft
+    from lampctl.reporting import SilentReporter
+
+    reporter = reporter or SilentReporter()
+    require_peft()
+    check_adapters_dir(adapters)
+    chosen = choose(read_user_rows(rows), users, shard, rows)
+    empty = [u.user for u in chosen if not u.pairs]
+    if empty:
+        raise InputError(f"{rows}: user {empty[0]!r} has no training rows")
+    identity = model_identity(model, revision)
+    remove_dead_temp_folders(adapters)
+
+    def wanted(user: UserRows, kind: str) -> dict[str, Any]:
+        return adapter_record(identity, kind, options.with_targets(kind), user)
+
+    def known_kind(user: UserRows) -> str | None:
+        try:  # the kind is only known once the model is loaded; a record says which it was
+            return json.loads((adapters / user.user / RECORD).read_text())["kind"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    todo, results = [], {}
+    for user in chosen:
+        kind = known_kind(user)
+        if (
+            not force
+            and kind
+            and adapter_state(adapters / user.user, wanted(user, kind)) == ("up to date")
+        ):
+            results[user.user] = TrainResult(
+                user.user, len(user.pairs), "up to date", str(adapters / user.user)
+            )
+        else:
+            todo.append(user)
+    base = None
+    if todo:
+        base = load_base_model(model, revision, device, precision)
+        options = options.with_targets(base.kind)
+        reporter.log(f"training {len(todo)} adapter(s) on {base.name} ({base.kind}, {base.device})")
+    for number, user in enumerate(todo, 1):
+        assert base is not None
+        folder = adapters / user.user
+        if not force and adapter_state(folder, wanted(user, base.kind)) == "up to date":
+            results[user.user] = TrainResult(user.user, len(user.pairs), "up to date", str(folder))
+            continue
+        started = time.perf_counter()
+        steps, _ = schedule_steps(len(user.pairs), options)
+        reporter.start(f"user {user.user} ({number}/{len(todo)})", steps, unit="steps")
+        with quiet_libraries():
+            trained, done = train_one(base, user.pairs, options, reporter.advance)
+            try:
+                save_adapter(trained, folder, wanted(user, base.kind))
+            finally:
+                finish_one(base, trained)
+        results[user.user] = TrainResult(
+            user.user, len(user.pairs), "trained", str(folder), done.steps,
+            None if done.loss is None else round(done.loss, 6),
+            round(time.perf_counter() - started, 3),
+        )  # fmt: skip
+    return TrainRun(
+        str(rows),
+        str(adapters),
+        identity,
+        base.device if base is not None else None,
+        [results[u.user] for u in chosen],
+    )

@@ -1,0 +1,360 @@
+"""``peft train``, ``peft predict`` and ``generate`` on tiny models built offline.
+
+The references are written here from the description (docs/model.md): a plain peft + torch
+loop for one user's adapter, per-user ``PeftModel`` + ``generate`` for the predictions, and a
+one-prompt-at-a-time ``generate`` for the retrieval path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from synth import write_tiny_causal, write_tiny_t5
+
+pytest.importorskip("peft")
+
+import torch  # noqa: E402
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    get_linear_schedule_with_warmup,
+)
+
+import lampctl  # noqa: E402
+
+WORDS = "model data user paper review movie tweet news great bad good fast slow".split()
+
+
+@pytest.fixture(scope="module")
+def t5(tmp_path_factory) -> Path:
+    return write_tiny_t5(tmp_path_factory.mktemp("models") / "t5")
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory) -> Path:
+    return write_tiny_causal(tmp_path_factory.mktemp("models") / "llama")
+
+
+def _rows(users: dict[str, int], seed: int = 0) -> list[dict]:
+    """peft-data rows: ``users`` maps a user id to its number of rows."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for user, count in users.items():
+        for i in range(count):
+            source = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 9)))
+            target = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4)))
+            rows.append(
+                {"user_id": user, "id": f"{user}-q-{i}", "source": source, "target": target}
+            )
+    return rows
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+SMALL = {"epochs": 2, "batch_size": 2, "learning_rate": 1e-2}
+
+
+def _reference_adapter(model_dir: Path, kind: str, pairs, seed: int = 0) -> dict:
+    """One user's adapter, trained by a plain loop from the description: LoRA r 8, alpha 32,
+    dropout 0.1 on q/k/v; AdamW (lr, weight decay 1e-4); linear warmup (ceil of 5%) and
+    decay; clipping at 1.0; each epoch a randperm of the rows from a generator seeded once."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    loader = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+    model = loader.from_pretrained(model_dir)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        task_type=TaskType.SEQ_2_SEQ_LM if kind == "seq2seq" else TaskType.CAUSAL_LM,
+        r=8, lora_alpha=32, lora_dropout=0.1,
+        target_modules=["q", "k", "v"] if kind == "seq2seq" else ["q_proj", "k_proj", "v_proj"],
+    )  # fmt: skip
+    model = get_peft_model(model, config)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=SMALL["learning_rate"], weight_decay=1e-4)
+    steps = math.ceil(len(pairs) / SMALL["batch_size"]) * SMALL["epochs"]
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(steps * 0.05), steps)
+    order = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(SMALL["epochs"]):
+        permutation = torch.randperm(len(pairs), generator=order).tolist()
+        for start in range(0, len(pairs), SMALL["batch_size"]):
+            batch = [pairs[i] for i in permutation[start : start + SMALL["batch_size"]]]
+            loss = model(**_reference_batch(tokenizer, kind, batch)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+    return {k: v for k, v in model.state_dict().items() if "lora_" in k}
+
+
+def _reference_batch(tokenizer, kind: str, batch) -> dict:
+    if kind == "seq2seq":
+        enc = tokenizer([s for s, _ in batch], padding=True, truncation=True, max_length=512,
+                        return_tensors="pt", return_token_type_ids=False)  # fmt: skip
+        lab = tokenizer([t for _, t in batch], padding=True, truncation=True, max_length=512,
+                        return_tensors="pt", return_token_type_ids=False)  # fmt: skip
+        labels = lab["input_ids"].clone()
+        labels[lab["attention_mask"] == 0] = -100  # padding is not in the loss
+        return {**enc, "labels": labels}
+    # causal: prompt then target and EOS, right-padded; only the target and EOS in the loss
+    seqs, labels = [], []
+    for source, target in batch:
+        prompt = tokenizer(source)["input_ids"]
+        answer = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
+        seqs.append(prompt + answer)
+        labels.append([-100] * len(prompt) + answer)
+    width = max(map(len, seqs))
+    pad = tokenizer.pad_token_id
+    return {
+        "input_ids": torch.tensor([s + [pad] * (width - len(s)) for s in seqs]),
+        "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs]),
+        "labels": torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels]),
+    }
+
+
+def _saved(folder: Path) -> dict:
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
+def test_an_adapter_equals_a_plain_peft_loop(tmp_path, t5, llama, kind):
+    model = t5 if kind == "seq2seq" else llama
+    rows = _write(tmp_path / "rows.jsonl", _rows({"7": 5, "8": 3}))
+    run = lampctl.peft_train(str(model), rows=rows, adapters=tmp_path / "ad", device="cpu", **SMALL)
+    assert [r.status for r in run.results] == ["trained", "trained"]
+    for user in ("7", "8"):
+        pairs = [
+            (r["source"], r["target"]) for r in _rows({"7": 5, "8": 3}) if r["user_id"] == user
+        ]
+        want = _reference_adapter(model, kind, pairs)
+        got = _saved(tmp_path / "ad" / user)
+        assert len(got) == len(want) > 0
+        for name, tensor in want.items():  # peft saves them without the adapter's name
+            saved = got[name.replace(".default", "")]
+            assert torch.equal(saved, tensor), name
+    # Two users' adapters never mix: each is its own, and neither is the untrained start.
+    first, second = _saved(tmp_path / "ad" / "7"), _saved(tmp_path / "ad" / "8")
+    assert any(not torch.equal(first[k], second[k]) for k in first)
+
+
+def test_same_seed_same_bytes_other_seed_other_adapter(tmp_path, t5):
+    rows = _write(tmp_path / "rows.jsonl", _rows({"1": 4}))
+    files = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / name, seed=seed, **SMALL)
+        files.append((tmp_path / name / "1" / "adapter_model.safetensors").read_bytes())
+    assert files[0] == files[1] and files[0] != files[2]
+
+
+def test_reruns_skip_up_to_date_users_and_retrain_changed_ones(cli, tmp_path, t5):
+    rows = _rows({"1": 3, "2": 4})
+    path = _write(tmp_path / "rows.jsonl", rows)
+    args = ("peft", "train", "-m", t5, "--rows", path, "--adapters", tmp_path / "ad",
+            "--epochs", "1", "--batch-size", "2")  # fmt: skip
+    first = cli.json(*args)
+    assert first["trained"] == 2 and first["device"] == "cpu"
+    again = cli.json(*args)
+    assert again["trained"] == 0 and again["device"] is None  # the model was not even loaded
+    rows[0]["target"] = "changed"
+    _write(path, rows)
+    third = cli.json(*args)
+    assert [u["status"] for u in third["users"]] == ["trained", "up to date"]
+    other = cli.json(*args, "--r", "4")  # other options: every user is stale
+    assert other["trained"] == 2
+    assert cli.json(*args, "--force")["trained"] == 2
+
+
+def test_shards_are_balanced_and_cover_every_user(tmp_path, t5):
+    rows = _write(tmp_path / "rows.jsonl", _rows({"a": 9, "b": 1, "c": 4, "d": 5}))
+    seen = []
+    for index in range(2):
+        run = lampctl.peft_train(
+            str(t5), rows=rows, adapters=tmp_path / "ad", shard=f"{index}/2", epochs=1
+        )
+        seen.append({r.user_id: r.rows for r in run.results})
+    assert sorted(u for s in seen for u in s) == ["a", "b", "c", "d"]
+    assert {frozenset(s) for s in seen} == {frozenset({"a", "b"}), frozenset({"c", "d"})}
+
+
+def _reference_predictions(model_dir: Path, adapters: Path, rows, beams: int) -> dict:
+    """Each user's rows through that user's adapter alone, one user at a time."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    out = {}
+    for user in dict.fromkeys(r["user_id"] for r in rows):
+        base = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+        folder = adapters / user
+        model = PeftModel.from_pretrained(base, folder).eval() if folder.is_dir() else base
+        for row in (r for r in rows if r["user_id"] == user):
+            enc = tokenizer([row["source"]], return_tensors="pt", return_token_type_ids=False)
+            with torch.inference_mode():
+                ids = model.generate(**enc, num_beams=beams, max_new_tokens=6, do_sample=False)
+            out[row["id"]] = tokenizer.decode(ids[0], skip_special_tokens=True).strip()
+    return out
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_batched_predictions_equal_per_user_adapters(tmp_path, t5, beams, monkeypatch):
+    import lampctl.model.predicting as predicting
+
+    monkeypatch.setattr(predicting, "GROUP_USERS", 2)  # several groups, adapters swapped out
+    train = _write(tmp_path / "t.jsonl", _rows({"u1": 4, "u2": 3, "u3": 5, "u4": 2}))
+    lampctl.peft_train(str(t5), rows=train, adapters=tmp_path / "ad", epochs=1,
+                       learning_rate=1e-2, batch_size=2)  # fmt: skip
+    (tmp_path / "ad" / "u4").rename(tmp_path / "u4-away")  # u4 has no adapter: base model
+    evaluation = _rows({"u1": 3, "u2": 2, "u3": 4, "u4": 2}, seed=9)
+    path = _write(tmp_path / "t_eval.jsonl", evaluation)
+    run = lampctl.peft_predict(
+        str(t5), "LaMP-4", rows=path, adapters=tmp_path / "ad", output=tmp_path / "p.json",
+        num_beams=beams, max_new_tokens=6, batch_size=3,
+    )  # fmt: skip
+    assert (run.users, run.without_adapter, run.rows) == (4, 1, 11)
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["task"] == "LaMP_4"
+    assert [g["id"] for g in data["golds"]] == [r["id"] for r in evaluation]
+    want = _reference_predictions(t5, tmp_path / "ad", evaluation, beams)
+    assert {g["id"]: g["output"] for g in data["golds"]} == want
+    assert len(set(want.values())) > 1  # the adapters answer differently
+
+
+def test_an_interrupted_prediction_resumes(tmp_path, t5, monkeypatch):
+    import lampctl.model.predicting as predicting
+
+    train = _write(tmp_path / "t.jsonl", _rows({"a": 2, "b": 2, "c": 2}))
+    lampctl.peft_train(str(t5), rows=train, adapters=tmp_path / "ad", epochs=1)
+    path = _write(tmp_path / "t_eval.jsonl", _rows({"a": 2, "b": 2, "c": 2}, seed=4))
+    kwargs = {"rows": path, "adapters": tmp_path / "ad", "num_beams": 1, "max_new_tokens": 4}
+    whole = lampctl.peft_predict(str(t5), "LaMP-4", output=tmp_path / "whole.json", **kwargs)
+    assert whole.resumed == 0
+    monkeypatch.setattr(predicting, "GROUP_USERS", 1)
+    calls = []
+    real = predicting.generate_texts
+
+    def dies_on_the_third_batch(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(predicting, "generate_texts", dies_on_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        lampctl.peft_predict(str(t5), "LaMP-4", output=tmp_path / "p.json", **kwargs)
+    assert not (tmp_path / "p.json").exists()
+    monkeypatch.setattr(predicting, "generate_texts", real)
+    again = lampctl.peft_predict(str(t5), "LaMP-4", output=tmp_path / "p.json", **kwargs)
+    assert again.resumed == 4  # users a and b were done
+    assert (tmp_path / "p.json").read_text() == (tmp_path / "whole.json").read_text()
+    assert not list(tmp_path.glob(".p.json.partial.jsonl"))
+
+
+def test_generate_equals_one_prompt_at_a_time(cli, tmp_path, t5, llama):
+    rows = [{"id": f"q{i}", "source": r["source"], "target": "x"} for i, r in
+            enumerate(_rows({"x": 7}, seed=2))]  # fmt: skip
+    prompts = _write(tmp_path / "dev_prompts.jsonl", rows)
+    for model, kind in ((t5, "seq2seq"), (llama, "causal")):
+        out = tmp_path / f"{kind}.json"
+        decoding = ("--num-beams", "1", "--max-new-tokens", "5", "--batch-size", "3")
+        summary = cli.json("generate", "-m", model, "-t", "5", "--prompts", prompts, "-o", out,
+                           *decoding)  # fmt: skip
+        assert summary["rows"] == 7
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        loader = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+        reference = loader.from_pretrained(model).eval()
+        want = []
+        for row in rows:
+            enc = tokenizer([row["source"]], return_tensors="pt", return_token_type_ids=False)
+            with torch.inference_mode():
+                ids = reference.generate(**enc, max_new_tokens=5, do_sample=False, num_beams=1,
+                                         pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+            if kind == "causal":
+                ids = ids[:, enc["input_ids"].shape[1] :]
+            want.append(
+                {
+                    "id": row["id"],
+                    "output": tokenizer.decode(ids[0], skip_special_tokens=True).strip(),
+                }
+            )
+        data = json.loads(out.read_text())
+        assert data == {"task": "LaMP_5", "golds": want}
+
+
+def test_errors_are_one_line_and_leave_nothing(cli, tmp_path, t5):
+    ad = tmp_path / "ad"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"user_id": "1", "id": "a", "source": "x", "target": "y"}\nnot json\n')
+    cases = [
+        (("--rows", bad, "-m", t5), f"{bad}: line 2 is not a peft-data row"),
+        (("--rows", tmp_path / "none.jsonl", "-m", t5), "no such peft-data file"),
+        (("--rows", _write(tmp_path / "r.jsonl", _rows({"1": 2})), "-m", tmp_path / "nomodel"),
+         "does not exist"),
+    ]  # fmt: skip
+    users = tmp_path / "users.json"
+    users.write_text('["1", "99"]')
+    cases.append((("--rows", tmp_path / "r.jsonl", "-m", t5, "--users", users), "no user '99'"))
+    for args, message in cases:
+        result = cli("peft", "train", *args, "--adapters", ad)
+        assert result.exit_code == 1, result.out
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
+        assert not ad.exists() or not any(ad.iterdir())
+    missing = cli("peft", "predict", "-m", t5, "--rows", tmp_path / "r.jsonl")
+    assert missing.exit_code == 2 and "--task" in missing.err  # the predictions need a task
+
+
+def test_data_dir_mode_runs_the_whole_experiment(cli, tmp_path, t5):
+    from synth import SynthSpec, write_tree
+
+    data = write_tree(tmp_path / "data", tasks=(3,), spec=SynthSpec(questions=8, profile_max=5),
+                      time_users=3)  # fmt: skip
+    sel = ("-t", "3", "-s", "time", "--set", "dev", "--data-dir", data)
+    assert cli("peft-data", *sel).exit_code == 0
+    trained = cli.json("peft", "train", "-m", t5, *sel, "--epochs", "1")
+    assert trained["trained"] == 3 and "dev_peft_file_adapters" in trained["adapters"]
+    predicted = cli.json("peft", "predict", "-m", t5, *sel, "--num-beams", "1",
+                         "--max-new-tokens", "3")  # fmt: skip
+    assert predicted["without_adapter"] == 0 and predicted["rows"] == 3
+    scores = cli.json("evaluate", "-t", "3", "-p", predicted["output"], "-s", "time",
+                      "--set", "dev", "--data-dir", data)  # fmt: skip
+    assert scores["count"] == 3 and set(scores["metrics"]) == {"MAE", "RMSE"}
+
+
+def test_a_killed_training_finishes_with_the_same_adapters(tmp_path, t5):
+    rows = _write(tmp_path / "rows.jsonl", _rows({"a": 6, "b": 6, "c": 6}))
+    command = [sys.executable, "-m", "lampctl", "peft", "train", "-m", str(t5), "--rows",
+               str(rows), "--epochs", "15", "--batch-size", "2"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMPCTL_")}
+    killed = subprocess.Popen([*command, "--adapters", str(tmp_path / "ad")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "ad" / "a").is_dir() and time.monotonic() < deadline:
+        if killed.poll() is not None:
+            break
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    subprocess.run([*command, "--adapters", str(tmp_path / "ad")], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    subprocess.run([*command, "--adapters", str(tmp_path / "clean")], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    for user in "abc":
+        assert (tmp_path / "ad" / user / "adapter_model.safetensors").read_bytes() == (
+            tmp_path / "clean" / user / "adapter_model.safetensors"
+        ).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["a", "b", "c"]  # no temp left
