@@ -358,3 +358,41 @@ def test_a_killed_training_finishes_with_the_same_adapters(tmp_path, t5):
             tmp_path / "clean" / user / "adapter_model.safetensors"
         ).read_bytes()
     assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["a", "b", "c"]  # no temp left
+
+
+def test_sharded_predictions_gather_into_the_whole(cli, tmp_path, t5):
+    train = _write(tmp_path / "t.jsonl", _rows({"a": 2, "b": 3, "c": 1}))
+    lampctl.peft_train(str(t5), rows=train, adapters=tmp_path / "ad", epochs=1)
+    path = _write(tmp_path / "t_eval.jsonl", _rows({"a": 2, "b": 3, "c": 1}, seed=5))
+    args = ("peft", "predict", "-m", t5, "-t", "4", "--rows", path, "--adapters",
+            tmp_path / "ad", "--num-beams", "1", "--max-new-tokens", "4")  # fmt: skip
+    whole = cli.json(*args, "-o", tmp_path / "whole.json")
+    final = tmp_path / "p.json"
+    for index in range(2):
+        shard = cli.json(*args, "-o", final, "--shard", f"{index}/2")
+        assert shard["output"].endswith(f"p.shard-{index}-of-2.json")
+    early = cli("gather", "--predictions", tmp_path / "none.json")
+    assert early.exit_code == 1 and "no shard files" in early.err
+    joined = cli.json("gather", "--predictions", final, "--clean")
+    assert joined["files"][0]["predictions"] == whole["rows"] == 6
+    got = json.loads(final.read_text())
+    want = json.loads((tmp_path / "whole.json").read_text())
+    assert got["task"] == want["task"] == "LaMP_4"
+    assert sorted(got["golds"], key=str) == sorted(want["golds"], key=str)
+    assert not list(tmp_path.glob("p.shard-*"))
+
+
+def test_predict_shards_follow_the_training_shards(tmp_path, t5):
+    # Users with many questions but few training rows, and the reverse: balanced by the
+    # training rows, array task i answers exactly the users whose adapters it trained.
+    train = _write(tmp_path / "s.jsonl", _rows({"a": 9, "b": 1, "c": 5, "d": 4, "e": 2}))
+    evaluation = _write(tmp_path / "s_eval.jsonl", _rows({"a": 1, "b": 8, "c": 1, "d": 6,
+                                                         "e": 1, "f": 3}, seed=3))  # fmt: skip
+    for index in range(2):
+        trained = lampctl.peft_train(str(t5), rows=train, shard=f"{index}/2", epochs=1)
+        answered = lampctl.peft_predict(str(t5), "LaMP-4", rows=evaluation, shard=f"{index}/2",
+                                        num_beams=1, max_new_tokens=2)  # fmt: skip
+        ids = {
+            g["id"].split("-")[0] for g in json.loads(Path(answered.output).read_text())["golds"]
+        }
+        assert {r.user_id for r in trained.results} == ids - {"f"}  # f has no training rows

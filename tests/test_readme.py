@@ -1,4 +1,5 @@
-"""Every code block of README.md runs, as written, in README order, offline.
+"""Every code block of README.md and of the manual's pages in ``docs/`` runs, as written, in
+reading order (README first, then the pages in ``PAGES`` order), offline.
 
 The blocks run one after another in one project folder, as a reader would paste them: bash
 blocks with ``bash -euo pipefail``, python blocks with this Python. What the machine lacks is
@@ -6,9 +7,9 @@ stood in for, and only that:
 
 - the LaMP server: a real HTTP server on 127.0.0.1, serving LaMP-shaped files at the official
   paths (``LAMPCTL_BASE_URL``; the README's placeholder mirror address is mapped to it);
-- the Hugging Face hub: a cache (``HF_HOME``, ``HF_HUB_OFFLINE=1``) holding a tiny BERT under
-  the ids the README names (``facebook/contriever``, ``google/flan-t5-base``), as a compute
-  node with a pre-filled cache has them;
+- the Hugging Face hub: a cache (``HF_HOME``, ``HF_HUB_OFFLINE=1``) holding tiny models under
+  the ids the pages name (a BERT as ``facebook/contriever``, a T5 with the same tokenizer as
+  ``google/flan-t5-base``), as a compute node with a pre-filled cache has them;
 - the licensed Avocado corpus: zip files of RFC-822 emails at the README's path, with the
   served LaMP-6 id files pointing into them;
 - commands that are not lampctl's: ``pip`` and ``pytest`` (the suite is already installed and
@@ -33,10 +34,21 @@ from pathlib import Path
 
 import pytest
 from lampserver import LampServer, official_mirror
-from synth import write_avocado_corpus, write_lamp6_ids, write_tiny_bert
+from synth import write_avocado_corpus, write_lamp6_ids, write_tiny_bert, write_tiny_t5
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+# The manual, in reading order: each page's blocks may use what the earlier ones made.
+PAGES = [
+    README,
+    *(
+        ROOT / "docs" / f"{name}.md"
+        for name in (
+            "data", "ranking", "inspecting", "prompts", "evaluate", "peft", "api", "clusters",
+            "layout", "development", "benchmarks", "reference",
+        )
+    ),
+]  # fmt: skip
 FENCE = re.compile(r"^```(\w*)\s*$")
 MARK = re.compile(r"^<!-- (not run|file): (.+) -->$")
 PLACEHOLDERS = {"http://mirror.example/LaMP/": "{mirror}"}  # README's mirror -> the test's
@@ -117,8 +129,8 @@ def project(tmp_path_factory):
     for name, script in SHIMS.items():
         (bin_dir / name).write_text(script)
         (bin_dir / name).chmod(0o755)
-    model = write_tiny_bert(base / "tiny-bert")
-    _hub_cache(base / "hf" / "hub", model, "facebook/contriever", "google/flan-t5-base")
+    _hub_cache(base / "hf" / "hub", write_tiny_bert(base / "tiny-bert"), "facebook/contriever")
+    _hub_cache(base / "hf" / "hub", write_tiny_t5(base / "tiny-t5"), "google/flan-t5-base")
     home = base / "home"
     emails = write_avocado_corpus(home / "corpora/avocado-1.0.2/data/text", 2, 20, seed=4)
     files = official_mirror(questions=3, profile_max=4)
@@ -142,19 +154,30 @@ def project(tmp_path_factory):
     server.stop()
 
 
-def test_every_block_is_run_or_says_why_not():
-    blocks = readme_blocks(README.read_text())
-    assert blocks, "README has no code blocks"
-    assert {lang for _, lang, _, _ in blocks} <= {"bash", "python"}
-    skipped = [(line, mark[1]) for line, _, _, mark in blocks if mark and mark[0] == "not run"]
-    assert all(len(reason) > 10 for _, reason in skipped)
-    assert len(skipped) <= 3, skipped  # a README of examples that do not run is no README
+def manual_blocks() -> list[tuple[str, int, str, str, tuple[str, str] | None]]:
+    """(page, line, language, code, mark) of every block, in reading order."""
+    return [
+        (page.relative_to(ROOT).as_posix(), *block)
+        for page in PAGES
+        for block in readme_blocks(page.read_text())
+    ]
+
+
+def test_every_page_is_read_and_every_block_is_run_or_says_why_not():
+    assert set(PAGES) == {README, *(ROOT / "docs").glob("*.md")}  # a new page joins PAGES
+    blocks = manual_blocks()
+    assert readme_blocks(README.read_text()), "README has no code blocks"
+    assert {lang for _, _, lang, _, _ in blocks} <= {"bash", "python"}
+    skipped = [(page, line, mark[1]) for page, line, _, _, mark in blocks
+               if mark and mark[0] == "not run"]  # fmt: skip
+    assert all(len(reason) > 10 for _, _, reason in skipped)
+    assert len(skipped) <= 3, skipped  # a manual of examples that do not run is no manual
 
 
 def test_readme_blocks_run_as_written(project):
     work, env, mirror = project
     ran = 0
-    for line, lang, code, mark in readme_blocks(README.read_text()):
+    for page, line, lang, code, mark in manual_blocks():
         if mark and mark[0] == "not run":
             continue
         if mark and mark[0] == "file":
@@ -170,15 +193,22 @@ def test_readme_blocks_run_as_written(project):
             command, cwd=work, env=env, capture_output=True, text=True, timeout=600
         )
         assert done.returncode == 0, (
-            f"README.md line {line} ({lang}) failed with exit code {done.returncode}:\n"
+            f"{page} line {line} ({lang}) failed with exit code {done.returncode}:\n"
             f"{code}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
         )
         ran += 1
-    assert ran >= 10
-    # What the blocks promise is there: rankings, prompts, training rows and a score.
+    assert ran >= 20
+    # What the blocks promise is there: rankings, prompts, training rows, adapters and
+    # predictions from both experiments.
     data = work / "data_raw"
     assert list(data.glob("*/LaMP_*/*_questions_rank.json"))
     assert list(data.glob("user/LaMP_4/dev_prompts_k4_len512_flan-t5-base-*.jsonl"))
     assert (data / "time/LaMP_4/dev_peft_file.jsonl").is_file()
     assert json.loads((data / "time/LaMP_6/dev_outputs.json").read_text())["task"] == "LaMP_6"
     assert stat.S_ISREG((work / "preds.json").stat().st_mode)
+    assert list(data.glob("user/LaMP_4/dev_prompts_*_predictions_flan-t5-base-*.json"))
+    assert list(
+        data.glob("time/LaMP_3/dev_peft_file_adapters/flan-t5-base-*/*/lampctl_adapter.json")
+    )
+    gathered = list(data.glob("time/LaMP_7/dev_peft_file_seed0_predictions_flan-t5-base-*.json"))
+    assert len(gathered) == 1 and "shard" not in gathered[0].name

@@ -4,7 +4,9 @@ of both experiments, for the commands ``peft train``, ``peft predict`` and ``gen
 Each takes either explicit files or one (task, split, set) of the data dir, where the files
 stand beside the questions file under names that carry the choices:
 
-    {set}_peft_{variant}.jsonl                      peft-data's training rows (variant: file)
+    {set}_peft_{variant}.jsonl                      peft-data's training rows (default: the
+                                                    name of its default options, file or
+                                                    file_seed0)
     {set}_peft_{variant}_eval.jsonl                 its evaluation rows
     {set}_peft_{variant}_adapters/{model}/{user}/   one adapter per user (peft train)
     {set}_peft_{variant}_predictions_{model}.json   peft predict's predictions
@@ -82,6 +84,17 @@ def _selection(
     return spec, folder
 
 
+def _stem(spec: Any, set_name: str, variant: str | None) -> str:
+    """``{set}_peft_{variant}``; without a variant, the name ``peft-data`` gives its files
+    with the default options (``dev_peft_file``; ``dev_peft_file_seed0`` for LaMP-7's cuts)."""
+    if variant is not None:
+        return f"{set_name}_peft_{variant}"
+    from lampctl.peft import PeftOptions
+    from lampctl.peft_files import variant_name
+
+    return variant_name(set_name, spec, PeftOptions(), None, None)
+
+
 def _task_name(task: str | None, config: Path | str | None, option: str) -> str:
     """The official ``task`` value (``LaMP_4``) of the predictions file."""
     if task is None:
@@ -118,7 +131,7 @@ def peft_train(
     *,
     rows: Path | str | None = None,
     adapters: Path | str | None = None,
-    variant: str = "file",
+    variant: str | None = None,
     data_dir: Path | str | None = None,
     users: Sequence[str] | Path | str | None = None,
     shard: str | tuple[int, int] | None = None,
@@ -142,8 +155,8 @@ def peft_train(
     options = default_train_options(**hyperparameters)
     rows_path, adapters_path = as_path(rows), as_path(adapters)
     if rows_path is None:
-        _, folder = _selection(task, split, set, data_dir, config, "--rows")
-        paths = PeftPaths(folder, f"{set}_peft_{variant}")
+        spec, folder = _selection(task, split, set, data_dir, config, "--rows")
+        paths = PeftPaths(folder, _stem(spec, set, variant))
         rows_path = paths.rows
         adapters_path = adapters_path or paths.adapters(model_slug(model, revision))
     elif adapters_path is None:
@@ -167,7 +180,7 @@ def peft_predict(
     rows: Path | str | None = None,
     adapters: Path | str | None = None,
     output: Path | str | None = None,
-    variant: str = "file",
+    variant: str | None = None,
     data_dir: Path | str | None = None,
     users: Sequence[str] | Path | str | None = None,
     shard: str | tuple[int, int] | None = None,
@@ -183,7 +196,9 @@ def peft_predict(
 
     ``decoding`` (num_beams, max_new_tokens, batch_size, max_length) defaults to the LaMP
     authors' (4 beams, 128 new tokens). With ``shard`` the output is one shard's file
-    (``....shard-i-of-n.json``); ``lampctl gather --predictions`` joins them.
+    (``....shard-i-of-n.json``; its users are those ``peft_train`` gives the same shard, as
+    the training rows beside ``rows`` balance them); ``lampctl gather --predictions`` joins
+    them.
     """
     from lampctl.model.options import default_decode_options
     from lampctl.model.predicting import predict_users
@@ -194,14 +209,16 @@ def peft_predict(
     slug = model_slug(model, revision)
     if rows_path is None:
         spec, folder = _selection(task, split, set, data_dir, config, "--rows")
-        paths = PeftPaths(folder, f"{set}_peft_{variant}")
+        paths = PeftPaths(folder, _stem(spec, set, variant))
         rows_path = paths.eval_rows
+        training_rows = paths.rows
         adapters_path = adapters_path or paths.adapters(slug)
         output_path = output_path or paths.predictions(slug)
         task_name = spec.dir_name
     else:
         task_name = _task_name(task, config, "--rows")
         stem = rows_path.name.removesuffix(".jsonl").removesuffix("_eval")
+        training_rows = rows_path.with_name(f"{stem}.jsonl")
         adapters_path = adapters_path or rows_path.with_name(f"{stem}_adapters") / slug
         output_path = output_path or rows_path.with_name(f"{stem}_predictions_{slug}.json")
     parsed = _shard(shard)
@@ -211,7 +228,8 @@ def peft_predict(
         raise InputError(f"{rows_path}: no such peft-data file (run 'lampctl peft-data' first)")
     return predict_users(
         rows_path, model, adapters_path, output_path, task_name, options, revision=revision,
-        users=_users(users), shard=parsed, device=device, precision=precision, reporter=reporter,
+        users=_users(users), shard=parsed, device=device, precision=precision,
+        training_rows=training_rows, reporter=reporter,
     )  # fmt: skip
 
 
@@ -242,10 +260,13 @@ def generate(
     if prompts_path is None:
         spec, folder = _selection(task, split, set, data_dir, config, "--prompts")
         found = sorted(folder.glob(f"{set}_prompts_*.jsonl"))
-        if len(found) != 1:
-            what = "no prompts file" if not found else f"{len(found)} prompts files"
+        if not found:
+            raise InputError(f"{folder}: no prompts file for the {set} set (run 'lampctl prompts')")
+        if len(found) > 1:
+            names = ", ".join(path.name for path in found[:3])
             raise InputError(
-                f"{folder}: {what} for the {set} set (run 'lampctl prompts', or pass --prompts)"
+                f"{folder}: {len(found)} prompts files for the {set} set ({names}); pass one "
+                "with --prompts"
             )
         prompts_path = found[0]
         task_name = spec.dir_name

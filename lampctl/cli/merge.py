@@ -165,6 +165,10 @@ def gather_command(
     clean: Annotated[
         bool, typer.Option("--clean", help="Remove the shard files once gathered.")
     ] = False,
+    predictions: Annotated[
+        Path | None,
+        typer.Option("--predictions", help="Gather this predictions file's shards instead."),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -182,8 +186,24 @@ def gather_command(
       lampctl gather --clean    (and remove the shard files)
 
       lampctl gather
+
+      lampctl gather --predictions dev_peft_file_predictions_t5-1a2b3c4d.json
     """
     state = get_state(ctx, json_out, quiet)
+    if predictions is not None:  # peft predict --shard i/n files
+        from lampctl.model.predicting import gather_predictions
+
+        joined = gather_predictions(predictions, clean)
+        note_finished(joined.output)
+        emit(
+            state,
+            {"command": "gather", "files": [joined.as_dict()]},
+            lambda console: console.print(
+                f"{joined.predictions} predictions from {joined.shards} shards -> {joined.output}",
+                markup=False,
+            ),
+        )
+        return
     registry = state.registry()
     results: list[GatherResult] = []
     for spec, split, set_name in registry.combinations(

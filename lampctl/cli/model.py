@@ -42,9 +42,12 @@ OneTaskOpt = Annotated[
 OneSplitOpt = Annotated[str | None, typer.Option("--split", "-s", help="user or time.")]
 OneSetOpt = Annotated[str | None, typer.Option("--set", help="train, dev or test.")]
 VariantOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--variant", help="Which peft-data files: SET_peft_VARIANT (file, ranked, file_seed3...)."
+        "--variant",
+        help="Which peft-data files: SET_peft_VARIANT (ranked, file_seed3...; default: those "
+        "of peft-data's default options).",
+        show_default=False,
     ),
 ]
 UsersOpt = Annotated[
@@ -88,7 +91,7 @@ def train(
     task: OneTaskOpt = None,
     split: OneSplitOpt = None,
     set_name: OneSetOpt = None,
-    variant: VariantOpt = "file",
+    variant: VariantOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     rows: Annotated[
         Path | None, typer.Option("--rows", help="Train from this peft-data file instead.")
@@ -187,7 +190,7 @@ def predict(
     task: OneTaskOpt = None,
     split: OneSplitOpt = None,
     set_name: OneSetOpt = None,
-    variant: VariantOpt = "file",
+    variant: VariantOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     rows: Annotated[
         Path | None, typer.Option("--rows", help="Evaluation rows (SET_peft_*_eval.jsonl).")
@@ -222,7 +225,7 @@ def predict(
 
       lampctl peft predict -m google/flan-t5-base -t 4 -s time --set dev
 
-      lampctl peft predict -m ./t5 -t 3 --rows dev_peft_file_eval.jsonl -o preds.json
+      lampctl peft predict -m ./t5 -t 3 --rows dev_peft_file_eval.jsonl
     """
     from lampctl.api.modelling import peft_predict
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -156,11 +157,16 @@ def predict_users(
     shard: tuple[int, int] | None = None,
     device: str = "auto",
     precision: str = "fp32",
+    training_rows: Path | None = None,
     reporter: Reporter | None = None,
 ) -> PredictRun:
-    """Each user's questions answered with that user's adapter, batched across users."""
+    """Each user's questions answered with that user's adapter, batched across users.
+
+    Shards are balanced by ``training_rows`` (the file the adapters were trained from) when
+    it is given, as ``peft train --shard`` balances them, so array task i answers exactly the
+    users whose adapters it trained."""
     from lampctl.model.loading import model_identity, require_peft
-    from lampctl.model.training import ADAPTER_FILES, UserRows, choose
+    from lampctl.model.training import ADAPTER_FILES, UserRows, choose, read_user_rows
 
     require_peft()
     reporter = reporter or SilentReporter()
@@ -170,7 +176,11 @@ def predict_users(
     for row in rows:
         by_user.setdefault(row.user, []).append(row)
     grouped = [UserRows(u, [(r.source, "") for r in rs]) for u, rs in by_user.items()]
-    chosen = [u.user for u in choose(grouped, users, shard, rows_path)]
+    weight = None
+    if shard is not None and training_rows is not None and training_rows.is_file():
+        counts = {u.user: len(u.pairs) for u in read_user_rows(training_rows)}
+        weight = lambda user: counts.get(user.user, 0)  # noqa: E731
+    chosen = [u.user for u in choose(grouped, users, shard, rows_path, weight)]
     header = {
         "rows": str(rows_path.resolve()),
         "base_model": model_identity(model, revision),
@@ -322,3 +332,61 @@ def generate_file(
         str(output), task, base.identity, base.device, len(rows),
         round(time.perf_counter() - started, 3),
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PredictionsGathered:
+    output: str
+    shards: int
+    predictions: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def gather_predictions(final: Path, clean: bool = False) -> PredictionsGathered:
+    """Join ``final``'s shard files (``peft predict --shard i/n``: ``STEM.shard-i-of-n.json``)
+    into ``final``, shard by shard: every shard present, of one run (one shard count, one
+    task), no question in two shards; ``final`` may name one of the shards instead.
+    ``clean``: then remove the shard files."""
+    from lampctl.data import read_json
+    from lampctl.errors import ShardError
+    from lampctl.shards import Shard, find_shards
+
+    named = re.fullmatch(r"(.+)\.shard-\d+-of-\d+\.json", final.name)
+    if named:  # one shard's file names the final one
+        final = final.with_name(named.group(1) + ".json")
+    by_count = find_shards(final)
+    if not by_count:
+        raise ShardError(f"{final}: no shard files to gather (STEM.shard-i-of-n.json)")
+    if len(by_count) > 1:
+        counts = ", ".join(str(c) for c in sorted(by_count))
+        raise ShardError(f"{final}: shards of different runs (of {counts}) are mixed; remove one")
+    count, paths = next(iter(by_count.items()))
+    named = {path.name: path for path in paths}
+    missing = [Shard(i, count).path(final).name for i in range(count)]
+    missing = [name for name in missing if name not in named]
+    if missing:
+        raise ShardError(f"{final}: {len(missing)} of {count} shards missing ({missing[0]}, ...)")
+    task: str | None = None
+    seen: set[str] = set()
+    joined: list[tuple[str, str]] = []
+    for index in range(count):
+        path = Shard(index, count).path(final)
+        data = read_json(path, "predictions shard")
+        if not isinstance(data, dict) or not isinstance(data.get("golds"), list):
+            raise ShardError(f"{path}: not a predictions file ({{'task', 'golds'}})")
+        if task is not None and data.get("task") != task:
+            raise ShardError(f"{path}: predictions for {data.get('task')!r}, not {task!r}")
+        task = data.get("task")
+        for entry in data["golds"]:
+            qid = str(entry["id"])
+            if qid in seen:
+                raise ShardError(f"{path}: question {qid!r} is in two shards")
+            seen.add(qid)
+            joined.append((qid, str(entry["output"])))
+    write_predictions(final, str(task), joined)
+    if clean:
+        for index in range(count):
+            Shard(index, count).path(final).unlink(missing_ok=True)
+    return PredictionsGathered(str(final), count, len(joined))
