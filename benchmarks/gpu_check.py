@@ -12,7 +12,11 @@ as such and the others still run):
      mean Kendall tau) with the real all-MiniLM-L6-v2 when it is available;
   4. `lampctl rank-all` over a generated LaMP-4 + LaMP-7 tree (dev sets, both splits, real
      question counts), wall time and profile items per second, and an extrapolation from it;
-  5. one encoder worker against two workers on the one GPU (is one worker saturating it?).
+  5. one encoder worker against two workers on the one GPU (is one worker saturating it?);
+  6. the model step: `lampctl peft train` (one LoRA per user) and `lampctl peft predict`
+     (batched across users' adapters) on a T5 of flan-t5-base's shapes (random weights),
+     against a plain per-user loop (the user's adapter on the base model, that user's
+     questions generated) in the same run; seconds, users/s and the ratio.
 
 The BERT-base model is built from a config with random weights: a forward pass costs the same
 whatever the weights. Nothing is fetched from the network.
@@ -47,7 +51,14 @@ sys.path.insert(0, str(ROOT / "tests"))  # test data
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_encoder import questions_of  # noqa: E402
 from bench_precision import kendall_tau  # noqa: E402
-from synth import WORDS, SynthSpec, time_split, user_split, write_tiny_bert  # noqa: E402
+from synth import (  # noqa: E402
+    WORDS,
+    SynthSpec,
+    time_split,
+    user_split,
+    write_tiny_bert,
+    write_tiny_t5,
+)
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 # Question counts of the LaMP dev sets used for step 4 (the user split's, reported by the LaMP
@@ -314,6 +325,102 @@ def step_workers(args: argparse.Namespace, model_dir: Path, tree: Path) -> dict[
     }
 
 
+def write_t5(folder: Path, smoke: bool) -> Path:
+    """A T5 with flan-t5-base's layer shapes (random weights; the tiny test vocabulary, so the
+    output layer is cheaper than the real one's 32k), or the tests' tiny T5 in smoke mode."""
+    if smoke:
+        return write_tiny_t5(folder)
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    write_tiny_t5(folder)  # its tokenizer; the model files are replaced
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=768, d_kv=64, d_ff=2048, num_layers=12,
+        num_decoder_layers=12, num_heads=12, feed_forward_proj="gated-gelu",
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )  # fmt: skip
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+def step_peft(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """peft train and peft predict on the device, and a per-user predict loop beside it."""
+    import random
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    model_dir = write_t5(folder / "t5", args.smoke)
+    rng = random.Random(6)
+    users, per_user = (3, 4) if args.smoke else (24, 16)
+    rows, evaluation = [], []
+    for user in range(users):
+        for i in range(per_user):
+            source = " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 160)))
+            target = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
+            rows.append({"user_id": str(user), "id": f"{user}-{i}", "source": source,
+                         "target": target})  # fmt: skip
+        for i in range(4):
+            source = " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 160)))
+            evaluation.append({"user_id": str(user), "id": f"q{user}-{i}", "source": source})
+    train_file, eval_file = folder / "rows.jsonl", folder / "rows_eval.jsonl"
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    eval_file.write_text("".join(json.dumps(r) + "\n" for r in evaluation))
+    device = args.devices_one
+    precision = "fp32" if args.smoke else "bf16"
+    common = ["-m", str(model_dir), "--device", device, "--precision", precision]
+    new_tokens = "8" if args.smoke else "32"
+
+    def lampctl(*command: str) -> tuple[float, dict]:
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "lampctl", "--json", *command],
+                              capture_output=True, text=True, timeout=args.step_timeout,
+                              cwd=ROOT)  # fmt: skip
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError((done.stderr or done.stdout).strip()[-500:])
+        return seconds, json.loads(done.stdout)
+
+    train_s, trained = lampctl("peft", "train", *common, "--rows", str(train_file),
+                               "--adapters", str(folder / "ad"), "--epochs", "1")  # fmt: skip
+    predict_s, predicted = lampctl("peft", "predict", *common, "-t", "4", "--rows",
+                                   str(eval_file), "--adapters", str(folder / "ad"),
+                                   "--max-new-tokens", new_tokens)  # fmt: skip
+    # The per-user loop (the base model loaded once, in favour of the loop): each user's
+    # adapter on it, that user's questions in one generate call.
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    started = time.perf_counter()
+    base = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+    for user in range(users):
+        model = PeftModel.from_pretrained(base, str(folder / "ad" / str(user))).eval()
+        sources = [r["source"] for r in evaluation if r["user_id"] == str(user)]
+        enc = tokenizer(sources, max_length=512, truncation=True, padding=True,
+                        return_tensors="pt", return_token_type_ids=False).to(device)  # fmt: skip
+        with torch.inference_mode():
+            model.generate(**enc, num_beams=4, max_new_tokens=int(new_tokens))
+        sync(device)
+        base = model.unload()
+    loop_s = time.perf_counter() - started
+    return {
+        "users": users,
+        "training_rows": len(rows),
+        "questions": len(evaluation),
+        "precision": precision,
+        "train_seconds": round(train_s, 2),
+        "train_users_per_s": round(users / train_s, 3),
+        "train_trained": trained.get("trained"),
+        "predict_seconds": round(predict_s, 2),
+        "predict_without_adapter": predicted.get("without_adapter"),
+        "per_user_loop_seconds": round(loop_s, 2),
+        "predict_speedup_vs_loop": round(loop_s / predict_s, 2) if predict_s else None,
+        "note": "lampctl times are whole processes (start and model load included); the "
+        "loop's are in-process after the imports, so the ratio is on the low side",
+    }
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -370,7 +477,7 @@ def print_table(report: dict[str, Any]) -> None:
             f"{'-' if share is None else f'{share:.0%}':>6} "
             f"{own.get('padding_share', '-'):>8}"
         )
-    for name in ("encoder_tests", "agreement", "rank_all", "workers"):
+    for name in ("encoder_tests", "agreement", "rank_all", "workers", "peft"):
         print(f"{name}: {json.dumps(report.get(name), default=str)[:400]}")
 
 
@@ -430,6 +537,7 @@ def main() -> None:
             report, "rank_all", budget, 60, lambda: step_rank_all(args, model_dir, tree, tree_shape)
         )
         run_step(report, "workers", budget, 60, lambda: step_workers(args, model_dir, tree))
+        run_step(report, "peft", budget, 60, lambda: step_peft(args, folder))
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     args.out.write_text(json.dumps(report, indent=1, default=str))
     print_table(report)

@@ -14,7 +14,8 @@ rm -rf .gpu && mkdir -p .gpu/wheels
 pins=$(python3 - <<'PY'
 from importlib.metadata import version
 names = ["msgspec", "rank_bm25", "tenacity", "typer", "annotated-doc", "pydantic",
-         "pydantic-core", "typing-inspection", "annotated-types", "shellingham"]
+         "pydantic-core", "typing-inspection", "annotated-types", "shellingham",
+         "peft", "accelerate", "psutil"]
 print(" ".join(f"{n}=={version(n)}" for n in names))
 PY
 )

@@ -25,7 +25,15 @@ def test_gpu_check_smoke_runs_every_step(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(report_path.read_text())
-    steps = ("encoder_tests", "forward_limit", "encoder", "agreement", "rank_all", "workers")
+    steps = (
+        "encoder_tests",
+        "forward_limit",
+        "encoder",
+        "agreement",
+        "rank_all",
+        "workers",
+        "peft",
+    )
     for step in steps:
         assert isinstance(report[step], dict), step
         assert report[step].get("error") is None, report[step]
@@ -41,4 +49,7 @@ def test_gpu_check_smoke_runs_every_step(tmp_path):
     assert report["rank_all"]["extrapolated_seconds"]
     assert report["workers"]["one_worker"]["exit_code"] == 0
     assert report["workers"]["two_workers"]["exit_code"] == 0
+    peft = report["peft"]
+    assert peft["train_trained"] == peft["users"] == 3 and peft["predict_without_adapter"] == 0
+    assert peft["predict_seconds"] > 0 and peft["per_user_loop_seconds"] > 0
     assert "precision" in done.stdout and "forward limit" in done.stdout
