@@ -67,8 +67,8 @@ def tokenize(batch):
     return enc
 import dataclasses
 # transformers 5 folds warmup_ratio into warmup_steps (a float below 1 is a ratio)
-warmup = ({"warmup_ratio": 0.05} if "warmup_ratio" in
-          {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)} else {"warmup_steps": 0.05})
+fields = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
+warmup = {"warmup_ratio": 0.05} if "warmup_ratio" in fields else {"warmup_steps": 0.05}
 for user, rows in users.items():
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
     config = LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=8, lora_alpha=32, lora_dropout=0.1,
@@ -107,10 +107,6 @@ for line in open(rows_path):
     users[row["user_id"]].append(row)
 tokenizer = AutoTokenizer.from_pretrained(model_dir)
 golds = []
-import dataclasses
-# transformers 5 folds warmup_ratio into warmup_steps (a float below 1 is a ratio)
-warmup = ({"warmup_ratio": 0.05} if "warmup_ratio" in
-          {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)} else {"warmup_steps": 0.05})
 for user, rows in users.items():
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
     if (Path(adapters) / user).is_dir():

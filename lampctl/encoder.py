@@ -19,13 +19,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lampctl import settings
 from lampctl.errors import ModelLoadError
-from lampctl.tasks import PRECISIONS
+from lampctl.settings import PRECISIONS
+
+if TYPE_CHECKING:
+    from lampctl.tasks import Registry
 
 LogFn = Callable[[str], None]
 
@@ -46,6 +49,44 @@ class EncoderConfig:
 
 
 HUB_ENDPOINT_DEFAULT = "https://huggingface.co"
+
+
+def encoder_config(
+    registry: Registry,
+    checkpoint: str | None = None,
+    revision: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    batch_size: int | None = None,
+    max_tokens: int | None = None,
+    cache_dir: Path | None = None,
+) -> EncoderConfig:
+    """The encoder's settings: each from its option, else its LAMPCTL_* variable (or the
+    settings file), else the --config file's ``encoder:`` section, else the bundled registry."""
+    from lampctl.errors import ConfigError
+
+    defaults = registry.encoder
+
+    def pick(name: str, given: str | None, default: str | None) -> str | None:
+        if given is not None:
+            return given
+        return settings.get(settings.ENCODER_VARIABLES[name]) or default
+
+    chosen_precision = pick("precision", precision, defaults.precision) or "fp32"
+    if chosen_precision not in PRECISIONS:
+        raise ConfigError(
+            f"unknown precision {chosen_precision!r} (use {', '.join(PRECISIONS)}; "
+            f"from --precision or {settings.ENCODER_VARIABLES['precision']})"
+        )
+    return EncoderConfig(
+        checkpoint=pick("checkpoint", checkpoint, defaults.checkpoint) or defaults.checkpoint,
+        revision=pick("revision", revision, defaults.revision),
+        device=pick("device", device, defaults.device) or "auto",
+        precision=chosen_precision,
+        batch_size=batch_size or defaults.batch_size,
+        max_tokens_per_batch=max_tokens or defaults.max_tokens_per_batch,
+        cache_dir=cache_dir,
+    )
 
 
 def _offline_fix(kind: str, name: str, offline: bool) -> str:

@@ -371,8 +371,8 @@ def peft_data(
     """Every chosen user's training set for one adapter per user, as ``lampctl peft-data``
     writes it (rows, evaluation rows, user list and a record per set)."""
     from lampctl.api.sets import as_path
+    from lampctl.bundled import cached_registry as registry
     from lampctl.shards import parse_shard
-    from lampctl.tasks import cached_registry as registry
 
     found = registry(config)
     options = PeftOptions(order, seed, tokenizer, max_length, val_ratio, max_items)

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lampctl.encoder import EncoderConfig
-    from lampctl.tasks import Registry
+    pass
 
 DEFAULT_DATA_DIR = Path("data_raw")
 AVOCADO_ENV = "LAMPCTL_AVOCADO_DIR"
@@ -147,7 +146,7 @@ def read_settings_file(path: Path) -> dict[str, str]:
     """``{key: value}`` of a settings file, checked: known keys, scalar values; relative
     paths resolved against the file's folder."""
     from lampctl.errors import ConfigError
-    from lampctl.taskfile import read_yaml
+    from lampctl.yamlfile import read_yaml
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -192,7 +191,7 @@ def write_setting(name: str, value: str | None, path: Path | None = None) -> Pat
     current: dict[str, object] = {}
     if target.exists():
         read_settings_file(target)  # a broken file is an error before it is replaced
-        from lampctl.taskfile import read_yaml
+        from lampctl.yamlfile import read_yaml
 
         current = read_yaml(target.read_text(encoding="utf-8"), str(target)) or {}
     if value is None:
@@ -259,49 +258,11 @@ def config_path(given: Path | None = None) -> Path | None:
     return Path(value) if value else None
 
 
+PRECISIONS = ("fp32", "fp16", "bf16")  # what --precision and LAMPCTL_PRECISION accept
+
 ENCODER_VARIABLES = {
     "checkpoint": "LAMPCTL_CHECKPOINT",
     "revision": "LAMPCTL_REVISION",
     "device": "LAMPCTL_DEVICE",
     "precision": "LAMPCTL_PRECISION",
 }
-
-
-def encoder_settings(
-    registry: Registry,
-    checkpoint: str | None = None,
-    revision: str | None = None,
-    device: str | None = None,
-    precision: str | None = None,
-    batch_size: int | None = None,
-    max_tokens: int | None = None,
-    cache_dir: Path | None = None,
-) -> EncoderConfig:
-    """The encoder settings: each from its option, else its LAMPCTL_* variable, else the
-    --config file's ``encoder:`` section, else the bundled registry."""
-    from lampctl.encoder import EncoderConfig
-    from lampctl.errors import ConfigError
-    from lampctl.tasks import PRECISIONS
-
-    defaults = registry.encoder
-
-    def pick(name: str, given: str | None, default: str | None) -> str | None:
-        if given is not None:
-            return given
-        return get(ENCODER_VARIABLES[name]) or default
-
-    chosen_precision = pick("precision", precision, defaults.precision) or "fp32"
-    if chosen_precision not in PRECISIONS:
-        raise ConfigError(
-            f"unknown precision {chosen_precision!r} (use {', '.join(PRECISIONS)}; "
-            f"from --precision or {ENCODER_VARIABLES['precision']})"
-        )
-    return EncoderConfig(
-        checkpoint=pick("checkpoint", checkpoint, defaults.checkpoint) or defaults.checkpoint,
-        revision=pick("revision", revision, defaults.revision),
-        device=pick("device", device, defaults.device) or "auto",
-        precision=chosen_precision,
-        batch_size=batch_size or defaults.batch_size,
-        max_tokens_per_batch=max_tokens or defaults.max_tokens_per_batch,
-        cache_dir=cache_dir,
-    )

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from lampserver import LampServer, official_mirror
 
+from lampctl.bundled import load_registry
 from lampctl.download import (
     Downloader,
     DownloadOptions,
@@ -22,7 +23,6 @@ from lampctl.download import (
     load_download_registry,
     plan_downloads,
 )
-from lampctl.tasks import load_registry
 
 DEV2 = "LaMP_2/new/dev/dev_questions.json"
 DEV2_OUT = "LaMP_2/new/dev/dev_outputs.json"

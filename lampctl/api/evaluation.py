@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lampctl.bundled import cached_registry as registry
 from lampctl.errors import InputError, OptionError
-from lampctl.tasks import cached_registry as registry
 
 if TYPE_CHECKING:
     pass

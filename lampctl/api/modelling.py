@@ -27,9 +27,9 @@ from typing import Any
 
 from lampctl import settings
 from lampctl.api.sets import as_path
+from lampctl.bundled import cached_registry as registry
 from lampctl.errors import InputError, OptionError
 from lampctl.reporting import Reporter
-from lampctl.tasks import cached_registry as registry
 
 
 def model_slug(model: str, revision: str | None = None) -> str:

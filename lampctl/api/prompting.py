@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lampctl import settings
+from lampctl.bundled import cached_registry as registry
 from lampctl.errors import OptionError
-from lampctl.tasks import cached_registry as registry
 
 if TYPE_CHECKING:
     from lampctl.inputs import PromptResult

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lampctl import settings
+from lampctl.bundled import cached_registry as registry
 from lampctl.errors import OptionError
-from lampctl.tasks import cached_registry as registry
 
 if TYPE_CHECKING:
     from lampctl.encoder import EncoderConfig
@@ -78,12 +78,12 @@ def rank(
 ) -> list[RankResult]:
     """Rank each question's profile against the question, as ``lampctl rank`` does: a set's
     files in a data dir (all present, or ``sets``), or ``input`` into ``output``; one record
-    beside each ranking. ``encoder`` (default: ``settings.encoder_settings``) matters only for
+    beside each ranking. ``encoder`` (default: ``encoder.encoder_config``) matters only for
     the encoder ranker; ``shard`` is ``"i/n"`` (or the SLURM array's). A ranking whose record
     says it is up to date (same input, ranker and parameters) is skipped, as ``rank-all``
     skips it, unless ``force``."""
     from lampctl.data import refuse_overwriting_inputs
-    from lampctl.encoder import EncoderConfig
+    from lampctl.encoder import EncoderConfig, encoder_config
     from lampctl.parallel import usable_cpus
     from lampctl.rankers import CPU_RANKERS, check_ranker_name, make_ranker
     from lampctl.ranking import RankResult, rank_with_record
@@ -111,7 +111,7 @@ def rank(
     if name in CPU_RANKERS:  # a BM25 or recency run reads no encoder settings
         encoder = EncoderConfig()
     elif encoder is None:
-        encoder = settings.encoder_settings(found)
+        encoder = encoder_config(found)
     parameters = ranking_parameters(name, encoder, use_date, top_k, fmt)
     extra = {"shard": parsed.label} if parsed else None
     done: dict[Path, RankResult] = {}  # the up-to-date rankings, skipped

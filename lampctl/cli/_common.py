@@ -39,7 +39,7 @@ class State:
 
     def registry(self) -> Registry:
         if self._registry is None:
-            from lampctl.tasks import cached_registry as registry
+            from lampctl.bundled import cached_registry as registry
 
             self._registry = registry(self.config)
         return self._registry

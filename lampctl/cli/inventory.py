@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from lampctl import settings
 from lampctl.cli._common import (
     DataDirOpt,
     JsonOpt,
@@ -62,6 +61,8 @@ def status_command(
 
       lampctl status --data-dir /scratch/lamp --check --verify
     """
+    from lampctl.encoder import encoder_config
+
     state = get_state(ctx, json_out, quiet)
     registry = state.registry()
     check_data_dir(registry, data_dir)
@@ -73,7 +74,7 @@ def status_command(
         tasks or [],
         splits or [],
         sets or [],
-        settings.encoder_settings(registry),
+        encoder_config(registry),
         rehash=verify,
     )
     problems = sum(bool(r.problems) for r in rows)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from lampctl import api, settings
+from lampctl import api
 from lampctl.cli._common import (
     BatchSizeOpt,
     CacheDirOpt,
@@ -87,6 +87,8 @@ def rank(
 
       lampctl rank -t 4 --set train --shard 3/8    (then: lampctl gather -t 4)
     """
+    from lampctl.encoder import encoder_config
+
     state = get_state(ctx, json_out, quiet)
     registry = state.registry()
     spec = registry.task(task)
@@ -94,7 +96,7 @@ def rank(
     ranker_name = check_ranker_name(ranker) if ranker else spec.default_ranker[split]
     encoder = None
     if ranker_name not in CPU_RANKERS:  # a BM25 or recency run reads no encoder settings
-        encoder = settings.encoder_settings(
+        encoder = encoder_config(
             registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
         )
     shard = parse_shard(shard_spec)

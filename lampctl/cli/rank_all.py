@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from lampctl import settings
 from lampctl.cli._common import (
     BatchSizeOpt,
     CacheDirOpt,
@@ -251,7 +250,7 @@ def rank_all(
 
       lampctl rank-all --shard 0/16    (in a SLURM array: from its variables)
     """
-    from lampctl.encoder import EncoderConfig, locate_checkpoint, resolve_devices
+    from lampctl.encoder import EncoderConfig, encoder_config, locate_checkpoint, resolve_devices
     from lampctl.rankall import plan_rank_all, run_rank_all
 
     state = get_state(ctx, json_out, quiet)
@@ -262,7 +261,7 @@ def rank_all(
     config = (  # a BM25 or recency run reads no encoder settings
         EncoderConfig()
         if name in CPU_RANKERS
-        else settings.encoder_settings(
+        else encoder_config(
             registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
         )
     )

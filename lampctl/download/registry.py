@@ -11,10 +11,11 @@ from typing import Any
 
 import yaml
 
+from lampctl.bundled import bundled_text
 from lampctl.download.manifest import Manifest
 from lampctl.errors import ConfigError, DownloadError
-from lampctl.taskfile import safe_load
-from lampctl.tasks import Registry, TaskSpec, bundled_text
+from lampctl.tasks import Registry, TaskSpec
+from lampctl.yamlfile import safe_load
 
 # --------------------------------------------------------------------------- registry
 

@@ -72,8 +72,8 @@ class DecodeOptions:
 @functools.cache
 def bundled() -> dict[str, Any]:
     """``configs/training.yaml``, checked: every section and key known, every value typed."""
-    from lampctl.taskfile import read_yaml
-    from lampctl.tasks import bundled_text
+    from lampctl.bundled import bundled_text
+    from lampctl.yamlfile import read_yaml
 
     data = read_yaml(bundled_text("training.yaml"), "bundled training.yaml")
     known = {
