@@ -21,6 +21,11 @@ import msgspec
 from lampctl.errors import InputError, OutputError
 
 
+def as_path(value: Path | str | None) -> Path | None:
+    """An optional path argument, given as text or a Path."""
+    return Path(value) if value is not None else None
+
+
 def read_bytes(path: Path, what: str = "file") -> bytes:
     """A file's bytes; any problem becomes one ``InputError`` naming the file."""
     try:

@@ -370,8 +370,8 @@ def peft_data(
 ) -> PeftRun:
     """Every chosen user's training set for one adapter per user, as ``lampctl peft-data``
     writes it (rows, evaluation rows, user list and a record per set)."""
-    from lampctl.api.sets import as_path
     from lampctl.bundled import cached_registry as registry
+    from lampctl.data import as_path
     from lampctl.shards import parse_shard
 
     found = registry(config)

@@ -16,8 +16,9 @@ names the argument (the CLI shows it as a usage error, exit 2).
 from lampctl.api.evaluation import evaluate
 from lampctl.api.prompting import PromptJob, PromptsRun, prompt_jobs, prompts
 from lampctl.api.ranking import rank, rank_targets
-from lampctl.api.sets import LampSet, as_path, load
+from lampctl.api.sets import LampSet, load
 from lampctl.bundled import cached_registry as registry
+from lampctl.data import as_path
 
 __all__ = [
     "LampSet",

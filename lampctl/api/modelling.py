@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import settings
-from lampctl.api.sets import as_path
 from lampctl.bundled import cached_registry as registry
+from lampctl.data import as_path
 from lampctl.errors import InputError, OptionError
 from lampctl.reporting import Reporter
 

@@ -15,7 +15,7 @@ from lampctl.errors import OptionError
 if TYPE_CHECKING:
     from lampctl.inputs import PromptResult
     from lampctl.tasks import Registry, TaskSpec
-from lampctl.api.sets import as_path
+from lampctl.data import as_path
 
 # --------------------------------------------------------------------------- prompts
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from lampctl.ranking import RankResult
     from lampctl.reporting import Reporter
     from lampctl.tasks import Registry, TaskSpec
-from lampctl.api.sets import as_path
+from lampctl.data import as_path
 
 # --------------------------------------------------------------------------- rank
 
@@ -70,6 +70,7 @@ def rank(
     shard: str | None = None,
     jobs: int | None = None,
     encoder: EncoderConfig | None = None,
+    encoder_options: Mapping[str, Any] | None = None,
     force: bool = False,
     config: Path | str | None = None,
     reporter: Reporter | None = None,
@@ -78,10 +79,11 @@ def rank(
 ) -> list[RankResult]:
     """Rank each question's profile against the question, as ``lampctl rank`` does: a set's
     files in a data dir (all present, or ``sets``), or ``input`` into ``output``; one record
-    beside each ranking. ``encoder`` (default: ``encoder.encoder_config``) matters only for
-    the encoder ranker; ``shard`` is ``"i/n"`` (or the SLURM array's). A ranking whose record
-    says it is up to date (same input, ranker and parameters) is skipped, as ``rank-all``
-    skips it, unless ``force``."""
+    beside each ranking. ``encoder`` (default: ``encoder.encoder_config``, given
+    ``encoder_options``: checkpoint, revision, device, precision, batch_size, max_tokens,
+    cache_dir) matters only for the encoder ranker; ``shard`` is ``"i/n"`` (or the SLURM
+    array's). A ranking whose record says it is up to date (same input, ranker and
+    parameters) is skipped, as ``rank-all`` skips it, unless ``force``."""
     from lampctl.data import refuse_overwriting_inputs
     from lampctl.encoder import EncoderConfig, encoder_config
     from lampctl.parallel import usable_cpus
@@ -111,7 +113,7 @@ def rank(
     if name in CPU_RANKERS:  # a BM25 or recency run reads no encoder settings
         encoder = EncoderConfig()
     elif encoder is None:
-        encoder = encoder_config(found)
+        encoder = encoder_config(found, **(encoder_options or {}))
     parameters = ranking_parameters(name, encoder, use_date, top_k, fmt)
     extra = {"shard": parsed.label} if parsed else None
     done: dict[Path, RankResult] = {}  # the up-to-date rankings, skipped

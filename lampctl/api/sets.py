@@ -15,11 +15,6 @@ if TYPE_CHECKING:
     from lampctl.tasks import Registry, TaskSpec
 
 
-def as_path(value: Path | str | None) -> Path | None:
-    """An optional path argument, given as text or a Path."""
-    return Path(value) if value is not None else None
-
-
 # --------------------------------------------------------------------------- one set
 
 

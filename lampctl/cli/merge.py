@@ -22,12 +22,7 @@ from lampctl.cli._common import (
     note_finished,
     tell_left_out,
 )
-from lampctl.data import load_questions
-from lampctl.datadir import ranked_sets
-from lampctl.errors import ShardError
-from lampctl.merge import MERGE_FORMATS, MergeResult, merge_set, merged_path
 from lampctl.settings import DEFAULT_DATA_DIR
-from lampctl.shards import GatherResult, find_shards, gather
 
 
 def merge(
@@ -84,76 +79,26 @@ def merge(
 
       lampctl merge --questions q.json --ranking r.json --outputs o.json -o m.json
     """
+    from lampctl.api.merging import merge as merge_files
+
     state = get_state(ctx, json_out, quiet)
-    if fmt not in MERGE_FORMATS:
-        raise typer.BadParameter(f"use {' or '.join(MERGE_FORMATS)}", param_hint="--format")
-    if no_ranking and ranking_file is not None:
-        raise typer.BadParameter(
-            "--ranking and --no-ranking exclude each other", param_hint="--ranking"
-        )
-    left_out: list[str] = []
-    explicit = [questions_file, ranking_file, outputs_file, output_file]
-    if any(p is not None for p in explicit):
-        if questions_file is None or output_file is None:
-            raise typer.BadParameter(
-                "explicit files need --questions and --output", param_hint="--questions"
-            )
-        if ranking_file is None and not no_ranking:
-            raise typer.BadParameter("give --ranking, or --no-ranking", param_hint="--ranking")
-        if tasks or splits or sets:
-            raise typer.BadParameter(
-                "--task/--split/--set and explicit files exclude each other", param_hint="--task"
-            )
-        jobs = [(questions_file, ranking_file, outputs_file, output_file)]
-    else:
-        registry = state.registry()
-        sets_found = ranked_sets(
-            registry,
-            data_dir,
-            tasks or [],
-            splits or [],
-            sets or [],
-            not no_ranking,
-            left_out=left_out,
-        )
-        jobs = [
-            (
-                s.questions,
-                s.ranking,
-                s.outputs,
-                merged_path(
-                    registry.path("merged", data_dir, s.task, s.split, s.set),
-                    top_k,
-                    fmt,
-                    ranked=not no_ranking,
-                ),
-            )
-            for s in sets_found
-        ]
-    tell_left_out(state, left_out)
-    results: list[MergeResult] = []
-    for questions, ranking, outputs, target in jobs:
-        result = merge_set(questions, ranking, outputs, target, top_k, fmt, force, allow_stale)
-        results.append(result)
-        note_finished(result.output)
+    run = merge_files(
+        tasks or [], splits or [], sets or [], data_dir=data_dir, questions=questions_file,
+        ranking=ranking_file, outputs=outputs_file, output=output_file, no_ranking=no_ranking,
+        top_k=top_k, fmt=fmt, force=force, allow_stale=allow_stale, config=state.config,
+        on_file=note_finished,
+    )  # fmt: skip
+    tell_left_out(state, run.left_out)
 
     def human(console: Console) -> None:
         table = folding_table("output", "questions", "gold outputs", "status", "seconds")
-        for r in results:
-            table.add_row(
-                r.output,
-                str(r.questions),
-                "yes" if r.with_outputs else "no",
-                r.status,
-                f"{r.seconds:.2f}",
-            )
+        for r in run.results:
+            outputs = "yes" if r.with_outputs else "no"
+            table.add_row(r.output, str(r.questions), outputs, r.status, f"{r.seconds:.2f}")
         console.print(table)
 
-    emit(
-        state,
-        {"command": "merge", "files": [r.as_dict() for r in results], "left_out": left_out},
-        human,
-    )
+    payload = {"command": "merge", "files": [r.as_dict() for r in run.results]}
+    emit(state, {**payload, "left_out": run.left_out}, human)
 
 
 def gather_command(
@@ -189,35 +134,22 @@ def gather_command(
 
       lampctl gather --predictions dev_peft_file_predictions_t5-1a2b3c4d.json
     """
-    state = get_state(ctx, json_out, quiet)
-    if predictions is not None:  # peft predict --shard i/n files
-        from lampctl.model.predicting import gather_predictions
+    from lampctl.api.merging import gather
 
-        joined = gather_predictions(predictions, clean)
-        note_finished(joined.output)
-        emit(
-            state,
-            {"command": "gather", "files": [joined.as_dict()]},
-            lambda console: console.print(
-                f"{joined.predictions} predictions from {joined.shards} shards -> {joined.output}",
-                markup=False,
-            ),
-        )
-        return
-    registry = state.registry()
-    results: list[GatherResult] = []
-    for spec, split, set_name in registry.combinations(
-        tasks or [], splits or [], sets or [], data_dir
-    ):
-        final = registry.path("ranking", data_dir, spec, split, set_name)
-        if not find_shards(final):
-            continue
-        questions_path = registry.path("questions", data_dir, spec, split, set_name)
-        results.append(gather(final, questions_path, load_questions(questions_path), clean))
-    if not results:
-        raise ShardError(f"{data_dir}: no shard files to gather for the chosen tasks")
+    state = get_state(ctx, json_out, quiet)
+    results = gather(
+        tasks or [], splits or [], sets or [], data_dir=data_dir, clean=clean,
+        predictions=predictions, config=state.config,
+    )  # fmt: skip
+    for result in results:
+        note_finished(result.output)
 
     def human(console: Console) -> None:
+        if predictions is not None:
+            (r,) = results
+            line = f"{r.predictions} predictions from {r.shards} shards -> {r.output}"
+            console.print(line, markup=False)
+            return
         table = folding_table("ranking", "shards", "questions")
         for r in results:
             table.add_row(r.output, str(r.shards), str(r.questions))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -27,6 +27,7 @@ from lampctl.cli._common import (
     SetsOpt,
     ShardOpt,
     SplitOpt,
+    State,
     TaskOpt,
     TopKOpt,
     UseDateOpt,
@@ -35,9 +36,11 @@ from lampctl.cli._common import (
     get_state,
     note_finished,
 )
-from lampctl.rankers import CPU_RANKERS, check_ranker_name
 from lampctl.settings import DEFAULT_DATA_DIR
 from lampctl.shards import parse_shard
+
+if TYPE_CHECKING:
+    from lampctl.ranking import RankResult
 
 
 def rank(
@@ -87,63 +90,39 @@ def rank(
 
       lampctl rank -t 4 --set train --shard 3/8    (then: lampctl gather -t 4)
     """
-    from lampctl.encoder import encoder_config
-
     state = get_state(ctx, json_out, quiet)
-    registry = state.registry()
-    spec = registry.task(task)
-    split = registry.check_split(split)
-    ranker_name = check_ranker_name(ranker) if ranker else spec.default_ranker[split]
-    encoder = None
-    if ranker_name not in CPU_RANKERS:  # a BM25 or recency run reads no encoder settings
-        encoder = encoder_config(
-            registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
-        )
-    shard = parse_shard(shard_spec)
+    encoder_options = {
+        "checkpoint": checkpoint, "revision": revision, "device": device,
+        "precision": precision, "batch_size": batch_size, "max_tokens": max_tokens,
+        "cache_dir": cache_dir,
+    }  # fmt: skip
     with CliReporter(state) as reporter:
         results = api.rank(
-            spec.name,
-            split,
-            sets or [],
-            ranker=ranker_name,
-            input=input_path,
-            output=output_path,
-            fmt=fmt,
-            top_k=top_k,
-            use_date=use_date,
-            data_dir=data_dir,
-            shard=shard.label if shard else None,
-            jobs=jobs,
-            encoder=encoder,
-            force=force,
-            config=state.config,
-            reporter=reporter,
-            log=reporter.log,
-            on_file=note_finished,
-        )
+            task, split, sets or [], ranker=ranker, input=input_path, output=output_path,
+            fmt=fmt, top_k=top_k, use_date=use_date, data_dir=data_dir, shard=shard_spec,
+            jobs=jobs, encoder_options=encoder_options, force=force, config=state.config,
+            reporter=reporter, log=reporter.log, on_file=note_finished,
+        )  # fmt: skip
+    _show_rank(state, state.registry().task(task).name, split, shard_spec, results)
 
+
+def _show_rank(
+    state: State, task: str, split: str, shard_spec: str | None, results: list[RankResult]
+) -> None:
     def human(console: Console) -> None:
         table = folding_table("input", "questions", "items", "ranker", "seconds", "output")
         for r in results:
+            seconds = f"{r.seconds:.2f}" if r.state == "ranked" else r.state
             table.add_row(
-                r.input,
-                str(r.questions),
-                str(r.profile_items),
-                r.ranker,
-                f"{r.seconds:.2f}" if r.state == "ranked" else r.state,
-                r.output,
+                r.input, str(r.questions), str(r.profile_items), r.ranker, seconds, r.output
             )
         console.print(table)
 
-    emit(
-        state,
-        {
-            "command": "rank",
-            "task": spec.name,
-            "split": split,
-            "ranker": ranker_name,
-            "shard": shard.label if shard else None,
-            "files": [r.as_dict() for r in results],
-        },
-        human,
-    )
+    shard = parse_shard(shard_spec)
+    payload = {
+        "command": "rank", "task": task, "split": split,
+        "ranker": results[0].ranker if results else None,
+        "shard": shard.label if shard else None,
+        "files": [r.as_dict() for r in results],
+    }  # fmt: skip
+    emit(state, payload, human)
