@@ -393,6 +393,16 @@ def build_lamp6(
         if id_file_is(path, id_files):
             raise AvocadoError(f"{path}: refusing to overwrite the id file it was built from")
         write_json(path, data, ensure_ascii=False)
+    if missing:
+        reporter.log(
+            f"skipped {len(missing)} missing emails (first: {', '.join(missing[:5])}): dropped "
+            f"{dropped_questions} questions and {dropped_items} profile items"
+        )
+    if index.duplicates:
+        reporter.log(
+            f"{len(index.duplicates)} needed email ids appear in more than one archive (first: "
+            f"{', '.join(sorted(index.duplicates)[:5])}); the first archive in sorted order won"
+        )
     return BuildResult(
         built=built,
         files=[str(p) for p, _ in outputs_to_write],

@@ -339,6 +339,7 @@ def peft_jobs(
 class PeftRun:
     results: list[PeftResult]
     left_out: list[str]
+    shard: str | None = None  # "i/n" of the users, as parsed (from the option or SLURM's)
 
 
 def peft_data(
@@ -417,4 +418,4 @@ def peft_data(
         results.append(result)
         if on_file:
             on_file(result.output)
-    return PeftRun(results, left_out)
+    return PeftRun(results, left_out, parsed.label if parsed else None)

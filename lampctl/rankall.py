@@ -406,3 +406,19 @@ def _run_in_workers(
     finally:
         for worker in workers:
             worker.join(timeout=5)
+
+
+def fold_errors(failures: list[tuple[str, str]]) -> list[str]:
+    """One line per distinct error: ``key: error`` once, ``N jobs (key, ...): error`` when
+    several jobs failed alike (a full disk, a missing checkpoint), in first-seen order."""
+    keys: dict[str, list[str]] = {}
+    for key, error in failures:
+        keys.setdefault(error, []).append(key)
+    lines = []
+    for error, names in keys.items():
+        if len(names) == 1:
+            lines.append(f"{names[0]}: {error}")
+        else:
+            shown = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
+            lines.append(f"{len(names)} jobs ({shown}): {error}")
+    return lines

@@ -89,7 +89,9 @@ def test_no_import_cycle():
 def test_the_core_never_imports_the_api_the_cli_or_typer():
     modules = _modules()
     for name, path in modules.items():
-        if name in ("lampctl", "lampctl.__main__") or name.startswith(("lampctl.api", "lampctl.cli")):
+        if name in ("lampctl", "lampctl.__main__") or name.startswith(
+            ("lampctl.api", "lampctl.cli")
+        ):
             continue
         imported = _imports(path, modules)
         bad = sorted(

@@ -10,7 +10,9 @@ from lampctl.bundled import cached_registry as registry
 from lampctl.errors import InputError, OptionError
 
 if TYPE_CHECKING:
-    pass
+    from lampctl.answers import Answers
+    from lampctl.metrics import Evaluation
+    from lampctl.tasks import Registry, TaskSpec
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -68,3 +70,118 @@ def evaluate(
     if result.bootstrap:
         scores["bootstrap"] = result.bootstrap
     return scores
+
+
+# --------------------------------------------------------------------------- files
+
+
+def score_files(
+    predictions: Path | str,
+    task: str | None = None,
+    *,
+    golds: Path | str | None = None,
+    split: str = "user",
+    set: str = "dev",  # noqa: A002 - the command's option
+    data_dir: Path | str | None = None,
+    by_user: bool = False,
+    questions: Path | str | None = None,
+    compare_with: Path | str | None = None,
+    bootstrap: int = 0,
+    permutations: int = 0,
+    seed: int = 0,
+    max_member_bytes: int | None = None,
+    config: Path | str | None = None,
+) -> list[Evaluation]:
+    """What ``lampctl evaluate`` scores: one task's predictions file (golds from ``golds`` or
+    the data dir's set; per user, against another file), or a zip or folder of per-task files,
+    one result per task."""
+    from lampctl import settings
+    from lampctl.answers import (
+        MAX_MEMBER_BYTES,
+        check_task,
+        is_bundle,
+        load_answers,
+        load_bundle,
+        read_user_ids,
+    )
+    from lampctl.metrics import Extras, evaluate_task  # numpy: only when scoring
+
+    found = registry(config)
+    split, set_name = found.check_split(split), found.check_set(set)
+    folder = settings.data_dir(data_dir)
+    predictions, limit = Path(predictions), max_member_bytes or MAX_MEMBER_BYTES
+    if not predictions.exists():
+        raise InputError(f"{predictions}: file not found")
+    if is_bundle(predictions):
+        if compare_with is not None or by_user:
+            raise OptionError("predictions", "--compare and --by-user take one task's file")
+        bundle = _by_task(found, load_bundle(predictions, limit))
+        if task is not None:
+            wanted = found.task(task).name
+            if wanted not in bundle:
+                raise InputError(
+                    f"{predictions}: has no predictions for {wanted} (it holds {', '.join(bundle)})"
+                )
+            bundle = {wanted: bundle[wanted]}
+        gold_bundle = _by_task(found, load_bundle(Path(golds), limit)) if golds else {}
+        results = []
+        for name, answers in bundle.items():
+            spec = found.task(name)
+            gold = gold_bundle.get(spec.name) if golds else None
+            if golds and gold is None:
+                raise InputError(f"{golds}: has no golds for {spec.name}")
+            gold = gold or _data_golds(found, folder, spec, split, set_name)
+            results.append(
+                evaluate_task(spec, answers, gold, Extras(bootstrap=bootstrap, seed=seed))
+            )
+        return results
+    if task is None:
+        raise OptionError("task", "name the task of a single file")
+    spec = found.task(task)
+    answers = load_answers(predictions)
+    check_task(found, answers, spec)
+    gold = load_answers(Path(golds)) if golds else _data_golds(found, folder, spec, split, set_name)
+    check_task(found, gold, spec)
+    user_ids = None
+    if by_user:
+        source = (
+            Path(questions) if questions else found.path("questions", folder, spec, split, set_name)
+        )
+        user_ids = read_user_ids(source)
+    other = load_answers(Path(compare_with)) if compare_with else None
+    if other is not None:
+        check_task(found, other, spec)
+    extras = Extras(
+        bootstrap=bootstrap, seed=seed, user_ids=user_ids, other=other, permutations=permutations
+    )
+    return [evaluate_task(spec, answers, gold, extras)]
+
+
+def _by_task(tasks: Registry, bundle: list[Answers]) -> dict[str, Answers]:
+    """A zip's or folder's files by task; two files for one task is an error."""
+    from lampctl.answers import task_of
+
+    found: dict[str, Answers] = {}
+    for answers in bundle:
+        name = task_of(tasks, answers).name
+        if name in found:
+            raise InputError(
+                f"{answers.name}: a second file for {name} (the first: {found[name].name}); "
+                "keep one"
+            )
+        found[name] = answers
+    return found
+
+
+def _data_golds(
+    found: Registry, data_dir: Path, spec: TaskSpec, split: str, set_name: str
+) -> Answers:
+    from lampctl.answers import load_answers
+
+    path = found.path("outputs", data_dir, spec, split, set_name)
+    if not path.exists():
+        raise InputError(
+            f"{path}: gold outputs not found; pass --golds, or --split/--set/--data-dir "
+            "for the data dir's (test golds are not published)"
+        )
+    return load_answers(path)

@@ -1,17 +1,22 @@
-"""``lampctl.rank``: what ``lampctl rank`` does."""
+"""``lampctl.rank`` and ``rank_all``: what ``lampctl rank`` and ``lampctl rank-all`` do."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lampctl import settings
 from lampctl.bundled import cached_registry as registry
-from lampctl.errors import OptionError
+from lampctl.errors import LampctlError, OptionError
 
 if TYPE_CHECKING:
     from lampctl.encoder import EncoderConfig
+    from lampctl.rankall import JobOutcome, JobPlan
     from lampctl.ranking import RankResult
     from lampctl.reporting import Reporter
     from lampctl.tasks import Registry, TaskSpec
@@ -160,3 +165,98 @@ def rank(
     finally:
         engine.close()
     return results
+
+
+@dataclass
+class RankAllRun:
+    """What ``rank_all`` did: the plan, each job's outcome (none on a dry run), the devices
+    the encoder used, one line per distinct failure, and the wall time."""
+
+    plans: list[JobPlan]
+    outcomes: list[JobOutcome] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def rank_all(
+    tasks: Sequence[str] = (),
+    splits: Sequence[str] = (),
+    sets: Sequence[str] = (),
+    *,
+    ranker: str | None = None,
+    data_dir: Path | str | None = None,
+    encoder_options: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    devices: str = "auto",
+    use_date: bool = False,
+    jobs: int | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    shard: str | None = None,
+    config: Path | str | None = None,
+    display: Callable[[list[JobPlan], str], AbstractContextManager[Any]] | None = None,
+) -> RankAllRun:
+    """Rank every task, split and set present with the paper's best ranker (or ``ranker``),
+    as ``lampctl rank-all`` does: up-to-date rankings skipped; the encoder's checkpoint found
+    once before any job (a node that cannot load it still runs the BM25 and recency jobs, and
+    the encoder jobs fail with one folded error); one encoder worker per device. ``display``
+    makes the observer of the jobs' progress from the plans and a note on the encoder."""
+    from lampctl.datadir import check_data_dir
+    from lampctl.encoder import EncoderConfig, encoder_config, locate_checkpoint, resolve_devices
+    from lampctl.parallel import usable_cpus
+    from lampctl.rankall import fold_errors, plan_rank_all, run_rank_all
+    from lampctl.rankers import CPU_RANKERS, check_ranker_name
+    from lampctl.shards import parse_shard
+
+    if device is not None and devices != "auto":
+        raise OptionError("device", "use --device or --devices, not both")
+    found, folder = registry(config), settings.data_dir(data_dir)
+    name = check_ranker_name(ranker) if ranker else None
+    encoder = (  # a BM25 or recency run reads no encoder settings
+        EncoderConfig()
+        if name in CPU_RANKERS
+        else encoder_config(found, **{**(encoder_options or {}), "device": device})
+    )
+    check_data_dir(found, folder)
+    plans = plan_rank_all(
+        found, folder, list(tasks), list(splits), list(sets), name, encoder, use_date,
+        count=dry_run, shard=parse_shard(shard),
+    )  # fmt: skip
+    if dry_run:
+        return RankAllRun(plans)
+    needs_encoder = any(
+        p.job.ranker not in CPU_RANKERS
+        and (force or p.state != "up to date")
+        and not p.state.startswith("needs ")
+        for p in plans
+    )
+    chosen: list[str] = []
+    if device is not None:
+        chosen = [device]
+    elif needs_encoder:
+        chosen = resolve_devices(devices if devices != "auto" else encoder.device)
+    unavailable = None
+    if needs_encoder:  # once, before any job: an offline node learns it here, in one line
+        try:
+            location = locate_checkpoint(encoder.checkpoint, encoder.revision)
+            encoder = replace(encoder, location=location)
+        except LampctlError as exc:  # the jobs that need no encoder still run
+            unavailable = str(exc)
+    started = time.perf_counter()
+    note = (
+        f"encoder {encoder.checkpoint} ({encoder.precision}) on {', '.join(chosen)}"
+        if needs_encoder
+        else ""
+    )
+    with display(plans, note) if display else contextlib.nullcontext() as observer:
+        outcomes = run_rank_all(
+            plans, encoder=encoder, devices=chosen or ["auto"], jobs=jobs or usable_cpus(),
+            use_date=use_date, force=force, observer=observer, encoder_unavailable=unavailable,
+        )  # fmt: skip
+    failed = [o for o in outcomes if o.status == "failed"]
+    errors = fold_errors([(o.key, o.error or "") for o in failed if o.error != unavailable])
+    without = len(failed) - sum(o.error != unavailable for o in failed)
+    if without:  # one line for every job the missing encoder stopped
+        errors.insert(0, f"{without} encoder job(s) not run: {unavailable}")
+    return RankAllRun(plans, outcomes, chosen, errors, time.perf_counter() - started)

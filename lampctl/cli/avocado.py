@@ -83,30 +83,12 @@ def build(
     from lampctl.avocado import build_lamp6
 
     state = get_state(ctx, json_out, quiet)
-    registry = state.registry()
-
     with CliReporter(state) as reporter:
         result = build_lamp6(
-            registry,
-            data_dir,
-            avocado_dir,
-            questions_dir=questions_dir,
-            skip_missing=skip_missing,
-            workers=jobs or old_workers or usable_cpus(),
-            max_email_bytes=max_email_bytes,
-            reporter=reporter,
-        )
-        if result.missing:
-            reporter.log(
-                f"skipped {result.missing} missing emails (first: "
-                f"{', '.join(result.missing_examples)}): dropped {result.dropped_questions} "
-                f"questions and {result.dropped_items} profile items"
-            )
-        if result.duplicates:
-            reporter.log(
-                f"{result.duplicates} needed email ids appear in more than one archive (first: "
-                f"{', '.join(result.duplicate_examples)}); the first archive in sorted order won"
-            )
+            state.registry(), data_dir, avocado_dir, questions_dir=questions_dir,
+            skip_missing=skip_missing, workers=jobs or old_workers or usable_cpus(),
+            max_email_bytes=max_email_bytes, reporter=reporter,
+        )  # fmt: skip
 
     def human(console: Console) -> None:
         table = folding_table("split", "set", "questions")

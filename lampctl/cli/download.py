@@ -186,52 +186,20 @@ def download(
 
       lampctl download --task LaMP-2N    (the deprecated news task, opt-in)
     """
-    from lampctl.download import (
-        Downloader,
-        DownloadOptions,
-        Manifest,
-        acquire_lock,
-        load_download_registry,
-        plan_downloads,
-    )
+    from lampctl.api.downloading import download as fetch
 
     state = get_state(ctx, json_out, quiet)
-    registry = state.registry()
-    downloads = load_download_registry()
-    manifest = Manifest.load(data_dir)
-    plan = plan_downloads(
-        registry,
-        downloads,
-        data_dir,
-        base_url,
-        tasks or [],
-        splits or [],
-        sets or [],
-        apply_fixes=not no_fixes,
-        manifest=manifest,
-    )
+    run = fetch(
+        tasks or [], splits or [], sets or [], data_dir=data_dir, base_url=base_url,
+        apply_fixes=not no_fixes, dry_run=dry_run, jobs=jobs, force=force, verify=verify,
+        check_remote=check_remote, retries=retries, timeout=timeout, config=state.config,
+        display=lambda plan: RichTransfers(state, plan),
+    )  # fmt: skip
     if dry_run:
-        _show_plan(state, plan)
+        _show_plan(state, run.plan)
         return
-    lock = acquire_lock(data_dir)
-    started = time.perf_counter()
-    try:
-        with RichTransfers(state, plan) as display:
-            options = DownloadOptions(
-                jobs=jobs,
-                force=force,
-                verify=verify,
-                check_remote=check_remote,
-                retries=retries,
-                read_timeout=timeout,
-                connect_timeout=min(15.0, timeout),
-            )
-            outcomes = Downloader(data_dir, options, display, manifest).run(plan)
-    finally:
-        lock.release()
-    seconds = time.perf_counter() - started
-    _show_outcomes(state, data_dir, outcomes, seconds)
-    fail_with([str(o.error) for o in outcomes if o.status in ("failed", "changed")])
+    _show_outcomes(state, data_dir, run.outcomes, run.seconds)
+    fail_with(run.errors)
 
 
 def _show_plan(state: State, plan: list[PlannedFile]) -> None:

@@ -8,20 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from lampctl.answers import (
-    MAX_MEMBER_BYTES,
-    Answers,
-    check_task,
-    is_bundle,
-    load_answers,
-    load_bundle,
-    read_user_ids,
-    task_of,
-)
+from lampctl.answers import MAX_MEMBER_BYTES, is_bundle
 from lampctl.cli._common import DataDirOpt, JsonOpt, QuietOpt, emit, folding_table, get_state
-from lampctl.errors import InputError
 from lampctl.settings import DEFAULT_DATA_DIR
-from lampctl.tasks import Registry, TaskSpec
 
 if TYPE_CHECKING:
     from lampctl.metrics import Evaluation
@@ -116,98 +105,21 @@ def evaluate(
 
       lampctl --json evaluate -p submission.zip --split time    (all tasks)
     """
+    from lampctl.api.evaluation import score_files
+
     state = get_state(ctx, json_out, quiet)
-    registry = state.registry()
-    split = registry.check_split(split)
-    set_name = registry.check_set(set_name)
-    if not predictions.exists():
-        raise InputError(f"{predictions}: file not found")
-    from lampctl.metrics import Extras, evaluate_task  # numpy: only when scoring
-
-    if is_bundle(predictions):
-        if compare_with is not None or by_user:
-            raise typer.BadParameter(
-                "--compare and --by-user take one task's file", param_hint="--predictions"
-            )
-        bundle = _by_task(registry, load_bundle(predictions, max_member_bytes))
-        if task is not None:
-            wanted = registry.task(task).name
-            if wanted not in bundle:
-                raise InputError(
-                    f"{predictions}: has no predictions for {wanted} (it holds {', '.join(bundle)})"
-                )
-            bundle = {wanted: bundle[wanted]}
-        gold_bundle = _by_task(registry, load_bundle(golds, max_member_bytes)) if golds else {}
-        results = []
-        for name, answers in bundle.items():
-            spec = registry.task(name)
-            gold = gold_bundle.get(spec.name) if golds else None
-            if golds and gold is None:
-                raise InputError(f"{golds}: has no golds for {spec.name}")
-            gold = gold or _data_golds(registry, data_dir, spec, split, set_name)
-            extras = Extras(bootstrap=bootstrap, seed=seed)
-            results.append(evaluate_task(spec, answers, gold, extras))
-    else:
-        if task is None:
-            raise typer.BadParameter("name the task of a single file", param_hint="--task")
-        spec = registry.task(task)
-        answers = load_answers(predictions)
-        check_task(registry, answers, spec)
-        gold = (
-            load_answers(golds) if golds else _data_golds(registry, data_dir, spec, split, set_name)
-        )
-        check_task(registry, gold, spec)
-        user_ids = None
-        if by_user:
-            source = questions or registry.path("questions", data_dir, spec, split, set_name)
-            user_ids = read_user_ids(source)
-        other = load_answers(compare_with) if compare_with else None
-        if other is not None:
-            check_task(registry, other, spec)
-        extras = Extras(
-            bootstrap=bootstrap,
-            seed=seed,
-            user_ids=user_ids,
-            other=other,
-            permutations=permutations,
-        )
-        results = [evaluate_task(spec, answers, gold, extras)]
-
-    def human(console: Console) -> None:
-        _table(console, results)
-
+    results = score_files(
+        predictions, task, golds=golds, split=split, set=set_name, data_dir=data_dir,
+        by_user=by_user, questions=questions, compare_with=compare_with, bootstrap=bootstrap,
+        permutations=permutations, seed=seed, max_member_bytes=max_member_bytes,
+        config=state.config,
+    )  # fmt: skip
     payload = {"command": "evaluate", "split": split, "set": set_name, "seed": seed}
     if len(results) == 1 and not is_bundle(predictions):
         payload.update(results[0].as_dict())
     else:
         payload["tasks"] = {r.task: r.as_dict() for r in results}
-    emit(state, payload, human)
-
-
-def _by_task(registry: Registry, bundle: list[Answers]) -> dict[str, Answers]:
-    """A zip's or folder's files by task; two files for one task is an error."""
-    found: dict[str, Answers] = {}
-    for answers in bundle:
-        name = task_of(registry, answers).name
-        if name in found:
-            raise InputError(
-                f"{answers.name}: a second file for {name} (the first: {found[name].name}); "
-                "keep one"
-            )
-        found[name] = answers
-    return found
-
-
-def _data_golds(
-    registry: Registry, data_dir: Path, spec: TaskSpec, split: str, set_name: str
-) -> Answers:
-    path = registry.path("outputs", data_dir, spec, split, set_name)
-    if not path.exists():
-        raise InputError(
-            f"{path}: gold outputs not found; pass --golds, or --split/--set/--data-dir "
-            "for the data dir's (test golds are not published)"
-        )
-    return load_answers(path)
+    emit(state, payload, lambda console: _table(console, results))
 
 
 def _table(console: Console, results: list[Evaluation]) -> None:

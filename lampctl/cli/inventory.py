@@ -19,8 +19,6 @@ from lampctl.cli._common import (
     get_state,
     tell_left_out,
 )
-from lampctl.datadir import check_data_dir
-from lampctl.errors import InputError
 from lampctl.settings import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
@@ -61,24 +59,14 @@ def status_command(
 
       lampctl status --data-dir /scratch/lamp --check --verify
     """
-    from lampctl.encoder import encoder_config
+    from lampctl.api.inventory import status
 
     state = get_state(ctx, json_out, quiet)
-    registry = state.registry()
-    check_data_dir(registry, data_dir)
-    from lampctl.inventory import status
-
-    rows = status(
-        registry,
-        data_dir,
-        tasks or [],
-        splits or [],
-        sets or [],
-        encoder_config(registry),
-        rehash=verify,
-    )
-    problems = sum(bool(r.problems) for r in rows)
-    waiting = sum(bool(r.notes) for r in rows)
+    report = status(
+        tasks or [], splits or [], sets or [], data_dir=data_dir, verify=verify,
+        config=state.config,
+    )  # fmt: skip
+    rows, problems, waiting = report.rows, report.problems, report.not_built
 
     def human(console: Console) -> None:
         if console.width < WIDE_STATUS:
@@ -93,16 +81,8 @@ def status_command(
                 markup=False,
             )
 
-    emit(
-        state,
-        {
-            "command": "status",
-            "problems": problems,
-            "not_built": waiting,
-            "rows": [r.as_dict() for r in rows],
-        },
-        human,
-    )
+    payload = {"command": "status", "problems": problems, "not_built": waiting}
+    emit(state, {**payload, "rows": [r.as_dict() for r in rows]}, human)
     if check and problems:
         raise typer.Exit(1)
 
@@ -187,50 +167,26 @@ def stats_command(
 
       lampctl --json stats --task LaMP-7 --split time
     """
-    state = get_state(ctx, json_out, quiet)
-    registry = state.registry()
-    check_data_dir(registry, data_dir)
-    left_out: list[str] = []
-    from lampctl.inventory import stats
+    from lampctl.api.inventory import stats
 
-    rows = stats(registry, data_dir, tasks or [], splits or [], sets or [], left_out)
-    if not rows:
-        why = f" ({'; '.join(left_out)})" if left_out else ""
-        raise InputError(f"{data_dir}: no questions files for the chosen tasks{why}")
+    state = get_state(ctx, json_out, quiet)
+    rows, left_out = stats(
+        tasks or [], splits or [], sets or [], data_dir=data_dir, config=state.config
+    )
     tell_left_out(state, left_out)
+    columns = ("task", "split", "set", "questions", "users", "profile mean", "median", "max",
+               "input tok", "item tok", "output tok")  # fmt: skip
 
     def human(console: Console) -> None:
-        table = folding_table(
-            "task",
-            "split",
-            "set",
-            "questions",
-            "users",
-            "profile mean",
-            "median",
-            "max",
-            "input tok",
-            "item tok",
-            "output tok",
-        )
+        table = folding_table(*columns)
         for r in rows:
+            output = "-" if r.output_tokens_mean is None else f"{r.output_tokens_mean:.1f}"
             table.add_row(
-                r.task,
-                r.split,
-                r.set,
-                str(r.questions),
-                str(r.users),
-                f"{r.profile_mean:.1f}",
-                f"{r.profile_median:g}",
-                str(r.profile_max),
-                f"{r.input_tokens_mean:.1f}",
-                f"{r.item_tokens_mean:.1f}",
-                "-" if r.output_tokens_mean is None else f"{r.output_tokens_mean:.1f}",
-            )
+                r.task, r.split, r.set, str(r.questions), str(r.users), f"{r.profile_mean:.1f}",
+                f"{r.profile_median:g}", str(r.profile_max), f"{r.input_tokens_mean:.1f}",
+                f"{r.item_tokens_mean:.1f}", output,
+            )  # fmt: skip
         console.print(table)
 
-    emit(
-        state,
-        {"command": "stats", "rows": [r.as_dict() for r in rows], "left_out": left_out},
-        human,
-    )
+    payload = {"command": "stats", "rows": [r.as_dict() for r in rows], "left_out": left_out}
+    emit(state, payload, human)

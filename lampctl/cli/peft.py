@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,7 @@ from lampctl.cli._common import (
     QuietOpt,
     SetsOpt,
     SplitsOpt,
+    State,
     TasksOpt,
     emit,
     folding_table,
@@ -23,6 +24,9 @@ from lampctl.cli._common import (
     tell_left_out,
 )
 from lampctl.settings import DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:
+    from lampctl.peft_files import PeftRun
 
 PathOpt = Annotated[Path | None, typer.Option()]
 
@@ -113,39 +117,24 @@ def peft_data_command(
 
       lampctl peft-data -t 3 --questions q.json --outputs o.json -o train.jsonl
     """
-    state = get_state(ctx, json_out, quiet)
     from lampctl.peft_files import peft_data
-    from lampctl.shards import parse_shard
 
-    shard = parse_shard(shard_spec)
+    state = get_state(ctx, json_out, quiet)
     with CliReporter(state) as reporter:
         run = peft_data(
-            tasks or [],
-            splits or [],
-            sets or [],
-            order=order,
-            seed=seed,
-            users=users,
-            shard=shard.label if shard else None,
-            tokenizer=tokenizer,
-            revision=revision,
-            max_length=max_length,
-            val_ratio=val_ratio,
-            max_items=max_items,
-            data_dir=data_dir,
-            questions=questions,
-            outputs=outputs,
-            ranking=ranking,
-            output=output,
-            eval_output=eval_output,
-            users_output=users_output,
-            force=force,
-            config=state.config,
+            tasks or [], splits or [], sets or [], order=order, seed=seed, users=users,
+            shard=shard_spec, tokenizer=tokenizer, revision=revision, max_length=max_length,
+            val_ratio=val_ratio, max_items=max_items, data_dir=data_dir, questions=questions,
+            outputs=outputs, ranking=ranking, output=output, eval_output=eval_output,
+            users_output=users_output, force=force, config=state.config,
             on_start=lambda label, total: reporter.start(label, total, unit="users"),
-            progress=reporter.advance,
-            on_file=note_finished,
-        )
+            progress=reporter.advance, on_file=note_finished,
+        )  # fmt: skip
     tell_left_out(state, run.left_out)
+    _show_peft_data(state, run)
+
+
+def _show_peft_data(state: State, run: PeftRun) -> None:
     results = run.results
 
     def human(console: Console) -> None:
@@ -168,13 +157,6 @@ def peft_data_command(
                     markup=False,
                 )
 
-    emit(
-        state,
-        {
-            "command": "peft-data",
-            "shard": shard.label if shard else None,
-            "files": [r.as_dict() for r in results],
-            "left_out": run.left_out,
-        },
-        human,
-    )
+    payload = {"command": "peft-data", "shard": run.shard}
+    files = [r.as_dict() for r in results]
+    emit(state, {**payload, "files": files, "left_out": run.left_out}, human)

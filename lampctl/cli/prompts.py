@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +16,7 @@ from lampctl.cli._common import (
     QuietOpt,
     SetsOpt,
     SplitsOpt,
+    State,
     TasksOpt,
     emit,
     folding_table,
@@ -94,63 +95,33 @@ def prompts(
     state = get_state(ctx, json_out, quiet)
     with CliReporter(state) as reporter:
         run = api.prompts(
-            tasks or [],
-            splits or [],
-            sets or [],
-            k=k,
-            max_length=max_length,
-            tokenizer=tokenizer_id,
-            revision=revision,
-            no_profile=no_profile,
-            data_dir=data_dir,
-            questions=questions_file,
-            ranking=ranking_file,
-            outputs=outputs_file,
-            output=output_file,
-            force=force,
-            jobs=processes,
-            config=state.config,
+            tasks or [], splits or [], sets or [], k=k, max_length=max_length,
+            tokenizer=tokenizer_id, revision=revision, no_profile=no_profile, data_dir=data_dir,
+            questions=questions_file, ranking=ranking_file, outputs=outputs_file,
+            output=output_file, force=force, jobs=processes, config=state.config,
             on_planned=lambda left_out: tell_left_out(state, left_out),
-            on_start=lambda label: reporter.start(label, None),
-            progress=reporter.advance,
+            on_start=lambda label: reporter.start(label, None), progress=reporter.advance,
             on_file=note_finished,
-        )
-    results = run.results
+        )  # fmt: skip
+    choices = {"k": k, "max_length": max_length, "tokenizer": None if no_profile else tokenizer_id}
+    _show_prompts(state, run, choices)
+
+
+def _show_prompts(state: State, run: api.PromptsRun, choices: dict[str, Any]) -> None:
+    columns = ("output", "questions", "hit budget", "bare input", "mean tokens", "max tokens",
+               "status", "seconds")  # fmt: skip
 
     def human(console: Console) -> None:
-        table = folding_table(
-            "output",
-            "questions",
-            "hit budget",
-            "bare input",
-            "mean tokens",
-            "max tokens",
-            "status",
-            "seconds",
-        )
-        for r in results:
+        table = folding_table(*columns)
+        for r in run.results:
             s = r.stats
-            table.add_row(
-                r.output,
-                str(s.questions) if s else "",
-                str(s.hit_budget) if s else "",
-                str(s.bare_input) if s else "",
-                f"{s.mean_tokens:.1f}" if s else "",
-                str(s.max_tokens) if s else "",
-                r.status,
-                f"{r.seconds:.2f}",
-            )
+            counts = (
+                (str(s.questions), str(s.hit_budget), str(s.bare_input), f"{s.mean_tokens:.1f}",
+                 str(s.max_tokens)) if s else ("",) * 5
+            )  # fmt: skip
+            table.add_row(r.output, *counts, r.status, f"{r.seconds:.2f}")
         console.print(table)
 
-    emit(
-        state,
-        {
-            "command": "prompts",
-            "k": k,
-            "max_length": max_length,
-            "tokenizer": None if no_profile else tokenizer_id,
-            "files": [r.as_dict() for r in results],
-            "left_out": run.left_out,
-        },
-        human,
-    )
+    files = [r.as_dict() for r in run.results]
+    payload = {"command": "prompts", **choices, "files": files, "left_out": run.left_out}
+    emit(state, payload, human)

@@ -6,7 +6,6 @@ import collections
 import shutil
 import threading
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -42,13 +41,9 @@ from lampctl.cli._common import (
     note_finished,
     progress_line,
     stderr_console,
-    usable_cpus,
 )
-from lampctl.datadir import check_data_dir
-from lampctl.errors import LampctlError
-from lampctl.rankers import CPU_RANKERS, check_ranker_name
+from lampctl.rankers import CPU_RANKERS
 from lampctl.settings import DEFAULT_DATA_DIR
-from lampctl.shards import parse_shard
 
 if TYPE_CHECKING:
     from lampctl.rankall import JobOutcome, JobPlan
@@ -250,97 +245,25 @@ def rank_all(
 
       lampctl rank-all --shard 0/16    (in a SLURM array: from its variables)
     """
-    from lampctl.encoder import EncoderConfig, encoder_config, locate_checkpoint, resolve_devices
-    from lampctl.rankall import plan_rank_all, run_rank_all
+    from lampctl.api.ranking import rank_all as rank_everything
 
     state = get_state(ctx, json_out, quiet)
-    if device is not None and devices != "auto":
-        raise typer.BadParameter("use --device or --devices, not both", param_hint="--device")
-    registry = state.registry()
-    name = check_ranker_name(ranker) if ranker else None
-    config = (  # a BM25 or recency run reads no encoder settings
-        EncoderConfig()
-        if name in CPU_RANKERS
-        else encoder_config(
-            registry, checkpoint, revision, device, precision, batch_size, max_tokens, cache_dir
-        )
-    )
-    shard = parse_shard(shard_spec)
-    check_data_dir(registry, data_dir)
-    plans = plan_rank_all(
-        registry,
-        data_dir,
-        tasks or [],
-        splits or [],
-        sets or [],
-        name,
-        config,
-        use_date,
-        count=dry_run,
-        shard=shard,
-    )
+    encoder_options = {
+        "checkpoint": checkpoint, "revision": revision, "device": device,
+        "precision": precision, "batch_size": batch_size, "max_tokens": max_tokens,
+        "cache_dir": cache_dir,
+    }  # fmt: skip
+    run = rank_everything(
+        tasks or [], splits or [], sets or [], ranker=ranker, data_dir=data_dir,
+        encoder_options=encoder_options, device=device, devices=devices, use_date=use_date,
+        jobs=jobs, force=force, dry_run=dry_run, shard=shard_spec, config=state.config,
+        display=lambda plans, note: LiveJobs(state, plans, note),
+    )  # fmt: skip
     if dry_run:
-        _show_plan(state, plans)
+        _show_plan(state, run.plans)
         return
-    needs_encoder = any(
-        p.job.ranker not in CPU_RANKERS
-        and (force or p.state != "up to date")
-        and not p.state.startswith("needs ")
-        for p in plans
-    )
-    if device is not None:
-        chosen = [device]
-    elif needs_encoder:
-        chosen = resolve_devices(devices if devices != "auto" else config.device)
-    else:
-        chosen = []
-    unavailable = None
-    if needs_encoder:  # once, before any job: an offline node learns it here, in one line
-        try:
-            location = locate_checkpoint(config.checkpoint, config.revision)
-            config = replace(config, location=location)
-        except LampctlError as exc:  # the jobs that need no encoder still run
-            unavailable = str(exc)
-    started = time.perf_counter()
-    encoder_note = (
-        f"encoder {config.checkpoint} ({config.precision}) on {', '.join(chosen)}"
-        if needs_encoder
-        else ""
-    )
-    with LiveJobs(state, plans, encoder_note) as display:
-        outcomes = run_rank_all(
-            plans,
-            encoder=config,
-            devices=chosen or ["auto"],
-            jobs=jobs or usable_cpus(),
-            use_date=use_date,
-            force=force,
-            observer=display,
-            encoder_unavailable=unavailable,
-        )
-    failed = [o for o in outcomes if o.status == "failed"]
-    errors = fold_errors([(o.key, o.error or "") for o in failed if o.error != unavailable])
-    without = len(failed) - sum(o.error != unavailable for o in failed)
-    if without:  # one line for every job the missing encoder stopped
-        errors.insert(0, f"{without} encoder job(s) not run: {unavailable}")
-    _show_outcomes(state, outcomes, chosen, time.perf_counter() - started, errors)
-    fail_with(errors)
-
-
-def fold_errors(failures: list[tuple[str, str]]) -> list[str]:
-    """One line per distinct error: ``key: error`` once, ``N jobs (key, ...): error`` when
-    several jobs failed alike (a full disk, a missing checkpoint), in first-seen order."""
-    keys: dict[str, list[str]] = {}
-    for key, error in failures:
-        keys.setdefault(error, []).append(key)
-    lines = []
-    for error, names in keys.items():
-        if len(names) == 1:
-            lines.append(f"{names[0]}: {error}")
-        else:
-            shown = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
-            lines.append(f"{len(names)} jobs ({shown}): {error}")
-    return lines
+    _show_outcomes(state, run.outcomes, run.devices, run.seconds, run.errors)
+    fail_with(run.errors)
 
 
 def _show_plan(state: State, plans: list[JobPlan]) -> None:
