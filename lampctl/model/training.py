@@ -155,7 +155,7 @@ def save_adapter(model: Any, folder: Path, record: dict[str, Any]) -> None:
         parent.mkdir(parents=True, exist_ok=True)
         if temp.exists():
             shutil.rmtree(temp)
-        model.save_pretrained(str(temp))
+        _write_adapter(model, temp)
         files = {name: _sha256(temp / name) for name in ADAPTER_FILES}
         (temp / RECORD).write_text(
             json.dumps({"lampctl": __version__, **record, "files": files}, indent=1) + "\n",
@@ -178,6 +178,27 @@ def save_adapter(model: Any, folder: Path, record: dict[str, Any]) -> None:
     except OSError as exc:
         shutil.rmtree(temp, ignore_errors=True)
         raise OutputError(f"{folder}: cannot write the adapter: {exc.strerror or exc}") from None
+
+
+def _write_adapter(model: Any, folder: Path) -> None:
+    """The two files ``PeftModel.save_pretrained`` writes that loading needs: the adapter's
+    weights (safetensors, as peft names them) and its config (in inference mode); without
+    the model card peft also writes, which costs more than the weights on small models."""
+    import copy
+
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    weights = get_peft_model_state_dict(model)
+    save_file(
+        {name: tensor.detach().contiguous() for name, tensor in weights.items()},
+        str(folder / "adapter_model.safetensors"),
+        metadata={"format": "pt"},
+    )
+    config = copy.copy(model.peft_config["default"])
+    config.inference_mode = True
+    config.save_pretrained(str(folder))
 
 
 def remove_dead_temp_folders(parent: Path) -> None:
@@ -225,53 +246,74 @@ def schedule_steps(rows: int, options: TrainOptions) -> tuple[int, int]:
     return total, math.ceil(total * options.warmup_ratio)
 
 
-def train_one(
-    base: BaseModel,
-    pairs: Pairs,
-    options: TrainOptions,
-    step: Callable[[], None] | None = None,
-) -> tuple[Any, UserTraining]:
-    """A fresh LoRA on ``base`` trained on ``pairs``; returns the peft model (call
-    ``finish_one`` after saving it) and what the training did."""
-    import torch
-    from peft import get_peft_model
-    from transformers import get_linear_schedule_with_warmup
+class FreshAdapters:
+    """One LoRA injected into the base model once, set back to its seeded start for each user.
 
-    torch.manual_seed(options.seed)  # the adapter's initial weights and the dropout masks
-    model = get_peft_model(base.model, lora_config(options, base.kind))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        trainable, lr=options.learning_rate, weight_decay=options.weight_decay
-    )
-    total, warmup = schedule_steps(len(pairs), options)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
-    order = torch.Generator().manual_seed(options.seed)
-    model.train()
-    losses: list[float] = []
-    for _ in range(options.epochs):
-        losses = []
-        for start in range(0, len(pairs), options.batch_size):
-            if start == 0:
-                permutation = torch.randperm(len(pairs), generator=order).tolist()
-            chosen = [pairs[i] for i in permutation[start : start + options.batch_size]]
-            loss = model(**training_batch(base, chosen, options.max_length)).loss
-            loss.backward()
-            if options.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, options.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            if step is not None:
-                step()
-    model.eval()
-    mean = sum(losses) / len(losses) if losses else None
-    return model, UserTraining(total, mean)
+    A fresh ``get_peft_model`` per user (the reference's way, fixed) walks and rewraps the
+    whole model each time; its result depends only on the seed, so the start is made once and
+    copied back before each user, with the random generators' state as it was right after it
+    (the dropout masks): each user's adapter is the one a fresh ``get_peft_model`` after
+    ``torch.manual_seed(seed)`` would train (tested against such a loop)."""
 
+    def __init__(self, base: BaseModel, options: TrainOptions) -> None:
+        import torch
+        from peft import get_peft_model
 
-def finish_one(base: BaseModel, model: Any) -> None:
-    """Take the adapter off: the base model is as loaded, ready for the next user."""
-    base.model = model.unload()
+        self.base, self.options = base, options
+        torch.manual_seed(options.seed)  # the adapter's initial weights and the dropout masks
+        self.model = get_peft_model(base.model, lora_config(options, base.kind))
+        self.trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.start = {n: p.detach().clone() for n, p in self.trainable}
+        self.rng = torch.get_rng_state()
+        cuda = base.device.startswith("cuda")
+        self.cuda_rng = torch.cuda.get_rng_state(base.device) if cuda else None
+
+    def train(self, pairs: Pairs, step: Callable[[], None] | None = None) -> UserTraining:
+        """A fresh adapter trained on ``pairs``: AdamW, linear warmup and decay, clipping,
+        each epoch's rows in a permutation from a generator seeded with the seed."""
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        options, model = self.options, self.model
+        with torch.no_grad():
+            for name, parameter in self.trainable:
+                parameter.copy_(self.start[name])
+        torch.set_rng_state(self.rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state(self.cuda_rng, self.base.device)
+        params = [p for _, p in self.trainable]
+        optimizer = torch.optim.AdamW(
+            params, lr=options.learning_rate, weight_decay=options.weight_decay
+        )
+        total, warmup = schedule_steps(len(pairs), options)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        order = torch.Generator().manual_seed(options.seed)
+        model.train()
+        losses: list[float] = []
+        for _ in range(options.epochs):
+            losses = []
+            permutation = torch.randperm(len(pairs), generator=order).tolist()
+            for start in range(0, len(pairs), options.batch_size):
+                chosen = [pairs[i] for i in permutation[start : start + options.batch_size]]
+                loss = model(**training_batch(self.base, chosen, options.max_length)).loss
+                loss.backward()
+                if options.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, options.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(float(loss.detach()))
+                if step is not None:
+                    step()
+        model.eval()
+        return UserTraining(total, sum(losses) / len(losses) if losses else None)
+
+    def save(self, folder: Path, record: dict[str, Any]) -> None:
+        save_adapter(self.model, folder, record)
+
+    def close(self) -> None:
+        """Take the adapter off: the base model is as it was loaded."""
+        self.base.model = self.model.unload()
 
 
 @dataclass(frozen=True)
@@ -374,26 +416,9 @@ def train_adapters(
         base = load_base_model(model, revision, device, precision)
         options = options.with_targets(base.kind)
         reporter.log(f"training {len(todo)} adapter(s) on {base.name} ({base.kind}, {base.device})")
-    for number, user in enumerate(todo, 1):
-        assert base is not None
-        folder = adapters / user.user
-        if not force and adapter_state(folder, wanted(user, base.kind)) == "up to date":
-            results[user.user] = TrainResult(user.user, len(user.pairs), "up to date", str(folder))
-            continue
-        started = time.perf_counter()
-        steps, _ = schedule_steps(len(user.pairs), options)
-        reporter.start(f"user {user.user} ({number}/{len(todo)})", steps, unit="steps")
-        with quiet_libraries():
-            trained, done = train_one(base, user.pairs, options, reporter.advance)
-            try:
-                save_adapter(trained, folder, wanted(user, base.kind))
-            finally:
-                finish_one(base, trained)
-        results[user.user] = TrainResult(
-            user.user, len(user.pairs), "trained", str(folder), done.steps,
-            None if done.loss is None else round(done.loss, 6),
-            round(time.perf_counter() - started, 3),
-        )  # fmt: skip
+    if base is not None:
+        _train_users(base, todo, options, adapters, lambda u: wanted(u, base.kind), force,
+                     reporter, results)  # fmt: skip
     return TrainRun(
         str(rows),
         str(adapters),
@@ -401,3 +426,41 @@ def train_adapters(
         base.device if base is not None else None,
         [results[u.user] for u in chosen],
     )
+
+
+def _train_users(
+    base: BaseModel,
+    users: list[UserRows],
+    options: TrainOptions,
+    adapters: Path,
+    wanted: Callable[[UserRows], dict[str, Any]],
+    force: bool,
+    reporter: Reporter,
+    results: dict[str, TrainResult],
+) -> None:
+    """Each user's adapter trained and saved, one after another, on one injected LoRA."""
+    fresh: FreshAdapters | None = None
+    try:
+        for number, user in enumerate(users, 1):
+            folder = adapters / user.user
+            if not force and adapter_state(folder, wanted(user)) == "up to date":  # a twin run
+                results[user.user] = TrainResult(
+                    user.user, len(user.pairs), "up to date", str(folder)
+                )
+                continue
+            started = time.perf_counter()
+            steps, _ = schedule_steps(len(user.pairs), options)
+            reporter.start(f"user {user.user} ({number}/{len(users)})", steps, unit="steps")
+            with quiet_libraries():
+                fresh = fresh or FreshAdapters(base, options)
+                done = fresh.train(user.pairs, reporter.advance)
+                fresh.save(folder, wanted(user))
+            results[user.user] = TrainResult(
+                user.user, len(user.pairs), "trained", str(folder), done.steps,
+                None if done.loss is None else round(done.loss, 6),
+                round(time.perf_counter() - started, 3),
+            )  # fmt: skip
+    finally:
+        if fresh is not None:
+            with quiet_libraries():
+                fresh.close()
