@@ -16,7 +16,8 @@ both sides alike.
                 user, no Trainer.
   predicting (a) reference: per user, what PEFT/evaluate_llm.py does: the base model loaded,
                 the user's adapter put on it, that user's questions generated in one batch.
-            (b) lampctl peft predict: adapters of 32 users at once, batches across users.
+            (b) lampctl peft predict: adapters of 16 users at once (slots filled user after user),
+                batches across users.
 Both sides use the same hyperparameters (--epochs, batch 16, lr 5e-5) and decoding (4 beams,
 --max-new-tokens). Each side is a whole process, timed wall-clock; the peak resident memory of
 lampctl's process is sampled at --users and at half as many users, to show it does not grow

@@ -33,7 +33,7 @@ from lampctl.model.options import DecodeOptions
 from lampctl.reporting import Reporter, SilentReporter
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
-GROUP_USERS = 32  # adapters held at once: memory stays flat however many users there are
+GROUP_USERS = 16  # adapter slots: users per group (each slot is injected once, then refilled)
 
 
 @dataclass(frozen=True)
