@@ -15,18 +15,15 @@ from lampctl.data import (
     load_outputs,
     load_questions,
     read_json,
-    refuse_overwriting_inputs,
 )
 from lampctl.errors import InputError
 from lampctl.records import (
+    DerivedOutput,
     check_ranking_matches,
-    derived_freshness,
-    held_still,
     read_record,
     record_path,
     source_fingerprints,
     sources_of,
-    write_derived_record,
 )
 
 MERGE_FORMATS = ("json", "jsonl")
@@ -155,13 +152,9 @@ def merge_set(
         raise InputError(f"unknown merge format {fmt!r} (use json or jsonl)")
     ranked = ranking_path is not None
     sources = sources_of(questions=questions_path, ranking=ranking_path, outputs=outputs_path)
-    refuse_overwriting_inputs([output_path], dict(sources))
-    parameters = merge_parameters(top_k, fmt, ranked)
-    if (
-        not force
-        and derived_freshness(output_path, sources, parameters, tidy=True)[0] == "up to date"
-    ):
-        record = read_record(record_path(output_path)) or {}
+    derived = DerivedOutput(output_path, sources, merge_parameters(top_k, fmt, ranked))
+    record = derived.up_to_date(force)
+    if record is not None:
         return MergeResult(
             str(output_path),
             int(record.get("questions") or 0),
@@ -171,7 +164,7 @@ def merge_set(
             "up to date",
             round(time.perf_counter() - started, 3),
         )
-    with held_still(sources), gc_paused():
+    with derived.held_still(), gc_paused():
         fingerprints = source_fingerprints(output_path, sources)
         if ranking_path is not None and not allow_stale:
             check_ranking_matches(
@@ -195,9 +188,7 @@ def merge_set(
         else:
             for question in merged:
                 handle.write(json.dumps(question, ensure_ascii=False) + "\n")
-    write_derived_record(
-        output_path, sources, parameters, {"questions": len(merged)}, fingerprints=fingerprints
-    )
+    derived.write_record({"questions": len(merged)}, fingerprints=fingerprints)
     return MergeResult(
         str(output_path),
         len(merged),

@@ -147,17 +147,9 @@ def peft_file(
     """One set's three files and the record beside the training rows; skipped when the record
     says they are up to date. The training rows are hashed as they are written, and the inputs
     hashed (where their record's sha256 cannot be reused) while they are read."""
-    from lampctl.data import atomic_writer, load_outputs, refuse_overwriting_inputs, sha256_file
+    from lampctl.data import atomic_writer, load_outputs, sha256_file
     from lampctl.merge import load_ranking, ranking_top_k
-    from lampctl.records import (
-        PendingFingerprints,
-        derived_freshness,
-        held_still,
-        read_record,
-        record_path,
-        sources_of,
-        write_derived_record,
-    )
+    from lampctl.records import DerivedOutput, PendingFingerprints, sources_of
     from lampctl.streams import HashingWriter
 
     started = time.perf_counter()
@@ -165,25 +157,23 @@ def peft_file(
     sources = sources_of(
         questions=job.questions, outputs=job.outputs, ranking=job.ranking, users=users_file
     )
-    refuse_overwriting_inputs([targets.train, targets.evaluation, targets.users], dict(sources))
     parameters = {**options.as_record(job.task), "shard": list(shard) if shard else None}
     if revision is not None:
         parameters["revision"] = revision
-    record = read_record(record_path(targets.train)) or {}
-    if (
-        not force
-        and derived_freshness(targets.train, sources, parameters, tidy=True)[0] == "up to date"
-        and all(
-            path.exists() and record.get("written", {}).get(key) == sha256_file(path)
-            for key, path in (("eval", targets.evaluation), ("users", targets.users))
-        )
+    derived = DerivedOutput(
+        targets.train, sources, parameters, also=[targets.evaluation, targets.users]
+    )
+    record = derived.up_to_date(force)
+    if record is not None and all(  # the files written beside the rows are unchanged too
+        path.exists() and record.get("written", {}).get(key) == sha256_file(path)
+        for key, path in (("eval", targets.evaluation), ("users", targets.users))
     ):
         stats = record.get("stats")
         return _result(job, "up to date", PeftStats(**stats) if stats else None, started)
     cutter = (
         SourceCutter(options.tokenizer, revision, options.max_length) if options.tokenizer else None
     )
-    with held_still(sources):
+    with derived.held_still():
         pending = PendingFingerprints(targets.train, sources)
         try:
             build = PeftBuild(
@@ -247,10 +237,7 @@ def peft_file(
         "users": hashlib.sha256(users_text.encode()).hexdigest(),
     }
     extra = {"stats": stats.as_dict(), "written": written}
-    write_derived_record(
-        targets.train, sources, parameters, extra, fingerprints=fingerprints,
-        output_sha256=train.sha256,
-    )  # fmt: skip
+    derived.write_record(extra, fingerprints=fingerprints, output_sha256=train.sha256)
     return _result(job, "written", stats, started)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from lampctl import __version__
 from lampctl.data import (
     is_special_file,
     read_json,
+    refuse_overwriting_inputs,
     remove_dead_temp_files,
     sha256_file,
     write_json,
@@ -382,4 +383,42 @@ def check_ranking_matches(ranking: Path, questions: Path, questions_sha256: str)
         raise InputError(
             f"{ranking}: stale: made from another version of {questions} (its record's sha256 "
             "differs); rank again, or pass --allow-stale to use it anyway"
+        )
+
+
+class DerivedOutput:
+    """A file made from other files (a merged file, model inputs, peft-data rows): the one
+    workflow each such command follows. Made before any work, it refuses an output that is
+    one of the inputs; ``up_to_date`` is the skip (the record, when it says the inputs and
+    parameters are those of now; temp files of killed writers are tidied); ``held_still``
+    guards the reading; ``write_record`` writes the record once the output is in place."""
+
+    def __init__(
+        self,
+        output: Path,
+        sources: dict[str, Path],
+        parameters: dict[str, Any],
+        also: Sequence[Path] = (),
+    ) -> None:
+        self.output, self.sources, self.parameters = output, sources, parameters
+        refuse_overwriting_inputs([output, *also], dict(sources))
+
+    def up_to_date(self, force: bool = False) -> dict[str, Any] | None:
+        """The record, when the output need not be made again; else None."""
+        if force:
+            return None
+        state, record = derived_freshness(self.output, self.sources, self.parameters, tidy=True)
+        return (record or {}) if state == "up to date" else None
+
+    def held_still(self) -> contextlib.AbstractContextManager[None]:
+        return held_still(self.sources)
+
+    def write_record(
+        self,
+        extra: dict[str, Any] | None = None,
+        fingerprints: dict[str, dict[str, Any]] | None = None,
+        output_sha256: str | None = None,
+    ) -> None:
+        write_derived_record(
+            self.output, self.sources, self.parameters, extra, fingerprints, output_sha256
         )

@@ -56,20 +56,11 @@ def prompts_file(
     ``tokenizer`` may still be loading (a future): the file is read meanwhile. A big file is
     built by ``jobs`` worker processes."""
     from lampctl import __version__
-    from lampctl.data import atomic_writer, gc_paused, refuse_overwriting_inputs
-    from lampctl.records import (
-        derived_freshness,
-        held_still,
-        read_record,
-        record_path,
-        source_fingerprints,
-        sources_of,
-        write_derived_record,
-    )
+    from lampctl.data import atomic_writer, gc_paused
+    from lampctl.records import DerivedOutput, source_fingerprints, sources_of
 
     started = time.perf_counter()
     sources = sources_of(questions=questions_path, ranking=ranking_path, outputs=outputs_path)
-    refuse_overwriting_inputs([output_path], dict(sources))
     parameters = {
         "k": k if tokenizer is not None else 0,
         "max_length": max_length if tokenizer is not None else None,
@@ -77,11 +68,10 @@ def prompts_file(
         "revision": revision,
         "profile": tokenizer is not None,
     }
-    if (
-        not force
-        and derived_freshness(output_path, sources, parameters, tidy=True)[0] == "up to date"
-    ):
-        stats = (read_record(record_path(output_path)) or {}).get("stats")
+    derived = DerivedOutput(output_path, sources, parameters)
+    record = derived.up_to_date(force)
+    if record is not None:
+        stats = record.get("stats")
         return PromptResult(
             task.name,
             set_name,
@@ -104,7 +94,7 @@ def prompts_file(
     workers = None if isinstance(tokenizer, Future) else WorkerBuild.start(job, tokenizer, jobs)
     try:
         # The inputs are hashed for the record on a thread meanwhile (hashlib lets go of the GIL).
-        with held_still(sources), ThreadPoolExecutor(max_workers=1) as hasher, gc_paused():
+        with derived.held_still(), ThreadPoolExecutor(max_workers=1) as hasher, gc_paused():
             fingerprints = hasher.submit(source_fingerprints, output_path, sources)
             if workers is not None:
                 text, stats = workers.gather(progress)
@@ -116,13 +106,7 @@ def prompts_file(
     finally:
         if workers is not None:
             workers.close()
-    write_derived_record(
-        output_path,
-        sources,
-        parameters,
-        {"lampctl": __version__, "stats": stats.as_dict()},
-        fingerprints=known,
-    )
+    derived.write_record({"lampctl": __version__, "stats": stats.as_dict()}, fingerprints=known)
     return PromptResult(
         task.name,
         set_name,
