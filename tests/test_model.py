@@ -396,3 +396,13 @@ def test_predict_shards_follow_the_training_shards(tmp_path, t5):
             g["id"].split("-")[0] for g in json.loads(Path(answered.output).read_text())["golds"]
         }
         assert {r.user_id for r in trained.results} == ids - {"f"}  # f has no training rows
+
+
+def test_targets_the_model_lacks_are_a_usage_error(cli, tmp_path, t5):
+    rows = _write(tmp_path / "rows.jsonl", _rows({"1": 2}))
+    result = cli("peft", "train", "-m", t5, "--rows", rows, "--targets", "q_proj,v_proj",
+                 "--adapters", tmp_path / "ad")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "--targets" in lines[0] and "q_proj,v_proj" in lines[0]
+    assert not (tmp_path / "ad" / "1").exists()

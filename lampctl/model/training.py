@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import __version__
-from lampctl.errors import InputError, OutputError
+from lampctl.errors import InputError, OptionError, OutputError
 from lampctl.model.loading import BaseModel, quiet_libraries, training_batch
 from lampctl.model.options import TrainOptions
 from lampctl.reporting import Reporter
@@ -261,7 +261,15 @@ class FreshAdapters:
 
         self.base, self.options = base, options
         torch.manual_seed(options.seed)  # the adapter's initial weights and the dropout masks
-        self.model = get_peft_model(base.model, lora_config(options, base.kind))
+        try:
+            self.model = get_peft_model(base.model, lora_config(options, base.kind))
+        except ValueError as exc:  # peft: no module of the model matches the targets
+            names = ",".join(options.targets or ())
+            raise OptionError(
+                "targets",
+                f"the LoRA targets {names} are not modules of {base.name} ({base.kind}): name "
+                f"its attention projections with --targets ({' '.join(str(exc).split())[:120]})",
+            ) from None
         self.trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.start = {n: p.detach().clone() for n, p in self.trainable}
         self.rng = torch.get_rng_state()
@@ -415,10 +423,12 @@ def train_adapters(
     if todo:
         base = load_base_model(model, revision, device, precision)
         options = options.with_targets(base.kind)
+        with quiet_libraries():
+            fresh = FreshAdapters(base, options)  # checks the targets before the first line
         reporter.log(f"training {len(todo)} adapter(s) on {base.name} ({base.kind}, {base.device})")
     if base is not None:
-        _train_users(base, todo, options, adapters, lambda u: wanted(u, base.kind), force,
-                     reporter, results)  # fmt: skip
+        _train_users(fresh, todo, adapters, lambda u: wanted(u, base.kind), force, reporter,
+                     results)  # fmt: skip
     return TrainRun(
         str(rows),
         str(adapters),
@@ -429,9 +439,8 @@ def train_adapters(
 
 
 def _train_users(
-    base: BaseModel,
+    fresh: FreshAdapters,
     users: list[UserRows],
-    options: TrainOptions,
     adapters: Path,
     wanted: Callable[[UserRows], dict[str, Any]],
     force: bool,
@@ -439,7 +448,6 @@ def _train_users(
     results: dict[str, TrainResult],
 ) -> None:
     """Each user's adapter trained and saved, one after another, on one injected LoRA."""
-    fresh: FreshAdapters | None = None
     try:
         for number, user in enumerate(users, 1):
             folder = adapters / user.user
@@ -449,10 +457,9 @@ def _train_users(
                 )
                 continue
             started = time.perf_counter()
-            steps, _ = schedule_steps(len(user.pairs), options)
+            steps, _ = schedule_steps(len(user.pairs), fresh.options)
             reporter.start(f"user {user.user} ({number}/{len(users)})", steps, unit="steps")
             with quiet_libraries():
-                fresh = fresh or FreshAdapters(base, options)
                 done = fresh.train(user.pairs, reporter.advance)
                 fresh.save(folder, wanted(user))
             results[user.user] = TrainResult(
@@ -461,6 +468,5 @@ def _train_users(
                 round(time.perf_counter() - started, 3),
             )  # fmt: skip
     finally:
-        if fresh is not None:
-            with quiet_libraries():
-                fresh.close()
+        with quiet_libraries():
+            fresh.close()
