@@ -15,7 +15,10 @@ both sides alike.
             (b) lampctl peft train: one process, the model loaded once, one fresh adapter per
                 user, no Trainer.
   predicting (a) reference: per user, what PEFT/evaluate_llm.py does: the base model loaded,
-                the user's adapter put on it, that user's questions generated in one batch.
+                the user's adapter put on it, a Seq2SeqTrainer with predict_with_generate,
+                trainer.predict on that user's questions;
+            (a') the same without the Trainer (no script does this; lighter, printed beside):
+                the adapter on a fresh base model, that user's questions in one generate call.
             (b) lampctl peft predict: adapters of 16 users at once (slots filled user after user),
                 batches across users.
 Both sides use the same hyperparameters (--epochs, batch 16, lr 5e-5) and decoding (4 beams,
@@ -122,6 +125,55 @@ for user, rows in users.items():
 json.dump({"task": "LaMP_3", "golds": golds}, open(out, "w"))
 """
 
+# What PEFT/evaluate_llm.py does per user: the user's adapter on the base model (a fresh load,
+# the fix of its stacking), a Seq2SeqTrainer with predict_with_generate, trainer.predict on
+# that user's questions (4 beams), the label-free outputs decoded.
+REFERENCE_PREDICT_TRAINER = r"""
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+from collections import defaultdict
+from pathlib import Path
+import numpy as np
+from datasets import Dataset
+from peft import PeftModel
+from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq,
+                          Seq2SeqTrainer, Seq2SeqTrainingArguments)
+from transformers.utils import logging
+logging.set_verbosity_error()
+logging.disable_progress_bar()
+
+model_dir, rows_path, adapters, out, new_tokens = sys.argv[1:6]
+users = defaultdict(list)
+for line in open(rows_path):
+    row = json.loads(line)
+    users[row["user_id"]].append(row)
+tokenizer = AutoTokenizer.from_pretrained(model_dir)
+def tokenize(batch):  # the script's dataset carries the golds as labels too
+    enc = tokenizer(batch["source"], max_length=512, truncation=True, return_token_type_ids=False)
+    enc["labels"] = tokenizer(batch["target"], max_length=512, truncation=True)["input_ids"]
+    return enc
+golds = []
+for user, rows in users.items():
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
+    if (Path(adapters) / user).is_dir():
+        model = PeftModel.from_pretrained(model, str(Path(adapters) / user))
+    data = Dataset.from_list([{"source": r["source"], "target": r.get("target") or ""}
+                              for r in rows])
+    data = data.map(tokenize, batched=True, remove_columns=["source", "target"])
+    args = Seq2SeqTrainingArguments(
+        output_dir=f"{out}.work/{user}", per_device_eval_batch_size=16, predict_with_generate=True,
+        generation_num_beams=4, remove_unused_columns=False, report_to=[], disable_tqdm=True,
+        use_cpu=True,
+    )
+    trainer = Seq2SeqTrainer(model=model, args=args,
+                             data_collator=DataCollatorForSeq2Seq(tokenizer, model=model))
+    ids = trainer.predict(data, max_new_tokens=int(new_tokens)).predictions
+    ids = np.where(ids != -100, ids, tokenizer.pad_token_id)
+    for row, text in zip(rows, tokenizer.batch_decode(ids, skip_special_tokens=True)):
+        golds.append({"id": row["id"], "output": text.strip()})
+json.dump({"task": "LaMP_3", "golds": golds}, open(out, "w"))
+"""
+
 PEAK = r"""
 import subprocess, sys, time, json
 child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -212,6 +264,9 @@ def main() -> None:
         ref_predict = timed([sys.executable, "-c", REFERENCE_PREDICT, str(model), str(eval_rows),
                              str(work / "ad"), str(work / "ref_preds.json"),
                              str(args.max_new_tokens)])  # fmt: skip
+        ref_trainer = timed([sys.executable, "-c", REFERENCE_PREDICT_TRAINER, str(model),
+                             str(eval_rows), str(work / "ad"), str(work / "ref_trainer.json"),
+                             str(args.max_new_tokens)])  # fmt: skip
         ours_predict = timed(predict(eval_rows, work / "preds.json"))
         half = subset(rows, args.users // 2, work / "half.jsonl")
         half_eval = subset(eval_rows, args.users // 2, work / "half_eval.jsonl")
@@ -228,13 +283,18 @@ def main() -> None:
             g["id"]: g["output"] for g in json.loads((work / "ref_preds.json").read_text())["golds"]
         }
         same = sum(ours.get(qid) == text for qid, text in ref.items())
-    print(f"{'step':<12}{'reference':>12}{'lampctl':>10}{'ratio':>8}")
-    print(f"{'train':<12}{ref_train:>11.1f}s{ours_train:>9.1f}s{ref_train / ours_train:>7.1f}x")
-    print(
-        f"{'predict':<12}{ref_predict:>11.1f}s{ours_predict:>9.1f}s"
-        f"{ref_predict / ours_predict:>7.1f}x"
-    )
-    print(f"predictions equal to the reference's: {same} of {len(ref)}")
+        trainer_out = json.loads((work / "ref_trainer.json").read_text())["golds"]
+        same_trainer = sum(ours.get(g["id"]) == g["output"] for g in trainer_out)
+    rows = [
+        ("train (a) Trainer per user", ref_train, ours_train),
+        ("predict (a) Trainer.predict per user", ref_trainer, ours_predict),
+        ("predict (a') generate per user", ref_predict, ours_predict),
+    ]
+    print(f"{'step, reference':<40}{'reference':>10}{'lampctl':>9}{'ratio':>7}")
+    for name, theirs, mine in rows:
+        print(f"{name:<40}{theirs:>9.1f}s{mine:>8.1f}s{theirs / mine:>6.1f}x")
+    print(f"predictions equal to (a'): {same} of {len(ref)}; to (a): {same_trainer} of "
+          f"{len(trainer_out)}")  # fmt: skip
     for name, peak in peaks.items():
         print(f"peak memory, lampctl {name:<20} {peak / 2**20:7.0f} MB")
 
