@@ -135,13 +135,10 @@ class GatherResult:
         return dict(self.__dict__)
 
 
-def gather(
-    final: Path, questions_path: Path, questions: Sequence[Question], clean: bool = False
-) -> GatherResult:
-    """Merge all shards of ``final`` into it, atomically, in the input's question order, and
-    write its record as an unsharded run would. ``clean``: then remove the shard files and
-    their records."""
-    question_ids = [q.id for q in questions]
+def complete_shards(final: Path) -> tuple[int, list[Path]]:
+    """(n, the shard files in order) of ``final``'s one complete run of n shards; a
+    ``ShardError`` when there are none, when runs of different counts are mixed, or when a
+    shard is missing."""
     by_count = find_shards(final)
     if not by_count:
         raise ShardError(f"{final}: no shard files to gather")
@@ -153,6 +150,24 @@ def gather(
     if absent:
         names = ", ".join(Shard(i, count).path(final).name for i in absent[:5])
         raise ShardError(f"{final}: {len(absent)} of {count} shards missing ({names})")
+    return count, [Shard(i, count).path(final) for i in range(count)]
+
+
+def final_of(path: Path) -> Path:
+    """The final file a shard file belongs to (``X.shard-2-of-7.json`` -> ``X.json``); any
+    other path as it is."""
+    match = _SHARD_NAME.search(path.name)
+    return path.with_name(path.name[: match.start()] + ".json") if match else path
+
+
+def gather(
+    final: Path, questions_path: Path, questions: Sequence[Question], clean: bool = False
+) -> GatherResult:
+    """Merge all shards of ``final`` into it, atomically, in the input's question order, and
+    write its record as an unsharded run would. ``clean``: then remove the shard files and
+    their records."""
+    question_ids = [q.id for q in questions]
+    count, paths = complete_shards(final)
     records = []
     for path in paths:
         record = read_record(record_path(path))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -381,44 +380,25 @@ def gather_predictions(final: Path, clean: bool = False) -> PredictionsGathered:
     into ``final``, shard by shard: every shard present, of one run (one shard count, one
     task), no question in two shards; ``final`` may name one of the shards instead.
     ``clean``: then remove the shard files."""
-    from lampctl.data import read_json
+    from lampctl.answers import load_answers
     from lampctl.errors import ShardError
-    from lampctl.shards import Shard, find_shards
+    from lampctl.shards import complete_shards, final_of
 
-    named = re.fullmatch(r"(.+)\.shard-\d+-of-\d+\.json", final.name)
-    if named:  # one shard's file names the final one
-        final = final.with_name(named.group(1) + ".json")
-    by_count = find_shards(final)
-    if not by_count:
-        raise ShardError(f"{final}: no shard files to gather (STEM.shard-i-of-n.json)")
-    if len(by_count) > 1:
-        counts = ", ".join(str(c) for c in sorted(by_count))
-        raise ShardError(f"{final}: shards of different runs (of {counts}) are mixed; remove one")
-    count, paths = next(iter(by_count.items()))
-    named = {path.name: path for path in paths}
-    missing = [Shard(i, count).path(final).name for i in range(count)]
-    missing = [name for name in missing if name not in named]
-    if missing:
-        raise ShardError(f"{final}: {len(missing)} of {count} shards missing ({missing[0]}, ...)")
+    final = final_of(final)
+    count, paths = complete_shards(final)
     task: str | None = None
-    seen: set[str] = set()
-    joined: list[tuple[str, str]] = []
-    for index in range(count):
-        path = Shard(index, count).path(final)
-        data = read_json(path, "predictions shard")
-        if not isinstance(data, dict) or not isinstance(data.get("golds"), list):
-            raise ShardError(f"{path}: not a predictions file ({{'task', 'golds'}})")
-        if task is not None and data.get("task") != task:
-            raise ShardError(f"{path}: predictions for {data.get('task')!r}, not {task!r}")
-        task = data.get("task")
-        for entry in data["golds"]:
-            qid = str(entry["id"])
-            if qid in seen:
-                raise ShardError(f"{path}: question {qid!r} is in two shards")
-            seen.add(qid)
-            joined.append((qid, str(entry["output"])))
-    write_predictions(final, str(task), joined)
+    joined: dict[str, str] = {}
+    for path in paths:
+        answers = load_answers(path)
+        if path != paths[0] and answers.task != task:
+            raise ShardError(f"{path}: predictions for {answers.task!r}, not {task!r}")
+        task = answers.task
+        overlap = joined.keys() & answers.outputs.keys()
+        if overlap:
+            raise ShardError(f"{path}: question {sorted(overlap)[0]!r} is in two shards")
+        joined.update(answers.outputs)
+    write_predictions(final, str(task), list(joined.items()))
     if clean:
-        for index in range(count):
-            Shard(index, count).path(final).unlink(missing_ok=True)
+        for path in paths:
+            path.unlink(missing_ok=True)
     return PredictionsGathered(str(final), count, len(joined))
