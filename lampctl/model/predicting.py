@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lampctl.errors import InputError, OutputError
 from lampctl.model.loading import (
@@ -30,6 +30,9 @@ from lampctl.model.loading import (
 )
 from lampctl.model.options import DecodeOptions
 from lampctl.reporting import Reporter, SilentReporter
+
+if TYPE_CHECKING:
+    from lampctl.model.training import UserRows
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 GROUP_USERS = 16  # adapter slots: users per group (each slot is injected once, then refilled)
@@ -101,17 +104,11 @@ class Partial:
         return self.done
 
     def add(self, rows: Sequence[tuple[str, str]]) -> None:
-        if self._handle is None:
-            fresh = not self.done
-            self._handle = self.path.open("w" if fresh else "a", encoding="utf-8")
-            if fresh:
-                self._handle.write(json.dumps(self.header) + "\n")
-            else:  # rewrite what was kept, so a torn line never stays in the middle
-                self._handle.close()
-                self._handle = self.path.open("w", encoding="utf-8")
-                self._handle.write(json.dumps(self.header) + "\n")
-                for qid, text in self.done.items():
-                    self._handle.write(json.dumps({"id": qid, "output": text}) + "\n")
+        if self._handle is None:  # written afresh with what was kept: a torn line never stays
+            self._handle = self.path.open("w", encoding="utf-8")
+            self._handle.write(json.dumps(self.header) + "\n")
+            for qid, text in self.done.items():
+                self._handle.write(json.dumps({"id": qid, "output": text}) + "\n")
         for qid, text in rows:
             self._handle.write(json.dumps({"id": qid, "output": text}, ensure_ascii=False) + "\n")
             self.done[qid] = text
@@ -125,22 +122,19 @@ class Partial:
             self.path.unlink(missing_ok=True)
 
 
-def read_eval_rows(path: Path) -> list[Row]:
-    """The evaluation rows of a ``peft-data`` file (``_eval.jsonl``), grouped by user."""
+def read_eval_rows(path: Path) -> list[UserRows]:
+    """The evaluation rows of a ``peft-data`` file (``_eval.jsonl``), by user; a question id
+    that stands twice is an ``InputError``."""
     from lampctl.model.training import read_user_rows
-    from lampctl.peft import read_users
 
-    read_user_rows(path, need_target=False)  # the shape checks: one place for them
-    rows: list[Row] = []
-    ids: set[str] = set()
-    for user, items in read_users(path):
-        for item in items:
-            qid = str(item.get("id"))
-            if qid in ids:
+    users = read_user_rows(path, need_target=False)
+    seen: set[str] = set()
+    for user in users:
+        for qid in user.ids:
+            if qid in seen:
                 raise InputError(f"{path}: question id {qid!r} appears twice")
-            ids.add(qid)
-            rows.append(Row(user, qid, item["source"]))
-    return rows
+            seen.add(qid)
+    return users
 
 
 def predict_users(
@@ -165,16 +159,16 @@ def predict_users(
     it is given, as ``peft train --shard`` balances them, so array task i answers exactly the
     users whose adapters it trained."""
     from lampctl.model.loading import model_identity, require_peft
-    from lampctl.model.training import ADAPTER_FILES, UserRows, choose, read_user_rows
+    from lampctl.model.training import ADAPTER_FILES, choose, read_user_rows
 
     require_peft()
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
-    rows = read_eval_rows(rows_path)
-    by_user: dict[str, list[Row]] = {}
-    for row in rows:
-        by_user.setdefault(row.user, []).append(row)
-    grouped = [UserRows(u, [(r.source, "") for r in rs]) for u, rs in by_user.items()]
+    grouped = read_eval_rows(rows_path)
+    by_user = {
+        u.user: [Row(u.user, qid, source) for qid, (source, _) in zip(u.ids, u.pairs, strict=True)]
+        for u in grouped
+    }
     weight = None
     if shard is not None and training_rows is not None and training_rows.is_file():
         counts = {u.user: len(u.pairs) for u in read_user_rows(training_rows)}

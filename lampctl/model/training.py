@@ -12,6 +12,7 @@ shuffled batches, without a Trainer built per user.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -40,8 +41,9 @@ Pairs = list[tuple[str, str]]
 class UserRows:
     user: str
     pairs: Pairs
+    ids: tuple[str, ...] = ()  # each row's id, as the file gives it
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
         """The user's training pairs, hashed: a change to any row retrains this user only."""
         return hashlib.sha256(json.dumps(self.pairs, ensure_ascii=False).encode()).hexdigest()
@@ -66,7 +68,7 @@ def read_user_rows(path: Path, need_target: bool = True) -> list[UserRows]:
                 what = "source" if not isinstance(source, str) else "target"
                 raise InputError(f"{path}: row {row.get('id')!r} of user {user!r} has no {what}")
             pairs.append((source, target if isinstance(target, str) else ""))
-        users.append(UserRows(user, pairs))
+        users.append(UserRows(user, pairs, tuple(str(row.get("id")) for row in rows)))
     return users
 
 
