@@ -406,3 +406,21 @@ def test_targets_the_model_lacks_are_a_usage_error(cli, tmp_path, t5):
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and "--targets" in lines[0] and "q_proj,v_proj" in lines[0]
     assert not (tmp_path / "ad" / "1").exists()
+
+
+def test_no_model_command_replaces_its_own_input(cli, tmp_path, t5):
+    rows = _write(tmp_path / "r.jsonl", _rows({"1": 2}))
+    evaluation = _write(tmp_path / "r_eval.jsonl", _rows({"1": 1}, seed=2))
+    prompts = _write(tmp_path / "p.jsonl", [{"id": "q", "source": "model data"}])
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(prompts)
+    before = {p: p.read_bytes() for p in (rows, evaluation, prompts)}
+    for args in (
+        ("peft", "predict", "-m", t5, "-t", "4", "--rows", evaluation, "-o", evaluation),
+        ("peft", "predict", "-m", t5, "-t", "4", "--rows", evaluation, "-o", rows),
+        ("generate", "-m", t5, "-t", "4", "--prompts", prompts, "-o", link),
+    ):
+        result = cli(*args)
+        assert result.exit_code == 1, result.output
+        assert len(result.err.strip().splitlines()) == 1 and "Error: " in result.err
+    assert {p: p.read_bytes() for p in before} == before

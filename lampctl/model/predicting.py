@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lampctl.errors import InputError, OutputError
+from lampctl.data import refuse_overwriting_inputs
+from lampctl.errors import InputError
 from lampctl.model.loading import (
     BaseModel,
     generate_texts,
@@ -162,6 +163,8 @@ def predict_users(
     from lampctl.model.training import ADAPTER_FILES, choose, read_user_rows
 
     require_peft()
+    inputs = {"evaluation rows": rows_path, "training rows": training_rows}
+    refuse_overwriting_inputs([output], inputs)  # before any work: no command replaces its input
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
     grouped = read_eval_rows(rows_path)
@@ -342,9 +345,8 @@ def generate_file(
     """One model's outputs for every prompt, batched by length, in the file's order."""
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
+    refuse_overwriting_inputs([output], {"prompts": prompts})
     rows = read_prompt_rows(prompts)
-    if output.resolve() == prompts.resolve():
-        raise OutputError(f"{output}: is the prompts file itself; choose another output")
     base = load_base_model(model, revision, device, precision)
     reporter.start("generate", len(rows), unit="prompts")
     answers: dict[int, str] = {}
