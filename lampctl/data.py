@@ -307,11 +307,20 @@ def _tmp_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
-def _owner_tag() -> str:
+def owner_tag() -> str:
     """Host and pid in a temp file's name: a later run can tell a dead writer's leftovers from
     a live one's, even on shared scratch seen by several hosts."""
     host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
     return f"{host}-{os.getpid()}-"
+
+
+def left_by_dead_writer(tag: str) -> bool:
+    """Whether a temp name's ``owner_tag()`` part (``HOST-PID-...``) is that of a process of
+    this host that is gone (never this process, nor one of another host)."""
+    parts = tag.split("-")
+    if len(parts) < 3 or parts[0] != owner_tag().split("-")[0] or not parts[1].isdigit():
+        return False
+    return int(parts[1]) != os.getpid() and not pid_alive(int(parts[1]))
 
 
 def leftover_temp_files(path: Path) -> list[Path]:
@@ -327,14 +336,9 @@ def leftover_temp_files(path: Path) -> list[Path]:
 
 def remove_dead_temp_files(path: Path) -> list[Path]:
     """Remove temp files of ``path`` left by killed writers on this host; return them."""
-    host = _owner_tag().split("-")[0]
     removed = []
     for leftover in leftover_temp_files(path):
-        tag = leftover.name[len(_tmp_prefix(path)) :]
-        parts = tag.split("-")
-        if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
-            continue
-        if int(parts[1]) != os.getpid() and not pid_alive(int(parts[1])):
+        if left_by_dead_writer(leftover.name[len(_tmp_prefix(path)) :]):
             try:
                 leftover.unlink(missing_ok=True)
             except OSError:  # a read-only or foreign folder: leave it, the write will say
@@ -431,7 +435,7 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_temp_files(target)
         fd, tmp_name = tempfile.mkstemp(
-            dir=target.parent, prefix=_tmp_prefix(target) + _owner_tag(), suffix=TMP_SUFFIX
+            dir=target.parent, prefix=_tmp_prefix(target) + owner_tag(), suffix=TMP_SUFFIX
         )
     except OSError as exc:
         why = exc.strerror or str(exc)

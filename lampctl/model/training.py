@@ -1,13 +1,14 @@
 """One fresh LoRA adapter per user, trained on that user's ``peft-data`` rows.
 
 What the LaMP authors' ``PEFT/train_peft.py`` does, without its defects: the base model is
-loaded once per process; each user gets a fresh adapter (seeded, so the same seed gives the
-same adapter bytes on a CPU) that is taken off the model after training (``unload``), so
-adapters never stack; an adapter folder appears whole or not at all (written beside it, then
-renamed), with a record of what made it, so a rerun skips the users that are done and up to
-date and retrains a half-finished one. The loop is the Trainer's for these settings: AdamW
-(weight decay on the LoRA matrices), linear warmup then linear decay, gradient clipping,
-shuffled batches, without a Trainer built per user.
+loaded once per process and the LoRA injected once; each user starts from the same seeded
+adapter (``FreshAdapters``: the same seed gives the same adapter bytes on a CPU), so adapters
+never stack, and the LoRA is taken off the model at the end (``unload``); an adapter folder
+appears whole or not at all (written beside it, then renamed), with a record of what made it,
+so a rerun skips the users that are done and up to date and retrains a half-finished one. The
+loop is the Trainer's for these settings: AdamW (weight decay on the LoRA matrices), linear
+warmup then linear decay, gradient clipping, shuffled batches, without a Trainer built per
+user.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import __version__
+from lampctl.data import sha256_file
 from lampctl.errors import InputError, OptionError, OutputError
 from lampctl.model.loading import BaseModel, quiet_libraries, training_batch
 from lampctl.model.options import TrainOptions
@@ -118,47 +119,49 @@ def adapter_record(base: str, kind: str, options: TrainOptions, user: UserRows) 
     }
 
 
-def adapter_state(folder: Path, wanted: dict[str, Any]) -> str:
-    """ "up to date", "new" or "stale: why" for one user's adapter folder."""
-    record_file = folder / RECORD
+def read_adapter_record(folder: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def adapter_state(folder: Path, wanted: Callable[[str], dict[str, Any]]) -> str:
+    """ "up to date", "new" or "stale: why" for one user's adapter folder; ``wanted`` gives
+    the record wanted, given the model kind the folder's record names (before the model is
+    loaded, that is the only word on its kind)."""
     if not folder.is_dir():
         return "new"
-    try:
-        record = json.loads(record_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    record = read_adapter_record(folder)
+    if record is None or not isinstance(record.get("kind"), str):
         return "stale: no record"
-    for key, value in wanted.items():
+    for key, value in wanted(record["kind"]).items():
         if record.get(key) != value:
             return f"stale: other {key.replace('_', ' ')}"
     written = record.get("files") or {}
     for name in ADAPTER_FILES:
         path = folder / name
-        if not path.is_file() or _sha256(path) != written.get(name):
+        if not path.is_file() or sha256_file(path) != written.get(name):
             return f"stale: {name} changed"
     return "up to date"
-
-
-def _sha256(path: Path) -> str:
-    from lampctl.data import sha256_file
-
-    return sha256_file(path)
 
 
 def save_adapter(model: Any, folder: Path, record: dict[str, Any]) -> None:
     """``model``'s adapter and its record into ``folder``, whole or not at all: written to a
     temp folder beside it, synced, then renamed into place (an older folder is moved aside
     first and removed after)."""
-    from lampctl.data import process_umask
+    from lampctl.data import owner_tag, process_umask
 
     parent = folder.parent
-    tag = f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+    tag = f"{owner_tag()}adapter"  # HOST-PID-adapter: what remove_dead_temp_folders reads
     temp = parent / f".{folder.name}.{tag}.tmp"
     try:
         parent.mkdir(parents=True, exist_ok=True)
         if temp.exists():
             shutil.rmtree(temp)
         _write_adapter(model, temp)
-        files = {name: _sha256(temp / name) for name in ADAPTER_FILES}
+        files = {name: sha256_file(temp / name) for name in ADAPTER_FILES}
         (temp / RECORD).write_text(
             json.dumps({"lampctl": __version__, **record, "files": files}, indent=1) + "\n",
             encoding="utf-8",
@@ -204,20 +207,17 @@ def _write_adapter(model: Any, folder: Path) -> None:
 
 
 def remove_dead_temp_folders(parent: Path) -> None:
-    """Temp adapter folders of killed runs on this host (``.USER.HOST-PID.tmp``/``.old``)."""
-    from lampctl.data import pid_alive  # the liveness check the atomic writer uses
+    """Temp adapter folders (``.USER.HOST-PID-adapter.tmp`` or ``.old``) of killed runs on this
+    host, judged as the atomic writer judges its temp files."""
+    from lampctl.data import left_by_dead_writer
 
     if not parent.is_dir():
         return
-    host = socket.gethostname().split(".")[0]
     for path in parent.iterdir():
         name = path.name
-        if not (name.startswith(".") and name.endswith((".tmp", ".old")) and path.is_dir()):
-            continue
-        owner = name.rsplit(".", 2)[-2] if name.count(".") >= 3 else ""
-        found_host, _, pid = owner.rpartition("-")
-        if found_host == host and pid.isdigit() and int(pid) != os.getpid():
-            if not pid_alive(int(pid)):
+        if name.startswith(".") and name.endswith((".tmp", ".old")) and path.is_dir():
+            tag = name[1:-4].rpartition(".")[2]  # a host name has no dot in the tag
+            if left_by_dead_writer(tag):
                 shutil.rmtree(path, ignore_errors=True)
 
 
@@ -399,38 +399,24 @@ def train_adapters(
     identity = model_identity(model, revision)
     remove_dead_temp_folders(adapters)
 
-    def wanted(user: UserRows, kind: str) -> dict[str, Any]:
-        return adapter_record(identity, kind, options.with_targets(kind), user)
-
-    def known_kind(user: UserRows) -> str | None:
-        try:  # the kind is only known once the model is loaded; a record says which it was
-            return json.loads((adapters / user.user / RECORD).read_text())["kind"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+    def wanted(user: UserRows) -> Callable[[str], dict[str, Any]]:
+        # The model's kind is known once it is loaded; before, the record says which it was.
+        return lambda kind: adapter_record(identity, kind, options.with_targets(kind), user)
 
     todo, results = [], {}
     for user in chosen:
-        kind = known_kind(user)
-        if (
-            not force
-            and kind
-            and adapter_state(adapters / user.user, wanted(user, kind)) == ("up to date")
-        ):
-            results[user.user] = TrainResult(
-                user.user, len(user.pairs), "up to date", str(adapters / user.user)
-            )
+        folder = adapters / user.user
+        if not force and adapter_state(folder, wanted(user)) == "up to date":
+            results[user.user] = TrainResult(user.user, len(user.pairs), "up to date", str(folder))
         else:
             todo.append(user)
     base = None
     if todo:
         base = load_base_model(model, revision, device, precision)
-        options = options.with_targets(base.kind)
-        with quiet_libraries():
-            fresh = FreshAdapters(base, options)  # checks the targets before the first line
+        with quiet_libraries():  # checks the targets before the first line
+            fresh = FreshAdapters(base, options.with_targets(base.kind))
         reporter.log(f"training {len(todo)} adapter(s) on {base.name} ({base.kind}, {base.device})")
-    if base is not None:
-        _train_users(fresh, todo, adapters, lambda u: wanted(u, base.kind), force, reporter,
-                     results)  # fmt: skip
+        _train_users(fresh, todo, adapters, wanted, force, reporter, results)
     return TrainRun(
         str(rows),
         str(adapters),
@@ -444,7 +430,7 @@ def _train_users(
     fresh: FreshAdapters,
     users: list[UserRows],
     adapters: Path,
-    wanted: Callable[[UserRows], dict[str, Any]],
+    wanted: Callable[[UserRows], Callable[[str], dict[str, Any]]],
     force: bool,
     reporter: Reporter,
     results: dict[str, TrainResult],
@@ -453,7 +439,10 @@ def _train_users(
     try:
         for number, user in enumerate(users, 1):
             folder = adapters / user.user
-            if not force and adapter_state(folder, wanted(user)) == "up to date":  # a twin run
+            loaded = wanted(user)(fresh.base.kind)  # the kind is known now
+            if not force and (  # a twin run may have finished it meanwhile
+                adapter_state(folder, lambda _kind, loaded=loaded: loaded) == "up to date"
+            ):
                 results[user.user] = TrainResult(
                     user.user, len(user.pairs), "up to date", str(folder)
                 )
@@ -463,7 +452,7 @@ def _train_users(
             reporter.start(f"user {user.user} ({number}/{len(users)})", steps, unit="steps")
             with quiet_libraries():
                 done = fresh.train(user.pairs, reporter.advance)
-                fresh.save(folder, wanted(user))
+                fresh.save(folder, loaded)
             results[user.user] = TrainResult(
                 user.user, len(user.pairs), "trained", str(folder), done.steps,
                 None if done.loss is None else round(done.loss, 6),
