@@ -316,6 +316,10 @@ def test_errors_are_one_line_and_leave_nothing(cli, tmp_path, t5):
         assert not ad.exists() or not any(ad.iterdir())
     missing = cli("peft", "predict", "-m", t5, "--rows", tmp_path / "r.jsonl")
     assert missing.exit_code == 2 and "--task" in missing.err  # the predictions need a task
+    assert "----" not in missing.err
+    for option, value in (("--dropout", "2"), ("--warmup-ratio", "3"), ("--precision", "fp8")):
+        bad = cli("peft", "train", "-m", t5, "--rows", tmp_path / "r.jsonl", option, value)
+        assert bad.exit_code == 2 and f"Invalid value for {option}:" in bad.err, bad.err
 
 
 def test_data_dir_mode_runs_the_whole_experiment(cli, tmp_path, t5):

@@ -73,9 +73,7 @@ def _selection(
 ) -> tuple[Any, Path]:
     """(task spec, folder of the set) of a data-dir selection: all three must be given."""
     if task is None or split is None or set is None:
-        missing = next(
-            n for n, v in (("--task", task), ("--split", split), ("--set", set)) if v is None
-        )
+        missing = next(n for n, v in (("task", task), ("split", split), ("set", set)) if v is None)
         raise OptionError(missing, f"name one task, split and set, or pass {explicit}")
     found = registry(config)
     spec = found.task(task)
@@ -98,16 +96,16 @@ def _stem(spec: Any, set_name: str, variant: str | None) -> str:
 def _task_name(task: str | None, config: Path | str | None, option: str) -> str:
     """The official ``task`` value (``LaMP_4``) of the predictions file."""
     if task is None:
-        raise OptionError("--task", f"name the task (with {option}) for the predictions file")
+        raise OptionError("task", f"name the task (with {option}) for the predictions file")
     return registry(config).task(task).dir_name
 
 
 def _shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``(i, n)`` as given, from ``"i/n"``, or (None) from the SLURM array's variables."""
     from lampctl.shards import parse_shard
 
-    if shard is None or isinstance(shard, tuple):
-        parsed = parse_shard(None) if shard is None else None
-        return shard if shard is not None else ((parsed.index, parsed.count) if parsed else None)
+    if isinstance(shard, tuple):
+        return shard
     parsed = parse_shard(shard)
     return (parsed.index, parsed.count) if parsed else None
 

@@ -89,7 +89,7 @@ def load_base_model(
     """The model ``name`` (a folder or a hub id, found as the encoder's checkpoint is), on
     ``device`` in ``precision``, frozen; one ``ModelLoadError`` line when it cannot be."""
     if precision not in PRECISIONS:
-        raise OptionError("--precision", f"unknown precision {precision!r} (fp32, bf16 or fp16)")
+        raise OptionError("precision", f"unknown precision {precision!r} (fp32, bf16 or fp16)")
     from lampctl.encoder import locate_checkpoint, resolve_device
 
     device = resolve_device(device)

@@ -42,13 +42,13 @@ class TrainOptions:
     def check(self) -> None:
         for name, low in (("r", 1), ("alpha", 1), ("epochs", 1), ("batch_size", 1)):
             if getattr(self, name) < low:
-                raise OptionError(f"--{name.replace('_', '-')}", f"must be at least {low}")
+                raise OptionError(name, f"must be at least {low}")
         if not 0 <= self.dropout < 1:
-            raise OptionError("--dropout", "must be in [0, 1)")
+            raise OptionError("dropout", "must be in [0, 1)")
         if not 0 <= self.warmup_ratio <= 1:
-            raise OptionError("--warmup-ratio", "must be in [0, 1]")
+            raise OptionError("warmup_ratio", "must be in [0, 1]")
         if self.learning_rate <= 0:
-            raise OptionError("--learning-rate", "must be above 0")
+            raise OptionError("learning_rate", "must be above 0")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class DecodeOptions:
     def check(self) -> None:
         for name in ("num_beams", "max_new_tokens", "batch_size", "max_length"):
             if getattr(self, name) < 1:
-                raise OptionError(f"--{name.replace('_', '-')}", "must be at least 1")
+                raise OptionError(name, "must be at least 1")
 
 
 @functools.cache
