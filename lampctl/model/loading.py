@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from lampctl.errors import ModelLoadError, OptionError
-from lampctl.model.options import PRECISIONS, DecodeOptions
+from lampctl.model.options import DecodeOptions
+from lampctl.settings import PRECISIONS
 
 IGNORE = -100  # label of a token left out of the loss (the loss functions' ignore_index)
 

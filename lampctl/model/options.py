@@ -8,8 +8,6 @@ from typing import Any
 
 from lampctl.errors import ConfigError, OptionError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -71,7 +69,8 @@ class DecodeOptions:
 
 @functools.cache
 def bundled() -> dict[str, Any]:
-    """``configs/training.yaml``, checked: every section and key known, every value typed."""
+    """``configs/training.yaml``, checked: its three sections and no unknown key (the values
+    are checked where options are made, by ``TrainOptions.check`` and ``DecodeOptions.check``)."""
     from lampctl.bundled import bundled_text
     from lampctl.yamlfile import read_yaml
 
