@@ -48,6 +48,13 @@ class PeftPaths:
     folder: Path
     stem: str  # {set}_peft_{variant}
 
+    @classmethod
+    def beside(cls, rows: Path, evaluation: bool) -> PeftPaths:
+        """The files named after an explicit rows file (``X.jsonl``; ``X_eval.jsonl`` when
+        ``evaluation``): ``X_adapters/``, ``X_predictions_...json``, ``X.jsonl``."""
+        stem = rows.name.removesuffix(".jsonl")
+        return cls(rows.parent, stem.removesuffix("_eval") if evaluation else stem)
+
     @property
     def rows(self) -> Path:
         return self.folder / f"{self.stem}.jsonl"
@@ -151,16 +158,14 @@ def peft_train(
     from lampctl.model.training import train_adapters
 
     options = default_train_options(**hyperparameters)
-    rows_path, adapters_path = as_path(rows), as_path(adapters)
+    rows_path = as_path(rows)
     if rows_path is None:
         spec, folder = _selection(task, split, set, data_dir, config, "--rows")
         paths = PeftPaths(folder, _stem(spec, set, variant))
         rows_path = paths.rows
-        adapters_path = adapters_path or paths.adapters(model_slug(model, revision))
-    elif adapters_path is None:
-        adapters_path = rows_path.with_name(
-            f"{rows_path.name.removesuffix('.jsonl')}_adapters"
-        ) / model_slug(model, revision)
+    else:
+        paths = PeftPaths.beside(rows_path, evaluation=False)
+    adapters_path = as_path(adapters) or paths.adapters(model_slug(model, revision))
     if not rows_path.is_file():
         raise InputError(f"{rows_path}: no such peft-data file (run 'lampctl peft-data' first)")
     return train_adapters(
@@ -203,22 +208,18 @@ def peft_predict(
     from lampctl.shards import Shard
 
     options = default_decode_options(**decoding)
-    rows_path, adapters_path, output_path = as_path(rows), as_path(adapters), as_path(output)
-    slug = model_slug(model, revision)
+    rows_path = as_path(rows)
     if rows_path is None:
         spec, folder = _selection(task, split, set, data_dir, config, "--rows")
         paths = PeftPaths(folder, _stem(spec, set, variant))
         rows_path = paths.eval_rows
-        training_rows = paths.rows
-        adapters_path = adapters_path or paths.adapters(slug)
-        output_path = output_path or paths.predictions(slug)
         task_name = spec.dir_name
     else:
+        paths = PeftPaths.beside(rows_path, evaluation=True)
         task_name = _task_name(task, config, "--rows")
-        stem = rows_path.name.removesuffix(".jsonl").removesuffix("_eval")
-        training_rows = rows_path.with_name(f"{stem}.jsonl")
-        adapters_path = adapters_path or rows_path.with_name(f"{stem}_adapters") / slug
-        output_path = output_path or rows_path.with_name(f"{stem}_predictions_{slug}.json")
+    slug = model_slug(model, revision)
+    adapters_path = as_path(adapters) or paths.adapters(slug)
+    output_path = as_path(output) or paths.predictions(slug)
     parsed = _shard(shard)
     if parsed is not None:
         output_path = Shard(*parsed).path(output_path)
@@ -227,7 +228,7 @@ def peft_predict(
     return predict_users(
         rows_path, model, adapters_path, output_path, task_name, options, revision=revision,
         users=_users(users), shard=parsed, device=device, precision=precision,
-        training_rows=training_rows, reporter=reporter,
+        training_rows=paths.rows, reporter=reporter,
     )  # fmt: skip
 
 
