@@ -74,6 +74,9 @@ NewTokensOpt = Annotated[
 GenBatchOpt = Annotated[
     int | None, typer.Option("--batch-size", min=1, help="Rows per batch (default 16).")
 ]
+PredictionsOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Predictions file (official format).")
+]
 MaxLengthOpt = Annotated[
     int | None, typer.Option("--max-length", min=1, help="Tokens of a source (default 512).")
 ]
@@ -198,9 +201,7 @@ def predict(
     adapters: Annotated[
         Path | None, typer.Option("--adapters", help="Adapters folder (default: beside rows).")
     ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Predictions file (official format).")
-    ] = None,
+    output: PredictionsOpt = None,
     users: UsersOpt = None,
     shard: ShardUsersOpt = None,
     num_beams: BeamsOpt = None,
@@ -259,9 +260,7 @@ def generate_command(
     prompts: Annotated[
         Path | None, typer.Option("--prompts", help="A prompts file (what 'prompts' writes).")
     ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Predictions file (official format).")
-    ] = None,
+    output: PredictionsOpt = None,
     num_beams: BeamsOpt = None,
     max_new_tokens: NewTokensOpt = None,
     batch_size: GenBatchOpt = None,
