@@ -80,6 +80,7 @@ class LiveJobs:
         )
         self._running = False
         self._stopped = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def __enter__(self) -> LiveJobs:
         if self.enabled:
@@ -88,7 +89,8 @@ class LiveJobs:
         elif self.plain is not None:
             # A log file hears at once what started, then a line every interval even while
             # nothing advances (an encoder loading, a long first chunk on a CPU).
-            todo = sum(r["plan"].state != "up to date" for r in self.rows.values())
+            states = [r["plan"].state for r in self.rows.values()]
+            todo = sum(s != "up to date" and not s.startswith("needs ") for s in states)
             note = f"; {self.note}" if self.note else ""
             self.plain.say(f"rank-all: {len(self.rows)} jobs, {todo} to run{note}")
             self._ticker = threading.Thread(target=self._tick, daemon=True)
@@ -105,6 +107,9 @@ class LiveJobs:
 
     def stop(self) -> None:
         self._stopped.set()
+        if self._ticker is not None:  # its last line comes before the summary, never after
+            self._ticker.join()
+            self._ticker = None
         if self._running:
             self.live.stop()
             self._running = False
