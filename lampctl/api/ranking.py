@@ -213,10 +213,11 @@ def rank_all(
         raise OptionError("device", "use --device or --devices, not both")
     found, folder = registry(config), settings.data_dir(data_dir)
     name = check_ranker_name(ranker) if ranker else None
+    given_device = {"device": device} if device is not None else {}  # over encoder_options'
     encoder = (  # a BM25 or recency run reads no encoder settings
         EncoderConfig()
         if name in CPU_RANKERS
-        else encoder_config(found, **{**(encoder_options or {}), "device": device})
+        else encoder_config(found, **{**(encoder_options or {}), **given_device})
     )
     check_data_dir(found, folder)
     plans = plan_rank_all(
