@@ -428,3 +428,24 @@ def test_no_model_command_replaces_its_own_input(cli, tmp_path, t5):
         assert result.exit_code == 1, result.output
         assert len(result.err.strip().splitlines()) == 1 and "Error: " in result.err
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_an_interrupted_training_names_the_adapters_it_kept(cli, tmp_path, t5, monkeypatch):
+    from lampctl.model import training
+
+    rows = _write(tmp_path / "rows.jsonl", _rows({"a": 2, "b": 2}))
+    real = training.FreshAdapters.train
+    calls = []
+
+    def stops_on_the_second_user(self, pairs, step=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, pairs, step)
+
+    monkeypatch.setattr(training.FreshAdapters, "train", stops_on_the_second_user)
+    result = cli("peft", "train", "-m", t5, "--rows", rows, "--adapters", tmp_path / "ad",
+                 "--epochs", "1")  # fmt: skip
+    assert result.exit_code == 130
+    assert "1 file(s) finished and kept" in result.err and str(tmp_path / "ad" / "a") in result.err
+    assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["a"]

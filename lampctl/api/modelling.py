@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,7 @@ def peft_train(
     force: bool = False,
     config: Path | str | None = None,
     reporter: Reporter | None = None,
+    on_file: Callable[[str], None] | None = None,
     **hyperparameters: Any,
 ) -> Any:
     """Train one LoRA adapter per user of a ``peft-data`` rows file; returns a ``TrainRun``.
@@ -171,6 +172,7 @@ def peft_train(
     return train_adapters(
         rows_path, model, adapters_path, options, revision=revision, users=_users(users),
         shard=_shard(shard), device=device, precision=precision, force=force, reporter=reporter,
+        on_file=on_file,
     )  # fmt: skip
 
 

@@ -165,7 +165,7 @@ def train(
             model, task, split, set_name, rows=rows, adapters=adapters, variant=variant,
             data_dir=data_dir, users=users, shard=shard, revision=revision, device=device,
             precision=precision, force=force, config=state.config, reporter=reporter,
-            **hyperparameters,
+            on_file=note_finished, **hyperparameters,
         )  # fmt: skip
     _show_training(state, run)
 

@@ -382,6 +382,7 @@ def train_adapters(
     precision: str = "fp32",
     force: bool = False,
     reporter: Reporter | None = None,
+    on_file: Callable[[str], None] | None = None,
 ) -> TrainRun:
     """One adapter per user of ``rows`` in ``adapters/{user_id}/``; users whose adapter is
     complete and up to date (same rows, base model and options) are skipped, and the base
@@ -416,7 +417,7 @@ def train_adapters(
         with quiet_libraries():  # checks the targets before the first line
             fresh = FreshAdapters(base, options.with_targets(base.kind))
         reporter.log(f"training {len(todo)} adapter(s) on {base.name} ({base.kind}, {base.device})")
-        _train_users(fresh, todo, adapters, wanted, force, reporter, results)
+        _train_users(fresh, todo, adapters, wanted, force, reporter, results, on_file)
     return TrainRun(
         str(rows),
         str(adapters),
@@ -434,6 +435,7 @@ def _train_users(
     force: bool,
     reporter: Reporter,
     results: dict[str, TrainResult],
+    on_file: Callable[[str], None] | None = None,
 ) -> None:
     """Each user's adapter trained and saved, one after another, on one injected LoRA."""
     try:
@@ -453,6 +455,8 @@ def _train_users(
             with quiet_libraries():
                 done = fresh.train(user.pairs, reporter.advance)
                 fresh.save(folder, loaded)
+            if on_file is not None:  # an interrupted run says what it kept
+                on_file(str(folder))
             results[user.user] = TrainResult(
                 user.user, len(user.pairs), "trained", str(folder), done.steps,
                 None if done.loss is None else round(done.loss, 6),
