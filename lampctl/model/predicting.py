@@ -376,7 +376,7 @@ def gather_predictions(final: Path, clean: bool = False) -> PredictionsGathered:
     into ``final``, shard by shard: every shard present, of one run (one shard count, one
     task), no question in two shards; ``final`` may name one of the shards instead.
     ``clean``: then remove the shard files."""
-    from lampctl.answers import load_answers
+    from lampctl.data import read_json
     from lampctl.errors import ShardError
     from lampctl.shards import complete_shards, final_of
 
@@ -385,14 +385,22 @@ def gather_predictions(final: Path, clean: bool = False) -> PredictionsGathered:
     task: str | None = None
     joined: dict[str, str] = {}
     for path in paths:
-        answers = load_answers(path)
-        if path != paths[0] and answers.task != task:
-            raise ShardError(f"{path}: predictions for {answers.task!r}, not {task!r}")
-        task = answers.task
-        overlap = joined.keys() & answers.outputs.keys()
+        data = read_json(path, "predictions shard")  # a shard of users may hold none
+        golds = data.get("golds") if isinstance(data, dict) else None
+        if not isinstance(golds, list) or not all(
+            isinstance(g, dict) and "id" in g and "output" in g for g in golds
+        ):
+            raise ShardError(f"{path}: not a predictions file ({{'task', 'golds'}})")
+        if path != paths[0] and data.get("task") != task:
+            raise ShardError(f"{path}: predictions for {data.get('task')!r}, not {task!r}")
+        task = data.get("task")
+        outputs = {str(g["id"]): str(g["output"]) for g in golds}
+        if len(outputs) < len(golds):
+            raise ShardError(f"{path}: a question id appears twice")
+        overlap = joined.keys() & outputs.keys()
         if overlap:
             raise ShardError(f"{path}: question {sorted(overlap)[0]!r} is in two shards")
-        joined.update(answers.outputs)
+        joined.update(outputs)
     write_predictions(final, str(task), list(joined.items()))
     if clean:
         for path in paths:
