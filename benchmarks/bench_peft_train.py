@@ -19,12 +19,14 @@ both sides alike.
                 trainer.predict on that user's questions;
             (a') the same without the Trainer (no script does this; lighter, printed beside):
                 the adapter on a fresh base model, that user's questions in one generate call.
-            (b) lampctl peft predict: adapters of 16 users at once (slots filled user after user),
-                batches across users.
+            (b) lampctl peft predict: adapters of 16 users at once in slots of one base model
+                (no peft), each row of a batch with its own adapter, batches across users.
 Both sides use the same hyperparameters (--epochs, batch 16, lr 5e-5) and decoding (4 beams,
 --max-new-tokens). Each side is a whole process, timed wall-clock; the peak resident memory of
 lampctl's process is sampled at --users and at half as many users, to show it does not grow
-with the number of users. Prints seconds and ratios.
+with the number of users. Prediction is also run for one user on both sides: a process's fixed
+cost (importing torch and transformers, loading the model), and what each further user costs.
+Prints seconds and ratios.
 
 Needs the train extra and `datasets` and `accelerate` for the reference's Trainer (pip install
 datasets accelerate); lampctl does not depend on them.
@@ -268,6 +270,11 @@ def main() -> None:
                              str(eval_rows), str(work / "ad"), str(work / "ref_trainer.json"),
                              str(args.max_new_tokens)])  # fmt: skip
         ours_predict = timed(predict(eval_rows, work / "preds.json"))
+        one_eval = subset(eval_rows, 1, work / "one_eval.jsonl")
+        ref_one = timed([sys.executable, "-c", REFERENCE_PREDICT_TRAINER, str(model),
+                         str(one_eval), str(work / "ad"), str(work / "ref_one.json"),
+                         str(args.max_new_tokens)])  # fmt: skip
+        ours_one = timed(predict(one_eval, work / "one.json"))
         half = subset(rows, args.users // 2, work / "half.jsonl")
         half_eval = subset(eval_rows, args.users // 2, work / "half_eval.jsonl")
         peaks = {
@@ -293,6 +300,11 @@ def main() -> None:
     print(f"{'step, reference':<40}{'reference':>10}{'lampctl':>9}{'ratio':>7}")
     for name, theirs, mine in rows:
         print(f"{name:<40}{theirs:>9.1f}s{mine:>8.1f}s{theirs / mine:>6.1f}x")
+    print(f"predict (a), one user: {ref_one:.1f}s, lampctl {ours_one:.1f}s (fixed cost)")
+    users = args.users - 1
+    theirs, mine = (ref_trainer - ref_one) / users, (ours_predict - ours_one) / users
+    print(f"predict (a), each further user: {theirs:.3f}s, lampctl {mine:.3f}s, "
+          f"{theirs / max(mine, 1e-3):.1f}x")  # fmt: skip
     print(f"predictions equal to (a'): {same} of {len(ref)}; to (a): {same_trainer} of "
           f"{len(trainer_out)}")  # fmt: skip
     for name, peak in peaks.items():

@@ -194,44 +194,108 @@ def test_shards_are_balanced_and_cover_every_user(tmp_path, t5):
     assert {frozenset(s) for s in seen} == {frozenset({"a", "b"}), frozenset({"c", "d"})}
 
 
-def _reference_predictions(model_dir: Path, adapters: Path, rows, beams: int) -> dict:
-    """Each user's rows through that user's adapter alone, one user at a time."""
+def _reference_predictions(model_dir: Path, kind: str, adapters: Path, rows, beams: int,
+                           dtype: torch.dtype = torch.float32) -> dict:  # fmt: skip
+    """Each user's rows through that user's adapter alone (peft's ``PeftModel``), one row at
+    a time."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    loader = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
     out = {}
     for user in dict.fromkeys(r["user_id"] for r in rows):
-        base = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+        base = loader.from_pretrained(model_dir, dtype=dtype).eval()
         folder = adapters / user
         model = PeftModel.from_pretrained(base, folder).eval() if folder.is_dir() else base
         for row in (r for r in rows if r["user_id"] == user):
             enc = tokenizer([row["source"]], return_tensors="pt", return_token_type_ids=False)
             with torch.inference_mode():
-                ids = model.generate(**enc, num_beams=beams, max_new_tokens=6, do_sample=False)
+                ids = model.generate(**enc, num_beams=beams, max_new_tokens=6, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+            if kind == "causal":
+                ids = ids[:, enc["input_ids"].shape[1] :]
             out[row["id"]] = tokenizer.decode(ids[0], skip_special_tokens=True).strip()
     return out
 
 
-@pytest.mark.parametrize("beams", [1, 3])
-def test_batched_predictions_equal_per_user_adapters(tmp_path, t5, beams, monkeypatch):
+@pytest.mark.parametrize(
+    ("kind", "beams", "precision"),
+    [("seq2seq", 1, "fp32"), ("seq2seq", 3, "fp32"), ("causal", 1, "fp32"), ("causal", 2, "fp32"),
+     ("seq2seq", 2, "bf16")],
+)  # fmt: skip
+def test_batched_predictions_equal_per_user_adapters(
+    tmp_path, t5, llama, kind, beams, precision, monkeypatch
+):
     import lampctl.model.predicting as predicting
 
-    monkeypatch.setattr(predicting, "GROUP_USERS", 2)  # several groups, adapters swapped out
-    train = _write(tmp_path / "t.jsonl", _rows({"u1": 4, "u2": 3, "u3": 5, "u4": 2}))
-    lampctl.peft_train(str(t5), rows=train, adapters=tmp_path / "ad", epochs=1,
+    model = t5 if kind == "seq2seq" else llama
+    monkeypatch.setattr(predicting, "GROUP_USERS", 2)  # several groups, slots refilled
+    train = _write(tmp_path / "t.jsonl", _rows({"u1": 4, "u2": 3, "u3": 5, "u4": 2, "u5": 2}))
+    lampctl.peft_train(str(model), rows=train, adapters=tmp_path / "ad", epochs=1,
                        learning_rate=1e-2, batch_size=2)  # fmt: skip
     (tmp_path / "ad" / "u4").rename(tmp_path / "u4-away")  # u4 has no adapter: base model
-    evaluation = _rows({"u1": 3, "u2": 2, "u3": 4, "u4": 2}, seed=9)
+    evaluation = _rows({"u1": 3, "u2": 2, "u3": 4, "u4": 2, "u5": 1}, seed=9)
     path = _write(tmp_path / "t_eval.jsonl", evaluation)
     run = lampctl.peft_predict(
-        str(t5), "LaMP-4", rows=path, adapters=tmp_path / "ad", output=tmp_path / "p.json",
-        num_beams=beams, max_new_tokens=6, batch_size=3,
+        str(model), "LaMP-4", rows=path, adapters=tmp_path / "ad", output=tmp_path / "p.json",
+        num_beams=beams, max_new_tokens=6, batch_size=3, precision=precision,
     )  # fmt: skip
-    assert (run.users, run.without_adapter, run.rows) == (4, 1, 11)
+    assert (run.users, run.without_adapter, run.rows) == (5, 1, 12)
     data = json.loads((tmp_path / "p.json").read_text())
     assert data["task"] == "LaMP_4"
     assert [g["id"] for g in data["golds"]] == [r["id"] for r in evaluation]
-    want = _reference_predictions(t5, tmp_path / "ad", evaluation, beams)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    want = _reference_predictions(model, kind, tmp_path / "ad", evaluation, beams, dtype)
     assert {g["id"]: g["output"] for g in data["golds"]} == want
     assert len(set(want.values())) > 1  # the adapters answer differently
+
+
+def test_prediction_needs_no_peft(tmp_path, t5):
+    """peft predict reads adapters itself: it runs where peft cannot be imported."""
+    train = _write(tmp_path / "t.jsonl", _rows({"a": 2, "b": 2}))
+    lampctl.peft_train(str(t5), rows=train, adapters=tmp_path / "ad", epochs=1)
+    path = _write(tmp_path / "t_eval.jsonl", _rows({"a": 1, "b": 2}, seed=3))
+    script = (
+        "import sys; sys.modules['peft'] = None\n"  # import peft now raises ImportError
+        "from lampctl.cli import main\n"
+        "sys.argv = ['lampctl', '--quiet', 'peft', 'predict', '-m', sys.argv[1], '-t', '4',"
+        " '--rows', sys.argv[2], '--adapters', sys.argv[3], '-o', sys.argv[4],"
+        " '--num-beams', '1', '--max-new-tokens', '3']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(t5), str(path), str(tmp_path / "ad"),
+         str(tmp_path / "p.json")], capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads((tmp_path / "p.json").read_text())["golds"]) == 3
+
+
+def test_adapters_predict_refuses_are_one_line(cli, tmp_path, t5):
+    train = _write(tmp_path / "t.jsonl", _rows({"a": 2, "b": 2}))
+    ad = tmp_path / "ad"
+    lampctl.peft_train(str(t5), rows=train, adapters=ad, epochs=1)
+    path = _write(tmp_path / "t_eval.jsonl", _rows({"a": 1, "b": 1}, seed=3))
+    config = json.loads((ad / "b" / "adapter_config.json").read_text())
+
+    def predict() -> list[str]:
+        result = cli("peft", "predict", "-m", t5, "-t", "4", "--rows", path, "--adapters", ad,
+                     "-o", tmp_path / "p.json", "--num-beams", "1")  # fmt: skip
+        assert result.exit_code == 1, result.out
+        assert not (tmp_path / "p.json").exists()
+        return result.err.strip().splitlines()
+
+    for change, message in (
+        ({"use_dora": True}, "a LoRA variant (use_dora) is not supported"),
+        ({"r": 4}, "are not of rank 4"),
+        ({"lora_alpha": 16}, "differs from"),
+        ({"peft_type": "IA3"}, "not a LoRA adapter"),
+    ):
+        (ad / "b" / "adapter_config.json").write_text(json.dumps({**config, **change}))
+        lines = predict()
+        assert len(lines) == 1 and str(ad / "b") in lines[0] and message in lines[0], lines
+    (ad / "b" / "adapter_config.json").write_text(json.dumps(config))
+    (ad / "b" / "adapter_model.safetensors").write_bytes(b"torn")
+    lines = predict()
+    assert len(lines) == 1 and "cannot load the adapter" in lines[0], lines
 
 
 def test_an_interrupted_prediction_resumes(tmp_path, t5, monkeypatch):

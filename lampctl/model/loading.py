@@ -168,14 +168,9 @@ def source_lengths(base: BaseModel, sources: Sequence[str], max_length: int) -> 
 
 
 def generate_texts(
-    base: BaseModel,
-    model: Any,
-    sources: Sequence[str],
-    options: DecodeOptions,
-    adapter_names: Sequence[str] | None = None,
+    base: BaseModel, model: Any, sources: Sequence[str], options: DecodeOptions
 ) -> list[str]:
-    """Decoded outputs of one batch; ``adapter_names`` (one per source) picks each row's
-    adapter in a peft model that holds several (``__base__``: none)."""
+    """Decoded outputs of one batch."""
     import torch
 
     tokenizer = base.tokenizer
@@ -184,9 +179,6 @@ def generate_texts(
         list(sources), max_length=options.max_length, truncation=True, padding=True,
         return_tensors="pt", return_token_type_ids=False,
     ).to(base.device)  # fmt: skip
-    extra: dict[str, Any] = {}
-    if adapter_names is not None:
-        extra["adapter_names"] = list(adapter_names)
     with torch.inference_mode(), quiet_libraries():
         out = model.generate(
             **inputs,
@@ -194,7 +186,6 @@ def generate_texts(
             max_new_tokens=options.max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
-            **extra,
         )
     if base.kind == "causal":
         out = out[:, inputs["input_ids"].shape[1] :]

@@ -2,10 +2,10 @@
 prompts file (``generate``), written as the official predictions file that ``lampctl
 evaluate`` reads: ``{"task": "LaMP_N", "golds": [{"id", "output"}, ...]}`` in input order.
 
-``peft predict`` batches across users: a group of users' adapters is loaded into one peft
-model and each row of a batch names its own adapter (peft's mixed-adapter batches; a user
-without an adapter gets the base model, ``__base__``, and is counted). Rows are sorted by
-length within a group, so batches carry little padding. Finished groups are appended to a
+``peft predict`` batches across users: a group of users' adapters is loaded into slots of the
+base model and each row of a batch names its own slot (``lampctl.model.adapters``; a user
+without an adapter gets the base model, slot 0, and is counted). Rows are sorted by length
+within a group, so batches carry little padding. Finished groups are appended to a
 ``.partial.jsonl`` beside the output (synced), so a killed run resumes where it stopped; the
 final file is written atomically and the partial file removed.
 """
@@ -26,7 +26,6 @@ from lampctl.model.loading import (
     BaseModel,
     generate_texts,
     load_base_model,
-    quiet_libraries,
     source_lengths,
 )
 from lampctl.model.options import DecodeOptions
@@ -35,8 +34,7 @@ from lampctl.reporting import Reporter, SilentReporter
 if TYPE_CHECKING:
     from lampctl.model.training import UserRows
 
-BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
-GROUP_USERS = 16  # adapter slots: users per group (each slot is injected once, then refilled)
+GROUP_USERS = 16  # adapter slots: users per group (the slots are made once, then refilled)
 
 
 @dataclass(frozen=True)
@@ -159,10 +157,10 @@ def predict_users(
     Shards are balanced by ``training_rows`` (the file the adapters were trained from) when
     it is given, as ``peft train --shard`` balances them, so array task i answers exactly the
     users whose adapters it trained."""
-    from lampctl.model.loading import model_identity, require_peft
+    from lampctl.model.adapters import GatheredAdapters
+    from lampctl.model.loading import model_identity
     from lampctl.model.training import ADAPTER_FILES, choose, read_user_rows
 
-    require_peft()
     inputs = {"evaluation rows": rows_path, "training rows": training_rows}
     refuse_overwriting_inputs([output], inputs)  # before any work: no command replaces its input
     reporter = reporter or SilentReporter()
@@ -195,22 +193,17 @@ def predict_users(
     reporter.start("predict", total, unit="questions")
     remaining = sum(r.id not in done for u in todo_users for r in by_user[u])
     reporter.advance(total - remaining)  # resumed rows
-    slots = AdapterSlots(base, adapters)
+    gathered = GatheredAdapters(base.model, adapters, GROUP_USERS)
     try:
         for first in range(0, len(todo_users), GROUP_USERS):
             group = todo_users[first : first + GROUP_USERS]
-            with quiet_libraries():
-                slot_of = slots.load([u for u in group if has_adapter[u]])
+            slot_of = gathered.load([u for u in group if has_adapter[u]])
             todo = [r for u in group for r in by_user[u] if r.id not in done]
             answers: list[tuple[str, str]] = []
             for batch in _sorted_batches(base, todo, options):
                 picked = [todo[i] for i in batch]
-                names = [slot_of.get(r.user, BASE) for r in picked]
-                runner = slots.model if slots.model is not None else base.model
-                texts = generate_texts(
-                    base, runner, [r.source for r in picked], options,
-                    names if slots.model is not None else None,
-                )  # fmt: skip
+                with gathered.rows.batch([slot_of.get(r.user, 0) for r in picked], base.device):
+                    texts = generate_texts(base, base.model, [r.source for r in picked], options)
                 answers.extend((r.id, t) for r, t in zip(picked, texts, strict=True))
                 reporter.advance(len(picked))
             partial.add(answers)
@@ -225,70 +218,6 @@ def predict_users(
         sum(not has_adapter[u] for u in chosen), resumed,
         round(time.perf_counter() - started, 3),
     )  # fmt: skip
-
-
-class AdapterSlots:
-    """Users' adapters, a group at a time, in adapter slots injected into the base model once.
-
-    peft's ``load_adapter`` walks the whole model to inject each adapter (0.13 s a user on a
-    tiny T5, more on a real one). Adapters of one run share their LoRA settings, so a slot
-    made once takes user after user: their weights are copied into it from the adapter file.
-    Every adapter must have the first one's settings (rank, alpha, targets); one that differs
-    is an error naming it."""
-
-    def __init__(self, base: BaseModel, adapters: Path) -> None:
-        self.base, self.adapters = base, adapters
-        self.model: Any = None
-        self.settings: dict[str, Any] | None = None
-        self.first: Path | None = None
-        self.params: dict[str, Any] = {}
-
-    def load(self, users: Sequence[str]) -> dict[str, str]:
-        """Each user's adapter in a slot; returns user -> slot name."""
-        from peft import PeftConfig, PeftModel
-        from safetensors.torch import load_file
-
-        placed: dict[str, str] = {}
-        for index, user in enumerate(users):
-            folder, slot = self.adapters / user, f"slot{index}"
-            try:
-                config = PeftConfig.from_pretrained(str(folder))
-                weights = load_file(str(folder / "adapter_model.safetensors"))
-            except (OSError, ValueError, KeyError, RuntimeError) as exc:
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise InputError(f"{folder}: cannot load the adapter: {first}") from None
-            self._check(folder, config)
-            if self.model is None:
-                self.model = PeftModel.from_pretrained(self.base.model, str(folder), slot)
-                self.model.eval()
-            if slot not in self.model.peft_config:
-                self.model.add_adapter(slot, config)
-                self.params = dict(self.model.named_parameters())
-            elif not self.params:
-                self.params = dict(self.model.named_parameters())
-            for name, tensor in weights.items():
-                target = self.params.get(name.replace(".weight", f".{slot}.weight"))
-                if target is None or target.shape != tensor.shape:
-                    raise InputError(f"{folder}: adapter tensor {name} does not fit the model")
-                target.data.copy_(tensor.to(target.dtype))
-            placed[user] = slot
-        if self.model is not None:
-            self.model.eval()
-        return placed
-
-    def _check(self, folder: Path, config: Any) -> None:
-        settings = {
-            "type": type(config).__name__, "r": getattr(config, "r", None),
-            "alpha": getattr(config, "lora_alpha", None),
-            "targets": sorted(getattr(config, "target_modules", None) or []),
-        }  # fmt: skip
-        if self.settings is None:
-            self.settings, self.first = settings, folder
-        elif settings != self.settings:
-            raise InputError(
-                f"{folder}: adapter settings {settings} differ from {self.first}'s "
-                f"{self.settings}; predict them in separate runs"
-            )
 
 
 @dataclass(frozen=True)
