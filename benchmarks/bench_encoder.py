@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lampctl.encoder import EncoderConfig, mean_pool
-from lampctl.rankers.base import PreparedQuestion
-from lampctl.rankers.contriever import ContrieverRanker
+from lampctl.retrieval.encoder import EncoderConfig, mean_pool
+from lampctl.retrieval.rankers.base import PreparedQuestion
+from lampctl.retrieval.rankers.contriever import ContrieverRanker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test data
 from synth import SynthSpec, time_split, user_split, write_tiny_bert  # noqa: E402

@@ -37,7 +37,7 @@ WORDS = (
 
 
 def make(task: int, n: int, length: int, rng: random.Random) -> tuple[dict, dict]:
-    from lampctl.bundled import load_registry
+    from lampctl.catalog.bundled import load_registry
 
     spec = load_registry().task(str(task)).evaluation
     ids = [f"{task}{i:05d}" for i in range(n)]
@@ -62,7 +62,7 @@ def baseline(pairs: dict[int, tuple[dict, dict]]) -> float:
     from rouge_score import rouge_scorer
     from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
 
-    from lampctl.bundled import load_registry
+    from lampctl.catalog.bundled import load_registry
 
     registry = load_registry()
     started = time.perf_counter()

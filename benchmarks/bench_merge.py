@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lampctl.data import load_outputs, load_questions
+from lampctl.io.data import load_outputs, load_questions
 from lampctl.merge import merge_questions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test data

@@ -19,9 +19,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_encoder import questions_of  # noqa: E402
 
-from lampctl.encoder import EncoderConfig  # noqa: E402
-from lampctl.rankers.base import order_by_scores  # noqa: E402
-from lampctl.rankers.contriever import ContrieverRanker  # noqa: E402
+from lampctl.retrieval.encoder import EncoderConfig  # noqa: E402
+from lampctl.retrieval.rankers.base import order_by_scores  # noqa: E402
+from lampctl.retrieval.rankers.contriever import ContrieverRanker  # noqa: E402
 
 
 def kendall_tau(a: list[int], b: list[int]) -> float:

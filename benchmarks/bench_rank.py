@@ -181,7 +181,7 @@ def compare_file(label: str, folder: Path, source: Path, repeats: int) -> None:
 def check_identical(source: Path, reference: Path, ours: Path) -> None:
     from rank_bm25 import BM25Okapi
 
-    from lampctl.rankers.bm25 import BM25Ranker
+    from lampctl.retrieval.rankers.bm25 import BM25Ranker
 
     data = json.loads(source.read_text())
     ranker = BM25Ranker()
@@ -282,9 +282,9 @@ def bench_encoder(folder: Path, questions: int) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from lampctl.encoder import EncoderConfig
-    from lampctl.rankers.base import PreparedQuestion
-    from lampctl.rankers.contriever import ContrieverRanker
+    from lampctl.retrieval.encoder import EncoderConfig
+    from lampctl.retrieval.rankers.base import PreparedQuestion
+    from lampctl.retrieval.rankers.contriever import ContrieverRanker
 
     checkpoint = write_tiny_bert(folder / "bert", hidden=128, layers=2, heads=2, max_positions=512)
     spec = SynthSpec(

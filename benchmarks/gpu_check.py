@@ -175,8 +175,8 @@ def step_forward_limit(args: argparse.Namespace, model_dir: Path, ids: list[list
 def step_encoder(
     args: argparse.Namespace, model_dir: Path, texts: list[str], limit: dict[str, Any]
 ) -> dict[str, Any]:
-    from lampctl import encoder as encoder_module
-    from lampctl.encoder import Encoder, EncoderConfig
+    from lampctl.retrieval import encoder as encoder_module
+    from lampctl.retrieval.encoder import Encoder, EncoderConfig
 
     results: dict[str, Any] = {}
     for precision in PRECISIONS:
@@ -217,9 +217,9 @@ def minilm_path(args: argparse.Namespace) -> str | None:
 def step_agreement(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
-    from lampctl.encoder import EncoderConfig
-    from lampctl.rankers.base import order_by_scores
-    from lampctl.rankers.contriever import ContrieverRanker
+    from lampctl.retrieval.encoder import EncoderConfig
+    from lampctl.retrieval.rankers.base import order_by_scores
+    from lampctl.retrieval.rankers.contriever import ContrieverRanker
 
     checkpoint = minilm_path(args)
     if checkpoint is None:

@@ -29,13 +29,13 @@ _WHERE = {
     "prompts": "lampctl.api",
     "rank": "lampctl.api",
     "registry": "lampctl.api",
-    "EncoderConfig": "lampctl.encoder",
+    "EncoderConfig": "lampctl.retrieval.encoder",
     "LampctlError": "lampctl.errors",
     "InputError": "lampctl.errors",
     "OptionError": "lampctl.errors",
     "settings": "lampctl.settings",
-    "peft_data": "lampctl.peft_files",
-    "read_users": "lampctl.peft",
+    "peft_data": "lampctl.peftdata.files",
+    "read_users": "lampctl.peftdata.rows",
     "generate": "lampctl.api.modelling",
     "peft_predict": "lampctl.api.modelling",
     "peft_train": "lampctl.api.modelling",
@@ -66,10 +66,10 @@ if TYPE_CHECKING:
     from lampctl import settings
     from lampctl.api import LampSet, PromptsRun, evaluate, load, prompts, rank, registry
     from lampctl.api.modelling import generate, peft_predict, peft_train
-    from lampctl.encoder import EncoderConfig
     from lampctl.errors import InputError, LampctlError, OptionError
-    from lampctl.peft import read_users
-    from lampctl.peft_files import peft_data
+    from lampctl.peftdata.files import peft_data
+    from lampctl.peftdata.rows import read_users
+    from lampctl.retrieval.encoder import EncoderConfig
 
 
 __getattr__ = lazy_names(__name__, _WHERE)

@@ -20,12 +20,12 @@ from email.parser import BytesParser, Parser
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
-from lampctl.data import read_json, write_json
+from lampctl.catalog.tasks import Registry, TaskSpec
 from lampctl.errors import AvocadoError, InputError
+from lampctl.io.data import read_json, write_json
 from lampctl.parallel import pool_context, worker_setup
 from lampctl.reporting import Reporter, SilentReporter
 from lampctl.settings import AVOCADO_ENV, DEFAULT_MAX_EMAIL_BYTES
-from lampctl.tasks import Registry, TaskSpec
 
 PROMPT = "Generate a subject for the following email: {body}"
 

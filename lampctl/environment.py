@@ -26,7 +26,7 @@ class Setting:
 def current_settings() -> list[Setting]:
     """Every setting the settings file can hold, as every command reads it now (a setting
     nobody set shows its default)."""
-    from lampctl.bundled import cached_registry as registry
+    from lampctl.catalog.bundled import cached_registry as registry
 
     defaults = {
         "data_dir": str(settings.DEFAULT_DATA_DIR),
@@ -57,8 +57,8 @@ def _version_of(package: str) -> str | None:
 def environment(check_encoder: bool = True) -> dict[str, Any]:
     """Versions, settings, devices and whether the encoder checkpoint in force can be had
     here (a local folder, or the Hugging Face cache; the hub is not asked)."""
-    from lampctl.bundled import cached_registry as registry
-    from lampctl.encoder import encoder_config
+    from lampctl.catalog.bundled import cached_registry as registry
+    from lampctl.retrieval.encoder import encoder_config
 
     report: dict[str, Any] = {
         "lampctl": __version__,

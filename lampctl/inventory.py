@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lampctl.data import TMP_SUFFIX, gc_paused, load_outputs, load_questions
-from lampctl.datadir import unbuilt
+from lampctl.catalog.datadir import unbuilt
+from lampctl.catalog.tasks import Registry, TaskSpec
 from lampctl.download import Manifest
-from lampctl.encoder import EncoderConfig
 from lampctl.inputs.naming import prompts_prefix
-from lampctl.queries import item_text
-from lampctl.records import (
+from lampctl.io.data import TMP_SUFFIX, gc_paused, load_outputs, load_questions
+from lampctl.ledger import (
     RECORD_SUFFIX,
     derived_freshness,
     freshness,
@@ -23,8 +22,9 @@ from lampctl.records import (
     record_path,
     recorded_path,
 )
-from lampctl.shards import missing_shards
-from lampctl.tasks import Registry, TaskSpec
+from lampctl.retrieval.encoder import EncoderConfig
+from lampctl.retrieval.queries import item_text
+from lampctl.retrieval.shards import missing_shards
 
 
 @dataclass

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lampctl.data import (
+from lampctl.errors import InputError
+from lampctl.io.data import (
     Question,
     atomic_writer,
     gc_paused,
@@ -16,8 +17,7 @@ from lampctl.data import (
     load_questions,
     read_json,
 )
-from lampctl.errors import InputError
-from lampctl.records import (
+from lampctl.ledger import (
     DerivedOutput,
     check_ranking_matches,
     read_record,

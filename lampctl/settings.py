@@ -146,7 +146,7 @@ def read_settings_file(path: Path) -> dict[str, str]:
     """``{key: value}`` of a settings file, checked: known keys, scalar values; relative
     paths resolved against the file's folder."""
     from lampctl.errors import ConfigError
-    from lampctl.yamlfile import read_yaml
+    from lampctl.io.yamlfile import read_yaml
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -180,8 +180,8 @@ def write_setting(name: str, value: str | None, path: Path | None = None) -> Pat
     ``lampctl.yaml`` in the working folder), written whole or not at all. Gives its path."""
     import yaml
 
-    from lampctl.data import atomic_writer
     from lampctl.errors import OptionError
+    from lampctl.io.data import atomic_writer
 
     if name not in FILE_KEYS:
         raise OptionError(
@@ -191,7 +191,7 @@ def write_setting(name: str, value: str | None, path: Path | None = None) -> Pat
     current: dict[str, object] = {}
     if target.exists():
         read_settings_file(target)  # a broken file is an error before it is replaced
-        from lampctl.yamlfile import read_yaml
+        from lampctl.io.yamlfile import read_yaml
 
         current = read_yaml(target.read_text(encoding="utf-8"), str(target)) or {}
     if value is None:

@@ -157,7 +157,7 @@ def _registered(group: typer.Typer) -> list:
 
 
 def test_rank_all_folds_errors_that_several_jobs_share():
-    from lampctl.rankall import fold_errors
+    from lampctl.retrieval.jobs import fold_errors
 
     failures = [("a", "disk full"), ("b", "bad file"), ("c", "disk full"), ("d", "disk full")]
     assert fold_errors(failures) == ["3 jobs (a, c, ...): disk full", "b: bad file"]

@@ -17,7 +17,7 @@ import pytest
 from lampserver import LampServer, official_mirror, write_mirror
 from synth import SynthSpec, write_tree
 
-from lampctl.data import atomic_writer, write_json
+from lampctl.io.data import atomic_writer, write_json
 
 DEV4 = "time/LaMP_4/dev/dev_questions.json"
 
@@ -158,7 +158,7 @@ def test_interrupted_write_leaves_a_temp_file_that_the_next_run_removes(tmp_path
     script = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from lampctl.data import atomic_writer\n"
+        "from lampctl.io.data import atomic_writer\n"
         "with atomic_writer(Path(sys.argv[1])) as h:\n"
         "    h.write('x' * 1000); h.flush()\n"
         "    os.kill(os.getpid(), 9)\n"

@@ -9,11 +9,11 @@ import pytest
 from conftest import reference_scores
 from synth import WORDS
 
-from lampctl import encoder as encoder_module
-from lampctl.encoder import Encoder, EncoderConfig, resolve_device
 from lampctl.errors import ModelLoadError
-from lampctl.rankers.base import PreparedQuestion
-from lampctl.rankers.contriever import ContrieverRanker
+from lampctl.retrieval import encoder as encoder_module
+from lampctl.retrieval.encoder import Encoder, EncoderConfig, resolve_device
+from lampctl.retrieval.rankers.base import PreparedQuestion
+from lampctl.retrieval.rankers.contriever import ContrieverRanker
 
 
 def _questions(rng, count=12):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from lampserver import LampServer, official_mirror
 
-from lampctl.bundled import load_registry
+from lampctl.catalog.bundled import load_registry
 from lampctl.download import (
     Downloader,
     DownloadOptions,
@@ -398,7 +398,7 @@ def test_streamed_shape_check_matches_the_whole_file_check(tmp_path, block):
 def test_commands_reuse_the_downloaded_sha256_while_the_file_is_unchanged(
     cli, mirror, tmp_path, monkeypatch
 ):
-    import lampctl.records
+    import lampctl.ledger
 
     data = tmp_path / "d"
     args = ("--base-url", mirror.url, "--data-dir", data, "-t", "4", "-s", "time")
@@ -409,13 +409,13 @@ def test_commands_reuse_the_downloaded_sha256_while_the_file_is_unchanged(
     ]
     assert entry["mtime_ns"] == questions.stat().st_mtime_ns
     hashed: list[Path] = []
-    real = lampctl.records.sha256_file
+    real = lampctl.ledger.sha256_file
 
     def spy(path: Path) -> str:
         hashed.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(lampctl.records, "sha256_file", spy)
+    monkeypatch.setattr(lampctl.ledger, "sha256_file", spy)
     peft = ("peft-data", "--data-dir", data, "-t", "4", "-s", "time", "--set", "dev", "--force")
 
     def recorded() -> dict:

@@ -13,8 +13,8 @@ import pytest
 from rouge_score import rouge_scorer
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
 
-from lampctl.bundled import load_registry
-from lampctl.metrics import aggregate, bootstrap, macro_f1, score
+from lampctl.catalog.bundled import load_registry
+from lampctl.scoring.metrics import aggregate, bootstrap, macro_f1, score
 
 REGISTRY = load_registry()
 LABELS2 = list(REGISTRY.task("2").evaluation.labels)

@@ -1,4 +1,4 @@
-"""A questions file decoded in several processes (lampctl.jsonsplit) against one msgspec decode
+"""A questions file decoded in several processes (lampctl.io.jsonsplit) against one msgspec decode
 of the whole file: the same questions, or a refusal that sends the caller back to one process."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from lampctl import jsonsplit
 from lampctl.errors import InputError
-from lampctl.peft import PeftQuestion, read_questions
+from lampctl.io import jsonsplit
+from lampctl.peftdata.rows import PeftQuestion, read_questions
 
 TRICKY = [
     'a "quoted" }, {"id": "q9", "profile": [] } inside',

@@ -12,7 +12,7 @@ from rank_bm25 import BM25Okapi
 from sklearn.metrics import accuracy_score, f1_score
 from synth import SynthSpec, write_tree
 
-from lampctl.bundled import load_registry
+from lampctl.catalog.bundled import load_registry
 
 LABELS = ["food & drink", "sports", "education", "parents", "religion", "travel", "business",
           "crime", "science & technology", "culture & arts", "entertainment", "politics", "women",

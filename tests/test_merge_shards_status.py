@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from lampctl.data import load_questions
-from lampctl.shards import Shard, assign_shards, parse_shard
+from lampctl.io.data import load_questions
+from lampctl.retrieval.shards import Shard, assign_shards, parse_shard
 
 
 def naive_merge(questions, ranking, outputs, top_k=None):

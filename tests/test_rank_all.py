@@ -16,11 +16,11 @@ import pytest
 from conftest import PAPER_DEFAULTS, reference_scores
 from synth import SynthSpec, time_split
 
-from lampctl.bundled import load_registry
-from lampctl.encoder import Encoder, EncoderConfig
-from lampctl.rankall import plan_rank_all, run_rank_all
-from lampctl.rankers.base import PreparedQuestion
-from lampctl.rankers.contriever import ContrieverRanker
+from lampctl.catalog.bundled import load_registry
+from lampctl.retrieval.encoder import Encoder, EncoderConfig
+from lampctl.retrieval.jobs import plan_rank_all, run_rank_all
+from lampctl.retrieval.rankers.base import PreparedQuestion
+from lampctl.retrieval.rankers.contriever import ContrieverRanker
 
 DEFAULTS = PAPER_DEFAULTS
 

@@ -186,10 +186,10 @@ def test_worker_processes_rank_byte_identically(cli, tmp_path, monkeypatch, spli
     as one process, for both splits (the time split takes the cached-token path)."""
     from synth import SynthSpec, write_tree
 
-    from lampctl import ranking
+    from lampctl.retrieval import rankfile
 
-    monkeypatch.setattr(ranking, "WORKER_MIN_BYTES", 0)
-    monkeypatch.setattr(ranking, "WORKER_CHUNK", 7)
+    monkeypatch.setattr(rankfile, "WORKER_MIN_BYTES", 0)
+    monkeypatch.setattr(rankfile, "WORKER_CHUNK", 7)
     tree = write_tree(
         tmp_path / "d", tasks=(5,), spec=SynthSpec(questions=60, profile_max=30), time_users=4
     )
@@ -206,10 +206,10 @@ def test_worker_processes_rank_byte_identically(cli, tmp_path, monkeypatch, spli
 def test_a_bad_question_in_a_worker_is_one_line(cli, tmp_path, monkeypatch):
     from synth import SynthSpec, user_split
 
-    from lampctl import ranking
+    from lampctl.retrieval import rankfile
 
-    monkeypatch.setattr(ranking, "WORKER_MIN_BYTES", 0)
-    monkeypatch.setattr(ranking, "WORKER_CHUNK", 5)
+    monkeypatch.setattr(rankfile, "WORKER_MIN_BYTES", 0)
+    monkeypatch.setattr(rankfile, "WORKER_CHUNK", 5)
     data = user_split(5, SynthSpec(questions=40, profile_max=8))
     data[23]["profile"].append(
         {

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from lampctl.rankers.base import PreparedQuestion, order_by_scores
-from lampctl.rankers.bm25 import BM25Ranker
-from lampctl.rankers.recency import RecencyRanker
+from lampctl.retrieval.rankers.base import PreparedQuestion, order_by_scores
+from lampctl.retrieval.rankers.bm25 import BM25Ranker
+from lampctl.retrieval.rankers.recency import RecencyRanker
 
 
 def _random_profile(rng: random.Random) -> tuple[str, list[str]]:
@@ -58,7 +58,7 @@ def test_time_split_histories_nested_reordered_and_overlapping(limits):
     """A user's history grows question by question (nested), is sometimes shuffled or cut,
     and users share items (overlap): the cached path must still equal rank_bm25, also when
     its cache evicts texts and restarts its vocabulary (small limits)."""
-    from lampctl.rankers.bm25 import TokenCache
+    from lampctl.retrieval.rankers.bm25 import TokenCache
 
     rng = random.Random(7)
     ranker = BM25Ranker()

@@ -181,7 +181,7 @@ def test_status_in_80_columns_keeps_words_whole(tree, cli, tmp_path):
         "from rich.console import Console\n"
         "from lampctl.cli.inventory import _status_lines\n"
         "from lampctl.inventory import status\n"
-        "from lampctl.bundled import load_registry\n"
+        "from lampctl.catalog.bundled import load_registry\n"
         f"rows = status(load_registry(), __import__('pathlib').Path({str(tree)!r}), ['5'])\n"
         "console = Console(width=80, file=sys.stdout, highlight=False)\n"
         "_status_lines(console, rows)\n"

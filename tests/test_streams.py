@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from lampctl.errors import InputError, LampctlError
+from lampctl.io.streams import HashingWriter
 from lampctl.parallel import Forked
-from lampctl.streams import HashingWriter
 
 
 def test_hashing_writer_writes_and_hashes_every_piece_in_order(tmp_path: Path):
@@ -79,7 +79,7 @@ def test_a_synced_writer_finishes_unwaited_and_leaves_everything_written(tmp_pat
 def test_replacing_a_big_file_frees_the_old_one_off_the_callers_thread(tmp_path: Path):
     import threading
 
-    from lampctl.data import CLOSER_THREAD, atomic_writer
+    from lampctl.io.data import CLOSER_THREAD, atomic_writer
 
     path = tmp_path / "big.bin"
     path.write_bytes(b"o" * (32 << 20))

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from lampctl import settings
-from lampctl.data import Question, as_path, atomic_writer, leftover_temp_files
 from lampctl.errors import ConfigError, OutputError
-from lampctl.records import DerivedOutput, read_record, record_path, sources_of
-from lampctl.shards import Shard, assign_shards, find_shards, missing_shards, parse_shard
+from lampctl.io.data import Question, as_path, atomic_writer, leftover_temp_files
+from lampctl.ledger import DerivedOutput, read_record, record_path, sources_of
+from lampctl.retrieval.shards import Shard, assign_shards, find_shards, missing_shards, parse_shard
 
 # --------------------------------------------------------------------------- records
 
@@ -138,7 +138,7 @@ def test_true_values_as_huggingface_hub_reads_them():
 
 
 def test_a_config_layered_over_the_registry_names_the_key_at_fault(tmp_path):
-    from lampctl.bundled import load_registry
+    from lampctl.catalog.bundled import load_registry
 
     good = tmp_path / "good.yaml"
     good.write_text("tasks:\n  LaMP-4:\n    default_ranker: {user: bm25, time: bm25}\n")

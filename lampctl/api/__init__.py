@@ -21,8 +21,8 @@ from lampctl.api.modelling import generate, peft_predict, peft_train
 from lampctl.api.prompting import PromptJob, PromptsRun, prompt_jobs, prompts
 from lampctl.api.ranking import RankAllRun, rank, rank_all, rank_targets
 from lampctl.api.sets import LampSet, load
-from lampctl.bundled import cached_registry as registry
-from lampctl.data import as_path
+from lampctl.catalog.bundled import cached_registry as registry
+from lampctl.io.data import as_path
 
 __all__ = [
     "DownloadRun",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import settings
-from lampctl.bundled import cached_registry as registry
+from lampctl.catalog.bundled import cached_registry as registry
 
 
 @dataclass

@@ -6,13 +6,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lampctl.bundled import cached_registry as registry
+from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import InputError, OptionError
 
 if TYPE_CHECKING:
-    from lampctl.answers import Answers
-    from lampctl.metrics import Evaluation
-    from lampctl.tasks import Registry, TaskSpec
+    from lampctl.catalog.tasks import Registry, TaskSpec
+    from lampctl.scoring.answers import Answers
+    from lampctl.scoring.metrics import Evaluation
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -27,7 +27,7 @@ def _answers(value: Answerish, name: str) -> Any:
     ``{"id", "output"}`` or ``{id: output}``."""
     import json
 
-    from lampctl.answers import Answers, load_answers, parse_answers
+    from lampctl.scoring.answers import Answers, load_answers, parse_answers
 
     if isinstance(value, (str, Path)):
         return load_answers(Path(value))
@@ -55,8 +55,8 @@ def evaluate(
     with ``bootstrap``, also ``bootstrap``: a seeded median and 95% interval per metric. Each
     of the two is a file path, ``{id: output}``, a list of ``{id, output}`` or the official
     ``{task, golds}`` object (whose task must be ``task``)."""
-    from lampctl.answers import check_task
-    from lampctl.metrics import Extras, evaluate_task
+    from lampctl.scoring.answers import check_task
+    from lampctl.scoring.metrics import Extras, evaluate_task
 
     if bootstrap < 0 or seed < 0:
         raise OptionError("bootstrap", "bootstrap and seed are 0 or more")
@@ -96,7 +96,7 @@ def score_files(
     the data dir's set; per user, against another file), or a zip or folder of per-task files,
     one result per task."""
     from lampctl import settings
-    from lampctl.answers import (
+    from lampctl.scoring.answers import (
         MAX_MEMBER_BYTES,
         check_task,
         is_bundle,
@@ -104,7 +104,7 @@ def score_files(
         load_bundle,
         read_user_ids,
     )
-    from lampctl.metrics import Extras, evaluate_task  # numpy: only when scoring
+    from lampctl.scoring.metrics import Extras, evaluate_task  # numpy: only when scoring
 
     found = registry(config)
     split, set_name = found.check_split(split), found.check_set(set)
@@ -159,7 +159,7 @@ def score_files(
 
 def _by_task(tasks: Registry, bundle: list[Answers]) -> dict[str, Answers]:
     """A zip's or folder's files by task; two files for one task is an error."""
-    from lampctl.answers import task_of
+    from lampctl.scoring.answers import task_of
 
     found: dict[str, Answers] = {}
     for answers in bundle:
@@ -176,7 +176,7 @@ def _by_task(tasks: Registry, bundle: list[Answers]) -> dict[str, Answers]:
 def _data_golds(
     found: Registry, data_dir: Path, spec: TaskSpec, split: str, set_name: str
 ) -> Answers:
-    from lampctl.answers import load_answers
+    from lampctl.scoring.answers import load_answers
 
     path = found.path("outputs", data_dir, spec, split, set_name)
     if not path.exists():

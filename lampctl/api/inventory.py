@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lampctl import settings
-from lampctl.bundled import cached_registry as registry
+from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import InputError
 
 if TYPE_CHECKING:
@@ -41,9 +41,9 @@ def status(
 ) -> StatusReport:
     """Each (task, split, set) of the data dir: its files, whether the download verifies and
     whether each derived file is up to date (``verify``: every sha256 computed again)."""
-    from lampctl.datadir import check_data_dir
-    from lampctl.encoder import encoder_config
+    from lampctl.catalog.datadir import check_data_dir
     from lampctl.inventory import status as status_rows
+    from lampctl.retrieval.encoder import encoder_config
 
     found, folder = registry(config), settings.data_dir(data_dir)
     check_data_dir(found, folder)
@@ -63,7 +63,7 @@ def stats(
 ) -> tuple[list[StatsRow], list[str]]:
     """The LaMP paper's Table 1 numbers per task, split and set present, and the sets left out
     (not built yet) with why."""
-    from lampctl.datadir import check_data_dir
+    from lampctl.catalog.datadir import check_data_dir
     from lampctl.inventory import stats as stats_rows
 
     found, folder = registry(config), settings.data_dir(data_dir)

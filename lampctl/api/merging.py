@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import settings
-from lampctl.bundled import cached_registry as registry
-from lampctl.data import as_path
+from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import OptionError
+from lampctl.io.data import as_path
 
 
 @dataclass
@@ -41,7 +41,7 @@ def merge(
 ) -> MergeRun:
     """Questions, ranked profiles (or the profile order, ``no_ranking``) and gold outputs in
     one file per set: every ranked set of the data dir asked for, or explicit files."""
-    from lampctl.datadir import ranked_sets
+    from lampctl.catalog.datadir import ranked_sets
     from lampctl.merge import MERGE_FORMATS, merge_set, merged_path
 
     if fmt not in MERGE_FORMATS:
@@ -90,10 +90,10 @@ def gather(
     """Shard files into their final files: every ranking of the data dir asked for that has
     shards (``shards.GatherResult`` each), or the shards of one ``predictions`` file
     (``peft predict --shard``; a ``PredictionsGathered``)."""
-    from lampctl.data import load_questions
     from lampctl.errors import ShardError
-    from lampctl.shards import find_shards
-    from lampctl.shards import gather as gather_ranking
+    from lampctl.io.data import load_questions
+    from lampctl.retrieval.shards import find_shards
+    from lampctl.retrieval.shards import gather as gather_ranking
 
     if predictions is not None:
         from lampctl.model.predicting import gather_predictions

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import settings
-from lampctl.bundled import cached_registry as registry
-from lampctl.data import as_path
+from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import InputError, OptionError
+from lampctl.io.data import as_path
 from lampctl.reporting import Reporter
 
 
@@ -94,8 +94,8 @@ def _stem(spec: Any, set_name: str, variant: str | None) -> str:
     with the default options (``dev_peft_file``; ``dev_peft_file_seed0`` for LaMP-7's cuts)."""
     if variant is not None:
         return f"{set_name}_peft_{variant}"
-    from lampctl.peft import PeftOptions
-    from lampctl.peft_files import variant_name
+    from lampctl.peftdata.files import variant_name
+    from lampctl.peftdata.rows import PeftOptions
 
     return variant_name(set_name, spec, PeftOptions(), None, None)
 
@@ -109,7 +109,7 @@ def _task_name(task: str | None, config: Path | str | None, option: str) -> str:
 
 def _shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
     """``(i, n)`` as given, from ``"i/n"``, or (None) from the SLURM array's variables."""
-    from lampctl.shards import parse_shard
+    from lampctl.retrieval.shards import parse_shard
 
     if isinstance(shard, tuple):
         return shard
@@ -122,7 +122,7 @@ def _users(users: Sequence[str] | Path | str | None) -> list[str] | None:
     if users is None:
         return None
     if isinstance(users, (str, Path)):
-        from lampctl.peft_files import read_users_file
+        from lampctl.peftdata.files import read_users_file
 
         return read_users_file(Path(users))
     return [str(u) for u in users]
@@ -207,7 +207,7 @@ def peft_predict(
     """
     from lampctl.model.options import default_decode_options
     from lampctl.model.predicting import predict_users
-    from lampctl.shards import Shard
+    from lampctl.retrieval.shards import Shard
 
     options = default_decode_options(**decoding)
     rows_path = as_path(rows)

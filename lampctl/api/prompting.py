@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lampctl import settings
-from lampctl.bundled import cached_registry as registry
+from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import OptionError
 
 if TYPE_CHECKING:
+    from lampctl.catalog.tasks import Registry, TaskSpec
     from lampctl.inputs import PromptResult
-    from lampctl.tasks import Registry, TaskSpec
-from lampctl.data import as_path
+from lampctl.io.data import as_path
 
 # --------------------------------------------------------------------------- prompts
 
@@ -55,7 +55,7 @@ def prompt_jobs(
     left_out: list[str],
 ) -> list[PromptJob]:
     """The files ``prompts`` builds: explicit files, or every ranked set asked for."""
-    from lampctl.datadir import ranked_sets
+    from lampctl.catalog.datadir import ranked_sets
     from lampctl.inputs.naming import output_name
 
     no_profile = tokenizer is None
@@ -123,11 +123,11 @@ def prompts(
     """The paper's model inputs, as ``lampctl prompts`` builds them: each ranked set asked
     for (every one, without filters), or explicit files; ``tokenizer`` (hub id or folder, or
     LAMPCTL_TOKENIZER) is needed unless ``no_profile``."""
-    from lampctl.data import refuse_overwriting_inputs
-    from lampctl.encoder import locate_checkpoint
     from lampctl.inputs import prompts_file
+    from lampctl.inputs.tokenizer import open_saved_tokenizer, open_tokenizer
+    from lampctl.io.data import refuse_overwriting_inputs
     from lampctl.parallel import usable_cpus
-    from lampctl.tokenizer import open_saved_tokenizer, open_tokenizer
+    from lampctl.retrieval.encoder import locate_checkpoint
 
     found = registry(config)
     tokenizer = tokenizer or settings.get("LAMPCTL_TOKENIZER")

@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lampctl import settings
-from lampctl.bundled import cached_registry as registry
+from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import LampctlError, OptionError
 
 if TYPE_CHECKING:
-    from lampctl.encoder import EncoderConfig
-    from lampctl.rankall import JobOutcome, JobPlan
-    from lampctl.ranking import RankResult
+    from lampctl.catalog.tasks import Registry, TaskSpec
     from lampctl.reporting import Reporter
-    from lampctl.tasks import Registry, TaskSpec
-from lampctl.data import as_path
+    from lampctl.retrieval.encoder import EncoderConfig
+    from lampctl.retrieval.jobs import JobOutcome, JobPlan
+    from lampctl.retrieval.rankfile import RankResult
+from lampctl.io.data import as_path
 
 # --------------------------------------------------------------------------- rank
 
@@ -37,8 +37,8 @@ def rank_targets(
     shard: Any = None,
 ) -> list[tuple[Path, Path]]:
     """(questions file, ranking file) for each file ``rank`` would rank."""
-    from lampctl.datadir import check_data_dir
-    from lampctl.ranking import default_output, planned_sets
+    from lampctl.catalog.datadir import check_data_dir
+    from lampctl.retrieval.rankfile import default_output, planned_sets
 
     if output is not None and input is None:
         raise OptionError("output", "--output needs --input")
@@ -89,13 +89,13 @@ def rank(
     cache_dir) matters only for the encoder ranker; ``shard`` is ``"i/n"`` (or the SLURM
     array's). A ranking whose record says it is up to date (same input, ranker and
     parameters) is skipped, as ``rank-all`` skips it, unless ``force``."""
-    from lampctl.data import refuse_overwriting_inputs
-    from lampctl.encoder import EncoderConfig, encoder_config
+    from lampctl.io.data import refuse_overwriting_inputs
+    from lampctl.ledger import freshness, ranking_parameters
     from lampctl.parallel import usable_cpus
-    from lampctl.rankers import CPU_RANKERS, check_ranker_name, make_ranker
-    from lampctl.ranking import RankResult, rank_with_record
-    from lampctl.records import freshness, ranking_parameters
-    from lampctl.shards import parse_shard
+    from lampctl.retrieval.encoder import EncoderConfig, encoder_config
+    from lampctl.retrieval.rankers import CPU_RANKERS, check_ranker_name, make_ranker
+    from lampctl.retrieval.rankfile import RankResult, rank_with_record
+    from lampctl.retrieval.shards import parse_shard
 
     found = registry(config)
     spec = found.task(task)
@@ -202,12 +202,17 @@ def rank_all(
     once before any job (a node that cannot load it still runs the BM25 and recency jobs, and
     the encoder jobs fail with one folded error); one encoder worker per device. ``display``
     makes the observer of the jobs' progress from the plans and a note on the encoder."""
-    from lampctl.datadir import check_data_dir
-    from lampctl.encoder import EncoderConfig, encoder_config, locate_checkpoint, resolve_devices
+    from lampctl.catalog.datadir import check_data_dir
     from lampctl.parallel import usable_cpus
-    from lampctl.rankall import fold_errors, plan_rank_all, run_rank_all
-    from lampctl.rankers import CPU_RANKERS, check_ranker_name
-    from lampctl.shards import parse_shard
+    from lampctl.retrieval.encoder import (
+        EncoderConfig,
+        encoder_config,
+        locate_checkpoint,
+        resolve_devices,
+    )
+    from lampctl.retrieval.jobs import fold_errors, plan_rank_all, run_rank_all
+    from lampctl.retrieval.rankers import CPU_RANKERS, check_ranker_name
+    from lampctl.retrieval.shards import parse_shard
 
     if device is not None and devices != "auto":
         raise OptionError("device", "use --device or --devices, not both")

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lampctl import settings
-from lampctl.bundled import cached_registry as registry
+from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import InputError
 
 if TYPE_CHECKING:
-    from lampctl.data import Question
-    from lampctl.tasks import Registry, TaskSpec
+    from lampctl.catalog.tasks import Registry, TaskSpec
+    from lampctl.io.data import Question
 
 
 # --------------------------------------------------------------------------- one set
@@ -36,7 +36,7 @@ class LampSet:
         """The questions, checked (ids unique, every profile item with an id). Each has
         ``id``, ``input``, ``profile``, ``user_id`` (the time split's ``user_id`` as text; in
         the user split each question is its own user: its id) and ``raw`` (as in the file)."""
-        from lampctl.data import load_questions
+        from lampctl.io.data import load_questions
 
         path = self.path("questions")
         if not path.exists() and self.task.needs_build:
@@ -49,7 +49,7 @@ class LampSet:
 
     def golds(self) -> dict[str, Any]:
         """{question id: gold output}; empty for a test set (no golds are published)."""
-        from lampctl.data import load_outputs
+        from lampctl.io.data import load_outputs
 
         path = self.path("outputs")
         if not path.exists() and self.set == "test":
@@ -67,7 +67,7 @@ class LampSet:
         """The questions, each with its profile in ranked order (the first ``top_k``): the
         same objects as ``questions()``, whose ``raw`` is the record ``merge`` writes (gold
         ``output`` attached, none on test). Needs the ranking."""
-        from lampctl.data import Question
+        from lampctl.io.data import Question
         from lampctl.merge import merge_questions, ranking_top_k
 
         ranking = self.ranking()

@@ -21,8 +21,8 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from lampctl import settings
+from lampctl.catalog.tasks import Registry
 from lampctl.parallel import usable_cpus  # noqa: F401 - the commands take it from here
-from lampctl.tasks import Registry
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -39,7 +39,7 @@ class State:
 
     def registry(self) -> Registry:
         if self._registry is None:
-            from lampctl.bundled import cached_registry as registry
+            from lampctl.catalog.bundled import cached_registry as registry
 
             self._registry = registry(self.config)
         return self._registry

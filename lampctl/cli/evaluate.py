@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from lampctl.answers import MAX_MEMBER_BYTES, is_bundle
 from lampctl.cli._common import DataDirOpt, JsonOpt, QuietOpt, emit, folding_table, get_state
+from lampctl.scoring.answers import MAX_MEMBER_BYTES, is_bundle
 from lampctl.settings import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
-    from lampctl.metrics import Evaluation
+    from lampctl.scoring.metrics import Evaluation
 
 MAX_RESAMPLES = 1_000_000  # a million resamples take minutes; more is a typo
 

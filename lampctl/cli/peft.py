@@ -26,7 +26,7 @@ from lampctl.cli._common import (
 from lampctl.settings import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
-    from lampctl.peft_files import PeftRun
+    from lampctl.peftdata.files import PeftRun
 
 PathOpt = Annotated[Path | None, typer.Option()]
 
@@ -117,7 +117,7 @@ def peft_data_command(
 
       lampctl peft-data -t 3 --questions q.json --outputs o.json -o train.jsonl
     """
-    from lampctl.peft_files import peft_data
+    from lampctl.peftdata.files import peft_data
 
     state = get_state(ctx, json_out, quiet)
     with CliReporter(state) as reporter:

@@ -36,11 +36,11 @@ from lampctl.cli._common import (
     get_state,
     note_finished,
 )
+from lampctl.retrieval.shards import parse_shard
 from lampctl.settings import DEFAULT_DATA_DIR
-from lampctl.shards import parse_shard
 
 if TYPE_CHECKING:
-    from lampctl.ranking import RankResult
+    from lampctl.retrieval.rankfile import RankResult
 
 
 def rank(

@@ -42,11 +42,11 @@ from lampctl.cli._common import (
     progress_line,
     stderr_console,
 )
-from lampctl.rankers import CPU_RANKERS
+from lampctl.retrieval.rankers import CPU_RANKERS
 from lampctl.settings import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
-    from lampctl.rankall import JobOutcome, JobPlan
+    from lampctl.retrieval.jobs import JobOutcome, JobPlan
 
 STYLES = {"done": "green", "failed": "red", "running": "cyan", "skipped": "dim"}
 

@@ -8,8 +8,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from lampctl.data import parse_json_bytes
 from lampctl.errors import InputError
+from lampctl.io.data import parse_json_bytes
 
 # --------------------------------------------------------------------------- checks and fixes
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import __version__
-from lampctl.data import read_json, write_json
 from lampctl.errors import DownloadError, InputError, LampctlError
+from lampctl.io.data import read_json, write_json
 
 MANIFEST_NAME = "MANIFEST.json"
 LOCK_NAME = ".lampctl-download.lock"

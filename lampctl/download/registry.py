@@ -11,11 +11,11 @@ from typing import Any
 
 import yaml
 
-from lampctl.bundled import bundled_text
+from lampctl.catalog.bundled import bundled_text
+from lampctl.catalog.tasks import Registry, TaskSpec
 from lampctl.download.manifest import Manifest
 from lampctl.errors import ConfigError, DownloadError
-from lampctl.tasks import Registry, TaskSpec
-from lampctl.yamlfile import safe_load
+from lampctl.io.yamlfile import safe_load
 
 # --------------------------------------------------------------------------- registry
 

@@ -17,11 +17,11 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from lampctl import __version__
-from lampctl.data import parse_json_bytes, sha256_file, write_json
 from lampctl.download.checks import apply_drop_first, check_file
 from lampctl.download.manifest import Manifest
 from lampctl.download.registry import PlannedFile
 from lampctl.errors import DownloadError, InputError
+from lampctl.io.data import parse_json_bytes, sha256_file, write_json
 
 USER_AGENT = f"lampctl/{__version__} (LaMP benchmark downloader; python-httpx)"
 

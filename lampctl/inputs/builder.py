@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lampctl.catalog.tasks import TaskSpec
 from lampctl.errors import InputError
-from lampctl.inputs.budget import (
+from lampctl.inputs.packing import (
     START_FACTOR,
     Built,
     CountingTokenizer,
@@ -22,8 +23,7 @@ from lampctl.inputs.budget import (
     prime_first_attempt,
 )
 from lampctl.inputs.reading import PromptQuestion
-from lampctl.tasks import TaskSpec
-from lampctl.tokenizer import ModelTokenizer
+from lampctl.inputs.tokenizer import ModelTokenizer
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def build_prompts(
 def read_golds(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
-    from lampctl.data import load_outputs
+    from lampctl.io.data import load_outputs
 
     return load_outputs(path)
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lampctl.catalog.tasks import TaskSpec
 from lampctl.inputs.builder import PromptStats, read_golds
+from lampctl.inputs.tokenizer import ModelTokenizer
 from lampctl.inputs.workers import FileBuild, WorkerBuild
-from lampctl.tasks import TaskSpec
-from lampctl.tokenizer import ModelTokenizer
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ def prompts_file(
     ``tokenizer`` may still be loading (a future): the file is read meanwhile. A big file is
     built by ``jobs`` worker processes."""
     from lampctl import __version__
-    from lampctl.data import atomic_writer, gc_paused
-    from lampctl.records import DerivedOutput, source_fingerprints, sources_of
+    from lampctl.io.data import atomic_writer, gc_paused
+    from lampctl.ledger import DerivedOutput, source_fingerprints, sources_of
 
     started = time.perf_counter()
     sources = sources_of(questions=questions_path, ranking=ranking_path, outputs=outputs_path)

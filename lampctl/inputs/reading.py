@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
-from lampctl import fastjson
 from lampctl.errors import InputError
+from lampctl.io import fastjson
 
 # --------------------------------------------------------------------------- one file
 
@@ -44,8 +44,8 @@ def prompt_question_chunks(
     """``read_prompt_questions`` a chunk at a time (of part ``i`` of ``n`` equal runs of
     questions, for worker ``i`` of ``n``). Only what is used is decoded: each question's input
     and first k ranked items; the rest stays raw bytes, viewed in the mapped file."""
-    from lampctl.data import load_questions, map_bytes
-    from lampctl.fastjson import RawQuestion
+    from lampctl.io.data import load_questions, map_bytes
+    from lampctl.io.fastjson import RawQuestion
 
     name = str(questions_path)
     raw = map_bytes(questions_path, "questions file")
@@ -81,8 +81,8 @@ class _Picker:
     decoded from raw JSON; items are decoded only as far as finding the ranked ids needs."""
 
     def __init__(self, name: str, ranking_path: Path | None, k: int) -> None:
-        from lampctl.data import read_bytes
-        from lampctl.fastjson import ItemId
+        from lampctl.io.data import read_bytes
+        from lampctl.io.fastjson import ItemId
 
         self.name, self.ranking_path, self.k = name, ranking_path, k
         self.ranking: dict[str, list[str | int]] | None = None

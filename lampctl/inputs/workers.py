@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lampctl.catalog.tasks import TaskSpec
 from lampctl.errors import InputError, LampctlError
 from lampctl.inputs.builder import PromptBuilder, PromptStats, Tally, render_rows
 from lampctl.inputs.reading import PromptQuestion, prompt_question_chunks
-from lampctl.tasks import TaskSpec
-from lampctl.tokenizer import ModelTokenizer
+from lampctl.inputs.tokenizer import ModelTokenizer
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,8 @@ class WorkerBuild:
         import pickle  # noqa: F401 - imported before the fork, for the workers
         import traceback  # noqa: F401
 
-        import lampctl.data  # noqa: F401
-        import lampctl.fastjson  # noqa: F401
+        import lampctl.io.data  # noqa: F401
+        import lampctl.io.fastjson  # noqa: F401
         import lampctl.parallel  # noqa: F401
 
         context = mp.get_context("fork")
@@ -207,7 +207,7 @@ def _build_part(
     import pickle
     import traceback
 
-    from lampctl.data import gc_paused
+    from lampctl.io.data import gc_paused
     from lampctl.parallel import worker_setup
 
     worker_setup(parent)

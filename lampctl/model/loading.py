@@ -91,7 +91,7 @@ def load_base_model(
     ``device`` in ``precision``, frozen; one ``ModelLoadError`` line when it cannot be."""
     if precision not in PRECISIONS:
         raise OptionError("precision", f"unknown precision {precision!r} (fp32, bf16 or fp16)")
-    from lampctl.encoder import locate_checkpoint, resolve_device
+    from lampctl.retrieval.encoder import locate_checkpoint, resolve_device
 
     device = resolve_device(device)
     source = locate_checkpoint(name, revision, kind="model")

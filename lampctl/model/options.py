@@ -71,8 +71,8 @@ class DecodeOptions:
 def bundled() -> dict[str, Any]:
     """``configs/training.yaml``, checked: its three sections and no unknown key (the values
     are checked where options are made, by ``TrainOptions.check`` and ``DecodeOptions.check``)."""
-    from lampctl.bundled import bundled_text
-    from lampctl.yamlfile import read_yaml
+    from lampctl.catalog.bundled import bundled_text
+    from lampctl.io.yamlfile import read_yaml
 
     data = read_yaml(bundled_text("training.yaml"), "bundled training.yaml")
     known = {

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lampctl.data import refuse_overwriting_inputs
 from lampctl.errors import InputError
+from lampctl.io.data import refuse_overwriting_inputs
 from lampctl.model.loading import (
     BaseModel,
     generate_texts,
@@ -61,7 +61,7 @@ class PredictRun:
 
 
 def write_predictions(output: Path, task: str, predictions: Sequence[tuple[str, str]]) -> None:
-    from lampctl.data import atomic_writer
+    from lampctl.io.data import atomic_writer
 
     golds = [{"id": qid, "output": text} for qid, text in predictions]
     with atomic_writer(output) as handle:
@@ -305,9 +305,9 @@ def gather_predictions(final: Path, clean: bool = False) -> PredictionsGathered:
     into ``final``, shard by shard: every shard present, of one run (one shard count, one
     task), no question in two shards; ``final`` may name one of the shards instead.
     ``clean``: then remove the shard files."""
-    from lampctl.data import read_json
     from lampctl.errors import ShardError
-    from lampctl.shards import complete_shards, final_of
+    from lampctl.io.data import read_json
+    from lampctl.retrieval.shards import complete_shards, final_of
 
     final = final_of(final)
     count, paths = complete_shards(final)

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import __version__
-from lampctl.data import sha256_file
 from lampctl.errors import InputError, OptionError, OutputError
+from lampctl.io.data import sha256_file
 from lampctl.model.loading import BaseModel, quiet_libraries, training_batch
 from lampctl.model.options import TrainOptions
 from lampctl.reporting import Reporter
@@ -53,7 +53,7 @@ class UserRows:
 def read_user_rows(path: Path, need_target: bool = True) -> list[UserRows]:
     """Every user's (source, target) pairs from a ``peft-data`` file, in file order; a row
     without a string source (or target, when ``need_target``) is an ``InputError``."""
-    from lampctl.peft import read_users
+    from lampctl.peftdata.rows import read_users
 
     users: list[UserRows] = []
     seen: set[str] = set()
@@ -88,7 +88,7 @@ def choose(
 ) -> list[UserRows]:
     """``--users`` (each must be in the file), then shard i of n balanced by rows (largest
     users first onto the least-loaded shard; a user is never split), in file order."""
-    from lampctl.peft import User, shard_users
+    from lampctl.peftdata.rows import User, shard_users
 
     if wanted is not None:
         known = {u.user for u in users}
@@ -151,7 +151,7 @@ def save_adapter(model: Any, folder: Path, record: dict[str, Any]) -> None:
     """``model``'s adapter and its record into ``folder``, whole or not at all: written to a
     temp folder beside it, synced, then renamed into place (an older folder is moved aside
     first and removed after)."""
-    from lampctl.data import owner_tag, process_umask
+    from lampctl.io.data import owner_tag, process_umask
 
     parent = folder.parent
     tag = f"{owner_tag()}adapter"  # HOST-PID-adapter: what remove_dead_temp_folders reads
@@ -209,7 +209,7 @@ def _write_adapter(model: Any, folder: Path) -> None:
 def remove_dead_temp_folders(parent: Path) -> None:
     """Temp adapter folders (``.USER.HOST-PID-adapter.tmp`` or ``.old``) of killed runs on this
     host, judged as the atomic writer judges its temp files."""
-    from lampctl.data import left_by_dead_writer
+    from lampctl.io.data import left_by_dead_writer
 
     if not parent.is_dir():
         return

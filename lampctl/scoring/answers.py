@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lampctl.data import parse_json_bytes, read_bytes
+from lampctl.catalog.tasks import Registry, TaskSpec
 from lampctl.errors import InputError, LampctlError
-from lampctl.tasks import Registry, TaskSpec
+from lampctl.io.data import parse_json_bytes, read_bytes
 
 # --------------------------------------------------------------------------- reading files
 
@@ -236,7 +236,7 @@ def read_user_ids(path: Path) -> dict[str, Any]:
     raw = read_bytes(path, "questions file")
     import msgspec
 
-    from lampctl.fastjson import QuestionUser
+    from lampctl.io.fastjson import QuestionUser
 
     try:
         decoded = msgspec.json.decode(raw, type=list[QuestionUser])

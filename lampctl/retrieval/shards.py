@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lampctl.data import Question, atomic_writer, read_json
 from lampctl.errors import ConfigError, ShardError
-from lampctl.records import (
+from lampctl.io.data import Question, atomic_writer, read_json
+from lampctl.ledger import (
     input_fingerprint,
     output_changed,
     read_record,

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lampctl import __version__
-from lampctl.data import (
+from lampctl.errors import InputError, LampctlError
+from lampctl.io.data import (
     is_special_file,
     read_json,
     refuse_overwriting_inputs,
@@ -31,10 +32,9 @@ from lampctl.data import (
     sha256_file,
     write_json,
 )
-from lampctl.errors import InputError, LampctlError
 
 if TYPE_CHECKING:
-    from lampctl.encoder import EncoderConfig
+    from lampctl.retrieval.encoder import EncoderConfig
 
 RECORD_SUFFIX = ".meta.json"
 
@@ -48,7 +48,7 @@ def ranking_parameters(
 ) -> dict[str, Any]:
     """What decides a ranking's content (batching, devices and sharding do not): the run's
     choices and the parameters the ranker states for itself."""
-    from lampctl.rankers import ranker_parameters
+    from lampctl.retrieval.rankers import ranker_parameters
 
     params: dict[str, Any] = {"ranker": ranker, "use_date": use_date, "top_k": top_k, "format": fmt}
     params.update(ranker_parameters(ranker, encoder))

@@ -28,7 +28,7 @@ from lampctl.errors import ModelLoadError
 from lampctl.settings import PRECISIONS
 
 if TYPE_CHECKING:
-    from lampctl.tasks import Registry
+    from lampctl.catalog.tasks import Registry
 
 LogFn = Callable[[str], None]
 
@@ -317,7 +317,7 @@ class Encoder:
         self.cache_namespace = hashlib.sha256(identity.encode()).hexdigest()[:16]
         self._disk = None
         if config.cache_dir is not None:
-            from lampctl.embcache import EmbeddingCache
+            from lampctl.retrieval.embcache import EmbeddingCache
 
             self._disk = EmbeddingCache(config.cache_dir, self.cache_namespace)
 

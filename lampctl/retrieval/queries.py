@@ -7,8 +7,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lampctl.catalog.tasks import TaskSpec
 from lampctl.errors import InputError
-from lampctl.tasks import TaskSpec
 
 # --------------------------------------------------------------------------- queries and texts
 

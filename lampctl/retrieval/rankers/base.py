@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from lampctl.encoder import EncoderConfig, LogFn
+    from lampctl.retrieval.encoder import EncoderConfig, LogFn
 
 ProgressFn = Callable[[int], None]
 

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 from lampctl.errors import ConfigError
 
 if TYPE_CHECKING:
-    from lampctl.encoder import EncoderConfig, LogFn
-    from lampctl.rankers.base import Ranker
+    from lampctl.retrieval.encoder import EncoderConfig, LogFn
+    from lampctl.retrieval.rankers.base import Ranker
 
 # name -> (module, class); CPU rankers first (rank-all runs them in this process).
 RANKERS: dict[str, tuple[str, str]] = {
-    "bm25": ("lampctl.rankers.bm25", "BM25Ranker"),
-    "recency": ("lampctl.rankers.recency", "RecencyRanker"),
-    "contriever": ("lampctl.rankers.contriever", "ContrieverRanker"),
+    "bm25": ("lampctl.retrieval.rankers.bm25", "BM25Ranker"),
+    "recency": ("lampctl.retrieval.rankers.recency", "RecencyRanker"),
+    "contriever": ("lampctl.retrieval.rankers.contriever", "ContrieverRanker"),
 }
 CPU_RANKERS = ("bm25", "recency")
 
@@ -43,7 +43,7 @@ def make_ranker(
 ) -> Ranker:
     """A ranker by name: BM25 with ``jobs`` worker processes, the encoder ranker with
     ``encoder``'s settings (default: the bundled checkpoint)."""
-    from lampctl.encoder import EncoderConfig
+    from lampctl.retrieval.encoder import EncoderConfig
 
     options: dict[str, Any] = {"jobs": jobs, "encoder": encoder or EncoderConfig(), "log": log}
     return ranker_class(name).create(**options)

@@ -194,7 +194,7 @@ def raw_question_spans(path: Path) -> list[tuple[int, int]] | None:
     """(offset, length) in the file of each question of a questions file, found in one
     msgspec pass; the file's bytes are released before this returns, so readers can fetch a
     few questions at a time. None when the file is not a plain JSON list."""
-    from lampctl.fastjson import buffer_address
+    from lampctl.io.fastjson import buffer_address
 
     found = _raw_list(path)
     if found is None:
@@ -230,7 +230,7 @@ def decode_questions(
 
 def decode_raw(raw: msgspec.Raw | bytes, name: str, index: int) -> Any:
     """One question of ``raw_questions``; errors name the file and the question's position."""
-    from lampctl import fastjson
+    from lampctl.io import fastjson
 
     data = bytes(raw)
     try:

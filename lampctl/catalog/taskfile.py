@@ -8,10 +8,7 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-from lampctl.errors import ConfigError
-from lampctl.rankers import RANKERS
-from lampctl.settings import PRECISIONS
-from lampctl.tasks import (
+from lampctl.catalog.tasks import (
     METRICS,
     QUERY_RULES,
     EncoderDefaults,
@@ -23,6 +20,9 @@ from lampctl.tasks import (
     Registry,
     TaskSpec,
 )
+from lampctl.errors import ConfigError
+from lampctl.retrieval.rankers import RANKERS
+from lampctl.settings import PRECISIONS
 
 # --------------------------------------------------------------------------- loading
 

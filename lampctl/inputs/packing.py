@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from lampctl.catalog.tasks import PromptSpec
 from lampctl.errors import InputError
-from lampctl.tasks import PromptSpec
-from lampctl.tokenizer import ModelTokenizer
+from lampctl.inputs.tokenizer import ModelTokenizer
 
 START_FACTOR = 0.6
 FACTOR_STEP = 0.1

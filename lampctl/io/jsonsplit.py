@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from lampctl.fastjson import buffer_address
+from lampctl.io.fastjson import buffer_address
 from lampctl.parallel import Forked
 
 # a part smaller than this is not worth a process: fork and the spans cost about 10 ms

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from lampctl.data import (
+from lampctl.catalog.tasks import Registry, TaskSpec
+from lampctl.errors import ConfigError, InputError
+from lampctl.io.data import (
     Question,
     atomic_writer,
     decode_questions,
@@ -24,14 +26,12 @@ from lampctl.data import (
     read_spans,
     refuse_overwriting_inputs,
 )
-from lampctl.errors import ConfigError, InputError
-from lampctl.queries import build_query, item_texts, parse_date
-from lampctl.rankers.base import PreparedQuestion, Ranker, order_by_scores, worker_ranker
-from lampctl.records import held_still, input_fingerprint, read_record, record_path, write_record
+from lampctl.ledger import held_still, input_fingerprint, read_record, record_path, write_record
 from lampctl.reporting import Reporter, SilentReporter
-from lampctl.shards import Shard
-from lampctl.shards import select as select_shard
-from lampctl.tasks import Registry, TaskSpec
+from lampctl.retrieval.queries import build_query, item_texts, parse_date
+from lampctl.retrieval.rankers.base import PreparedQuestion, Ranker, order_by_scores, worker_ranker
+from lampctl.retrieval.shards import Shard
+from lampctl.retrieval.shards import select as select_shard
 
 FORMATS = ("json", "trec")
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from lampctl.rankers.base import PreparedQuestion, ProgressFn, Ranker
+from lampctl.retrieval.rankers.base import PreparedQuestion, ProgressFn, Ranker
 
 
 class RecencyRanker(Ranker):

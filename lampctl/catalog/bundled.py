@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import settings
+from lampctl.catalog.taskfile import merge_yaml, parse_registry
+from lampctl.catalog.tasks import Registry
 from lampctl.errors import ConfigError
-from lampctl.taskfile import merge_yaml, parse_registry
-from lampctl.tasks import Registry
-from lampctl.yamlfile import read_yaml
+from lampctl.io.yamlfile import read_yaml
 
 
 def bundled_text(name: str) -> str:
@@ -20,7 +20,7 @@ def bundled_text(name: str) -> str:
     try:
         folder = resources.files("lampctl.configs")
     except ModuleNotFoundError:  # running from a source checkout that was not installed
-        folder = Path(__file__).resolve().parent.parent / "configs"  # type: ignore[assignment]
+        folder = Path(__file__).resolve().parents[2] / "configs"  # type: ignore[assignment]
     try:
         return folder.joinpath(name).read_text(encoding="utf-8")
     except OSError as exc:

@@ -38,10 +38,10 @@ from typing import Any
 
 import msgspec
 
-from lampctl import fastjson
-from lampctl.data import Question, map_bytes
+from lampctl.catalog.tasks import PeftSpec, TaskSpec
 from lampctl.errors import InputError, OptionError
-from lampctl.tasks import PeftSpec, TaskSpec
+from lampctl.io import fastjson
+from lampctl.io.data import Question, map_bytes
 
 ORDERS = ("file", "ranked")
 
@@ -116,10 +116,10 @@ class PeftStats:
 
 def read_questions(path: Path, parts: int = 1) -> list[PeftQuestion]:
     """The questions, profiles left raw; in ``parts`` processes where ``parts > 1`` (see
-    ``lampctl.jsonsplit``; only where a fork is safe), in one where the file cannot be split."""
+    ``lampctl.io.jsonsplit``; only where a fork is safe), in one where the file cannot be split."""
     name = str(path)
     if parts > 1:
-        from lampctl.jsonsplit import decode_parts
+        from lampctl.io.jsonsplit import decode_parts
 
         decoded = decode_parts(path, PeftQuestion, b'"profile"', parts)
         if decoded is not None:
@@ -128,7 +128,7 @@ def read_questions(path: Path, parts: int = 1) -> list[PeftQuestion]:
     try:
         return fastjson.decode(raw, msgspec.json.Decoder(list[PeftQuestion]))
     except (msgspec.DecodeError, UnicodeDecodeError):
-        from lampctl.data import load_questions
+        from lampctl.io.data import load_questions
 
         load_questions(path)  # names the problem in the usual words
         raise InputError(f"{name}: not a list of questions with id, input and profile") from None

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import settings
+from lampctl.catalog.tasks import Registry, TaskSpec
 from lampctl.errors import InputError, OptionError
-from lampctl.peft import PeftBuild, PeftOptions, PeftRow, PeftStats, jsonl
-from lampctl.tasks import Registry, TaskSpec
+from lampctl.peftdata.rows import PeftBuild, PeftOptions, PeftRow, PeftStats, jsonl
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def targets_beside(questions: Path, stem: str) -> PeftTargets:
 
 
 def read_users_file(path: Path) -> list[str]:
-    from lampctl.data import read_json
+    from lampctl.io.data import read_json
 
     data = read_json(path, "users file")
     if not isinstance(data, list) or not all(isinstance(u, str | int) for u in data):
@@ -102,7 +102,7 @@ class SourceCutter:
     without special tokens; and the token counts the summary reports."""
 
     def __init__(self, name: str, revision: str | None, max_length: int | None) -> None:
-        from lampctl.tokenizer import open_tokenizer
+        from lampctl.inputs.tokenizer import open_tokenizer
 
         self.tokenizer = open_tokenizer(name, revision).full
         limit = max_length or int(self.tokenizer.model_max_length)
@@ -147,10 +147,10 @@ def peft_file(
     """One set's three files and the record beside the training rows; skipped when the record
     says they are up to date. The training rows are hashed as they are written, and the inputs
     hashed (where their record's sha256 cannot be reused) while they are read."""
-    from lampctl.data import atomic_writer, load_outputs, sha256_file
+    from lampctl.io.data import atomic_writer, load_outputs, sha256_file
+    from lampctl.io.streams import HashingWriter
+    from lampctl.ledger import DerivedOutput, PendingFingerprints, sources_of
     from lampctl.merge import load_ranking, ranking_top_k
-    from lampctl.records import DerivedOutput, PendingFingerprints, sources_of
-    from lampctl.streams import HashingWriter
 
     started = time.perf_counter()
     targets = job.targets
@@ -244,7 +244,7 @@ def peft_file(
 def _parse_parts(questions: Path, hashing: bool) -> int:
     """Processes for reading the questions file: the cores left over (one hashes the inputs
     when ``hashing``), one per 64 MB; one where a fork is unsafe (torch is loaded)."""
-    from lampctl.jsonsplit import part_count
+    from lampctl.io.jsonsplit import part_count
     from lampctl.parallel import fork_is_safe, usable_cpus
 
     if not fork_is_safe():
@@ -285,7 +285,7 @@ def peft_jobs(
 ) -> list[PeftJob]:
     """The sets ``peft-data`` builds: explicit files, or every set asked for in the data dir
     (with ``order="ranked"``, those that have a ranking)."""
-    from lampctl.datadir import ranked_sets
+    from lampctl.catalog.datadir import ranked_sets
 
     ranked = options.order == "ranked"
     if questions is not None:
@@ -358,9 +358,9 @@ def peft_data(
 ) -> PeftRun:
     """Every chosen user's training set for one adapter per user, as ``lampctl peft-data``
     writes it (rows, evaluation rows, user list and a record per set)."""
-    from lampctl.bundled import cached_registry as registry
-    from lampctl.data import as_path
-    from lampctl.shards import parse_shard
+    from lampctl.catalog.bundled import cached_registry as registry
+    from lampctl.io.data import as_path
+    from lampctl.retrieval.shards import parse_shard
 
     found = registry(config)
     options = PeftOptions(order, seed, tokenizer, max_length, val_ratio, max_items)

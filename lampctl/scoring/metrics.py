@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from lampctl.answers import Answers, aligned
+from lampctl.catalog.tasks import EvaluationSpec, TaskSpec
 from lampctl.errors import InputError
-from lampctl.tasks import EvaluationSpec, TaskSpec
+from lampctl.scoring.answers import Answers, aligned
 
 # --------------------------------------------------------------------------- metrics
 

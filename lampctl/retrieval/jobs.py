@@ -21,16 +21,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from lampctl.data import read_json, remove_dead_temp_files
-from lampctl.encoder import EncoderConfig
+from lampctl.catalog.tasks import Registry, TaskSpec
 from lampctl.errors import LampctlError
+from lampctl.io.data import read_json, remove_dead_temp_files
+from lampctl.ledger import freshness, ranking_parameters
 from lampctl.parallel import worker_setup
-from lampctl.rankers import CPU_RANKERS, make_ranker
-from lampctl.rankers.base import Ranker
-from lampctl.ranking import rank_with_record
-from lampctl.records import freshness, ranking_parameters
-from lampctl.shards import Shard
-from lampctl.tasks import Registry, TaskSpec
+from lampctl.retrieval.encoder import EncoderConfig
+from lampctl.retrieval.rankers import CPU_RANKERS, make_ranker
+from lampctl.retrieval.rankers.base import Ranker
+from lampctl.retrieval.rankfile import rank_with_record
+from lampctl.retrieval.shards import Shard
 
 
 @dataclass(frozen=True)

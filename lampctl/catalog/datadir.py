@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lampctl.catalog.tasks import Registry, TaskSpec
 from lampctl.errors import InputError
-from lampctl.tasks import Registry, TaskSpec
 
 # The LaMP server's own layout: LaMP_7/dev/dev_questions.json, time/LaMP_7/dev/...,
 # LaMP_2/new/dev/... (what a wget mirror of the download page gives).

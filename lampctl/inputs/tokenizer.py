@@ -126,7 +126,7 @@ class ModelTokenizer:
 def open_tokenizer(name: str, revision: str | None = None) -> ModelTokenizer:
     """A Hugging Face tokenizer by hub id or folder, resolved once and offline-aware (the same
     lookup and messages as ``--checkpoint``)."""
-    from lampctl.encoder import locate_checkpoint
+    from lampctl.retrieval.encoder import locate_checkpoint
 
     folder = locate_checkpoint(name, revision, kind="tokenizer")
     saved = open_saved_tokenizer(folder)
@@ -271,7 +271,7 @@ def _record_verdict(path: Path, tokenizer: Any, folder: str) -> None:
         )
     else:
         verdict["backend"] = False
-    from lampctl.data import atomic_writer, write_json
+    from lampctl.io.data import atomic_writer, write_json
 
     try:
         if backend_text is not None:

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lampctl.rankers.base import PreparedQuestion, ProgressFn, Ranker
+from lampctl.retrieval.rankers.base import PreparedQuestion, ProgressFn, Ranker
 
 if TYPE_CHECKING:
-    from lampctl.encoder import EncoderConfig, LogFn
+    from lampctl.retrieval.encoder import EncoderConfig, LogFn
 
 
 class TokenCache:

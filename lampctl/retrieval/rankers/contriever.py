@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from lampctl.encoder import Encoder, EncoderConfig, LogFn
-from lampctl.rankers.base import PreparedQuestion, ProgressFn, Ranker
+from lampctl.retrieval.encoder import Encoder, EncoderConfig, LogFn
+from lampctl.retrieval.rankers.base import PreparedQuestion, ProgressFn, Ranker
 
 
 def checkpoint_identity(checkpoint: str) -> str:

@@ -1,0 +1,2 @@
+"""Scoring predictions offline: reading predictions files (``answers``) and the official LaMP
+metrics (``metrics``)."""
