@@ -162,3 +162,28 @@ def test_rank_all_folds_errors_that_several_jobs_share():
     failures = [("a", "disk full"), ("b", "bad file"), ("c", "disk full"), ("d", "disk full")]
     assert fold_errors(failures) == ["3 jobs (a, c, ...): disk full", "b: bad file"]
     assert fold_errors([("a", "x"), ("b", "x")]) == ["2 jobs (a, b): x"]
+
+
+def test_explicit_files_refuse_data_dir_options_in_every_command(cli, tmp_path):
+    """One rule (catalog.datadir.explicit_files): an option that would pick data-dir sets is
+    refused beside explicit files, and one that needs them is refused without, naming it."""
+    q, o = tmp_path / "q.json", tmp_path / "o.jsonl"
+    cases = [
+        (("prompts", "-t", "3", "--questions", q, "--no-profile", "--output", o, "-s", "time"),
+         "--split"),
+        (("prompts", "-t", "3", "--no-profile", "--outputs", q), "--outputs"),
+        (("peft-data", "-t", "3", "--questions", q, "--output", o, "--set", "dev"), "--set"),
+        (("peft-data", "-t", "3", "--outputs", q), "--outputs"),
+        (("merge", "--questions", q, "--no-ranking", "--output", o, "-t", "3"), "--task"),
+        (("merge", "--questions", q, "--no-ranking"), "--output"),
+        (("rank", "-t", "3", "--input", q, "--set", "dev"), "--set"),
+        (("rank", "-t", "3", "--output", o), "--output"),
+        (("peft", "train", "-m", "x", "--rows", q, "-s", "time"), "--split"),
+        (("peft", "predict", "-m", "x", "--rows", q), "--task"),
+        (("generate", "-m", "x", "--prompts", q, "-t", "3", "--set", "dev"), "--set"),
+    ]  # fmt: skip
+    for args, option in cases:
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.out, result.err)
+        assert f"Invalid value for {option}" in result.err or option in result.err, result.err
+        assert not o.exists()

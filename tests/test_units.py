@@ -180,3 +180,32 @@ def _umask() -> int:
 
 def test_as_path():
     assert as_path(None) is None and as_path("a/b") == Path("a/b")
+
+
+def test_explicit_files_or_a_data_dir_selection_one_rule():
+    from lampctl.catalog.datadir import explicit_files
+    from lampctl.errors import OptionError
+
+    sel = {"task": ["3"], "split": [], "set": []}
+    assert explicit_files({"questions": None}, {"questions": None}, selection=sel) is False
+    need = {"questions": "q", "output": "o"}
+    assert explicit_files({"questions": "q"}, need, task="one", selection=sel) is True
+
+    def refused(*args, **kwargs) -> tuple[str, str]:
+        with pytest.raises(OptionError) as caught:
+            explicit_files(*args, **kwargs)
+        return caught.value.option, str(caught.value)
+
+    option, text = refused({"questions": "q"}, {**need, "output": None}, task="one",
+                           selection=sel)  # fmt: skip
+    assert option == "output" and "explicit files need one --task, --questions and --output" in text
+    option, _ = refused({"questions": "q"}, {"questions": "q"}, task="one", selection={})
+    assert option == "task"
+    option, text = refused({"questions": "q"}, need, selection=sel)
+    assert option == "task" and "--task picks data-dir sets" in text  # "none": no --task
+    option, _ = refused({"questions": "q"}, need, task="one", selection={**sel, "set": ["dev"]})
+    assert option == "set"
+    option, text = refused({"questions": None}, need, data_dir_only={"outputs": "g"})
+    assert option == "outputs" and "--outputs goes with --questions" in text
+    # "any": the task is the command's own (rank), explicit files or not
+    assert explicit_files({"input": "q"}, task="any", selection=sel) is True

@@ -41,7 +41,7 @@ def merge(
 ) -> MergeRun:
     """Questions, ranked profiles (or the profile order, ``no_ranking``) and gold outputs in
     one file per set: every ranked set of the data dir asked for, or explicit files."""
-    from lampctl.catalog.datadir import ranked_sets
+    from lampctl.catalog.datadir import explicit_files, ranked_sets
     from lampctl.merge import MERGE_FORMATS, merge_set, merged_path
 
     if fmt not in MERGE_FORMATS:
@@ -50,13 +50,12 @@ def merge(
         raise OptionError("ranking", "--ranking and --no-ranking exclude each other")
     left_out: list[str] = []
     explicit = [as_path(p) for p in (questions, ranking, outputs, output)]
-    if any(p is not None for p in explicit):
-        if questions is None or output is None:
-            raise OptionError("questions", "explicit files need --questions and --output")
+    files = dict(zip(("questions", "ranking", "outputs", "output"), explicit, strict=True))
+    selection = {"task": tasks, "split": splits, "set": sets}
+    need = {"questions": questions, "output": output}
+    if explicit_files(files, need, selection=selection):
         if ranking is None and not no_ranking:
             raise OptionError("ranking", "give --ranking, or --no-ranking")
-        if tasks or splits or sets:
-            raise OptionError("task", "--task/--split/--set and explicit files exclude each other")
         jobs = [tuple(explicit)]
     else:
         found, folder = registry(config), settings.data_dir(data_dir)

@@ -100,10 +100,24 @@ def _stem(spec: Any, set_name: str, variant: str | None) -> str:
     return variant_name(set_name, spec, PeftOptions(), None, None)
 
 
-def _task_name(task: str | None, config: Path | str | None, option: str) -> str:
+def _explicit(
+    option: str,
+    path: Path | None,
+    task: str | None,
+    split: str | None,
+    set: str | None,
+    task_rule: str,
+) -> bool:
+    """Explicit files (``option`` given) or a data-dir selection, by the shared rule."""
+    from lampctl.catalog.datadir import explicit_files
+
+    selection = {"task": [task] if task else [], "split": split, "set": set}
+    return explicit_files({option: path}, task=task_rule, selection=selection)
+
+
+def _task_name(task: str | None, config: Path | str | None) -> str:
     """The official ``task`` value (``LaMP_4``) of the predictions file."""
-    if task is None:
-        raise OptionError("task", f"name the task (with {option}) for the predictions file")
+    assert task is not None  # explicit_files(task="one") checked it
     return registry(config).task(task).dir_name
 
 
@@ -160,12 +174,12 @@ def peft_train(
 
     options = default_train_options(**hyperparameters)
     rows_path = as_path(rows)
-    if rows_path is None:
+    if _explicit("rows", rows_path, task, split, set, task_rule="none"):
+        paths = PeftPaths.beside(rows_path, evaluation=False)
+    else:
         spec, folder = _selection(task, split, set, data_dir, config, "--rows")
         paths = PeftPaths(folder, _stem(spec, set, variant))
         rows_path = paths.rows
-    else:
-        paths = PeftPaths.beside(rows_path, evaluation=False)
     adapters_path = as_path(adapters) or paths.adapters(model_slug(model, revision))
     if not rows_path.is_file():
         raise InputError(f"{rows_path}: no such peft-data file (run 'lampctl peft-data' first)")
@@ -211,14 +225,14 @@ def peft_predict(
 
     options = default_decode_options(**decoding)
     rows_path = as_path(rows)
-    if rows_path is None:
+    if _explicit("rows", rows_path, task, split, set, task_rule="one"):
+        paths = PeftPaths.beside(rows_path, evaluation=True)
+        task_name = _task_name(task, config)
+    else:
         spec, folder = _selection(task, split, set, data_dir, config, "--rows")
         paths = PeftPaths(folder, _stem(spec, set, variant))
         rows_path = paths.eval_rows
         task_name = spec.dir_name
-    else:
-        paths = PeftPaths.beside(rows_path, evaluation=True)
-        task_name = _task_name(task, config, "--rows")
     slug = model_slug(model, revision)
     adapters_path = as_path(adapters) or paths.adapters(slug)
     output_path = as_path(output) or paths.predictions(slug)
@@ -258,7 +272,9 @@ def generate(
 
     options = default_decode_options(**decoding)
     prompts_path, output_path = as_path(prompts), as_path(output)
-    if prompts_path is None:
+    if _explicit("prompts", prompts_path, task, split, set, task_rule="one"):
+        task_name = _task_name(task, config)
+    else:
         spec, folder = _selection(task, split, set, data_dir, config, "--prompts")
         found = sorted(folder.glob(f"{set}_prompts_*.jsonl"))
         if not found:
@@ -271,8 +287,6 @@ def generate(
             )
         prompts_path = found[0]
         task_name = spec.dir_name
-    else:
-        task_name = _task_name(task, config, "--prompts")
     slug = model_slug(model, revision)
     output_path = output_path or prompts_path.with_name(
         f"{prompts_path.name.removesuffix('.jsonl')}_predictions_{slug}.json"

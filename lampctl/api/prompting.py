@@ -55,15 +55,15 @@ def prompt_jobs(
     left_out: list[str],
 ) -> list[PromptJob]:
     """The files ``prompts`` builds: explicit files, or every ranked set asked for."""
-    from lampctl.catalog.datadir import ranked_sets
+    from lampctl.catalog.datadir import explicit_files, ranked_sets
     from lampctl.inputs.naming import output_name
 
     no_profile = tokenizer is None
-    if questions is not None or ranking is not None:
-        if questions is None or output is None or len(tasks) != 1:
-            raise OptionError(
-                "questions", "explicit files need one --task, --questions and --output"
-            )
+    files = {"questions": questions, "ranking": ranking}
+    selection = {"task": tasks, "split": splits, "set": sets}
+    need = {"questions": questions, "output": output}
+    if explicit_files(files, need, task="one", selection=selection,
+                      data_dir_only={"outputs": outputs}):  # fmt: skip
         if ranking is None and not no_profile:
             raise OptionError("ranking", "give --ranking, or --no-profile")
         spec = found.task(tasks[0])

@@ -37,16 +37,13 @@ def rank_targets(
     shard: Any = None,
 ) -> list[tuple[Path, Path]]:
     """(questions file, ranking file) for each file ``rank`` would rank."""
-    from lampctl.catalog.datadir import check_data_dir
+    from lampctl.catalog.datadir import check_data_dir, explicit_files
     from lampctl.retrieval.rankfile import default_output, planned_sets
 
-    if output is not None and input is None:
-        raise OptionError("output", "--output needs --input")
-    if sets and input is not None:
-        raise OptionError("set", "--set and --input exclude each other")
     if shard is not None and fmt != "json":
         raise OptionError("shard", "shards are JSON rankings; gather them first")
-    if input is not None:
+    if explicit_files({"input": input}, task="any", selection={"set": sets},
+                      data_dir_only={"output": output}):  # fmt: skip
         files = [(input, output or default_output(input, fmt))]
     else:
         check_data_dir(found, data_dir)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lampctl.catalog.tasks import Registry, TaskSpec
-from lampctl.errors import InputError
+from lampctl.errors import InputError, OptionError
 
 # The LaMP server's own layout: LaMP_7/dev/dev_questions.json, time/LaMP_7/dev/...,
 # LaMP_2/new/dev/... (what a wget mirror of the download page gives).
@@ -138,3 +139,46 @@ def ranked_sets(
             f"'lampctl rank-all' first, or pass {without})"
         )
     return found
+
+
+def explicit_files(
+    files: Mapping[str, Any],
+    need: Mapping[str, Any] | None = None,
+    *,
+    task: str = "none",
+    selection: Mapping[str, Any] | None = None,
+    data_dir_only: Mapping[str, Any] | None = None,
+) -> bool:
+    """The one rule every command shares for "explicit files or a data-dir selection":
+    True when some option of ``files`` (option name -> value) is given.
+
+    With explicit files, every option of ``need`` (option name -> value) must be given;
+    ``task`` says what the command needs of ``--task`` then (``"one"``: exactly one,
+    ``"none"``: none, ``"any"``: as given); and no option of ``selection`` (``--split``,
+    ``--set``...: option name -> value) may be given, for it would pick nothing. Without
+    them, no option of ``data_dir_only`` (those that only go with explicit files) may be
+    given. Each conflict is an ``OptionError`` naming its option."""
+    given = [name for name, value in files.items() if value is not None]
+    if not given:
+        for name, value in (data_dir_only or {}).items():
+            if value is not None:
+                first = next(iter(files))
+                raise OptionError(name, f"--{name.replace('_', '-')} goes with --{first}")
+        return False
+    parts = ["one --task"] if task == "one" else []
+    need = need or {}
+    parts += [f"--{name.replace('_', '-')}" for name in need]
+    missing = [name for name, value in need.items() if value is None]
+    tasks = (selection or {}).get("task")
+    if task == "one" and (not tasks or len(tasks) != 1):
+        missing.insert(0, "task")
+    if missing:
+        listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+        raise OptionError(missing[0], f"explicit files need {listed}")
+    for name, value in (selection or {}).items():
+        if name == "task" and task != "none":
+            continue
+        if value:
+            flag = f"--{name.replace('_', '-')}"
+            raise OptionError(name, f"{flag} picks data-dir sets; explicit files do without it")
+    return True

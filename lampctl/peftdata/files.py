@@ -285,14 +285,14 @@ def peft_jobs(
 ) -> list[PeftJob]:
     """The sets ``peft-data`` builds: explicit files, or every set asked for in the data dir
     (with ``order="ranked"``, those that have a ranking)."""
-    from lampctl.catalog.datadir import ranked_sets
+    from lampctl.catalog.datadir import explicit_files, ranked_sets
 
     ranked = options.order == "ranked"
-    if questions is not None:
-        if output is None or len(tasks) != 1:
-            raise OptionError(
-                "questions", "explicit files need one --task, --questions and --output"
-            )
+    selection = {"task": tasks, "split": splits, "set": sets}
+    alone = {"output": output, "ranking": ranking, "outputs": outputs}
+    need = {"questions": questions, "output": output}
+    if explicit_files({"questions": questions}, need, task="one", selection=selection,
+                      data_dir_only=alone):  # fmt: skip
         if ranked and ranking is None:
             raise OptionError("ranking", "--order ranked needs --ranking")
         stem = output.name.removesuffix(".jsonl")
@@ -303,8 +303,6 @@ def peft_jobs(
         )
         spec = found.task(tasks[0])
         return [PeftJob(spec, "file", questions, outputs, ranking if ranked else None, targets)]
-    if ranking is not None or output is not None:
-        raise OptionError("output", "--output and --ranking go with --questions")
     jobs = []
     try:
         found_sets = ranked_sets(
