@@ -141,3 +141,18 @@ def test_public_names_agree():
                 same = importlib.import_module(typed[name])
             assert same is value, name
     assert sorted(dir(lampctl)) == dir(lampctl) and set(lampctl.__all__) <= set(dir(lampctl))
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages (configs/ is mapped in): a folder of the source tree
+    that is not listed works from a checkout and is missing from an installed lampctl."""
+    import tomllib
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(PACKAGE.parent).parts)
+        for init in PACKAGE.rglob("__init__.py")
+    }
+    assert found - listed == set()
+    assert listed - found == {"lampctl.configs"}
