@@ -513,3 +513,37 @@ def test_an_interrupted_training_names_the_adapters_it_kept(cli, tmp_path, t5, m
     assert result.exit_code == 130
     assert "1 file(s) finished and kept" in result.err and str(tmp_path / "ad" / "a") in result.err
     assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["a"]
+
+
+def test_row_lora_adds_each_rows_own_update():
+    """One wrapped Linear, checked against the LoRA formula row by row: slot 0 is the bare
+    layer, beam-repeated rows keep their slot, a flattened input is refused."""
+    from lampctl.errors import ModelLoadError
+    from lampctl.model.adapters import RowLora, RowSlots
+
+    torch.manual_seed(0)
+    base = torch.nn.Linear(6, 5)
+    rows = RowSlots()
+    layer = RowLora("enc.q", base, slots=2, r=3, scaling=4.0, rows=rows)
+    adapters = {s: (torch.randn(3, 6), torch.randn(5, 3)) for s in (1, 2)}
+    for s, (a, b) in adapters.items():
+        layer.lora_a[s].copy_(a)
+        layer.lora_b[s].copy_(b)
+    x = torch.randn(3, 4, 6)
+    slots = [2, 0, 1]
+    with torch.no_grad():
+        assert torch.equal(layer(x), base(x))  # no batch set: the bare layer
+        with rows.batch(slots, "cpu"):
+            got = layer(x)
+            beams = layer(x.repeat_interleave(2, dim=0))
+            with pytest.raises(ModelLoadError, match="enc.q"):
+                layer(x.reshape(12, 6))
+        for i, s in enumerate(slots):
+            want = base(x[i])
+            if s:
+                a, b = adapters[s]
+                want = want + (x[i] @ a.T @ b.T) * 4.0
+            torch.testing.assert_close(got[i], want)
+            torch.testing.assert_close(beams[2 * i], want)
+            torch.testing.assert_close(beams[2 * i + 1], want)
+        assert torch.equal(got[1], base(x[1]))  # slot 0: exactly the base layer

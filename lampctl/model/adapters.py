@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lampctl.errors import InputError
+from lampctl.errors import InputError, ModelLoadError
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -116,16 +116,18 @@ class RowSlots:
         self.slots: torch.Tensor | None = None
         self._repeated: dict[int, torch.Tensor] = {}
 
-    def for_rows(self, rows: int) -> torch.Tensor | None:
-        """Slots for a layer input of ``rows`` rows: the batch's, or each repeated in place
-        (beam search); ``None`` when no row has an adapter."""
+    def for_rows(self, rows: int, layer: str) -> torch.Tensor:
+        """Slots for an input of ``rows`` rows to ``layer``: the batch's, or each repeated in
+        place (beam search). Call only while a batch with adapters is set."""
         slots = self.slots
-        if slots is None:
-            return None
+        assert slots is not None
         if rows == len(slots):
             return slots
         if rows % len(slots):
-            raise RuntimeError(f"a layer saw {rows} rows in a batch of {len(slots)}")
+            raise ModelLoadError(
+                f"{layer}: the model feeds this LoRA target {rows} rows in a batch of "
+                f"{len(slots)}; per-user adapters need each row to stay one question's"
+            )
         times = rows // len(slots)
         if times not in self._repeated:
             self._repeated[times] = slots.repeat_interleave(times)
@@ -144,8 +146,11 @@ class RowSlots:
 class RowLora(nn.Module):
     """A ``Linear`` plus, for each row, the LoRA update of that row's slot."""
 
-    def __init__(self, base: nn.Linear, slots: int, r: int, scaling: float, rows: RowSlots):
+    def __init__(
+        self, name: str, base: nn.Linear, slots: int, r: int, scaling: float, rows: RowSlots
+    ) -> None:
         super().__init__()
+        self.name = name
         self.base_layer = base
         self.scaling = scaling
         self.rows = rows
@@ -164,11 +169,14 @@ class RowLora(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base_layer(x)
-        if x.dim() != 3:  # rows first, then positions: anything else cannot be told apart
-            raise RuntimeError(f"a LoRA target got a {x.dim()}-d input; batches must be 3-d")
-        slots = self.rows.for_rows(x.shape[0])
-        if slots is None:
+        if self.rows.slots is None:  # no row of this batch has an adapter
             return result
+        if x.dim() != 3:  # rows, positions, features: rows flattened cannot be told apart
+            raise ModelLoadError(
+                f"{self.name}: the model feeds this LoRA target {x.dim()}-d inputs; per-user "
+                "adapters need rows x positions x features"
+            )
+        slots = self.rows.for_rows(x.shape[0], self.name)
         h = x.to(self.lora_a.dtype)
         update = torch.bmm(torch.bmm(h, self.lora_a[slots].transpose(1, 2)),
                            self.lora_b[slots].transpose(1, 2))  # fmt: skip
@@ -224,7 +232,7 @@ class GatheredAdapters:
                 raise InputError(f"{folder}: the model has no module {module}") from None
             if not isinstance(target, nn.Linear):
                 raise InputError(f"{folder}: {module} is a {type(target).__name__}, not Linear")
-            layer = RowLora(target, self.slots, shape.r, shape.scaling, self.rows)
+            layer = RowLora(module, target, self.slots, shape.r, shape.scaling, self.rows)
             setattr(parent, child, layer)
             self.layers[module] = layer
         self.shape, self.first = shape, folder
