@@ -303,8 +303,9 @@ def main() -> None:
     print(f"predict (a), one user: {ref_one:.1f}s, lampctl {ours_one:.1f}s (fixed cost)")
     users = args.users - 1
     theirs, mine = (ref_trainer - ref_one) / users, (ours_predict - ours_one) / users
-    print(f"predict (a), each further user: {theirs:.3f}s, lampctl {mine:.3f}s, "
-          f"{theirs / max(mine, 1e-3):.1f}x")  # fmt: skip
+    # lampctl's difference can be below the runs' noise (or negative): no ratio then
+    ratio = f"{theirs / mine:.1f}x" if mine > 0 else "lampctl's within the noise of one run"
+    print(f"predict (a), each further user: {theirs:.3f}s, lampctl {mine:.3f}s, {ratio}")
     print(f"predictions equal to (a'): {same} of {len(ref)}; to (a): {same_trainer} of "
           f"{len(trainer_out)}")  # fmt: skip
     for name, peak in peaks.items():

@@ -38,9 +38,9 @@ import torch
 from torch import nn
 
 from lampctl.errors import InputError, ModelLoadError
+from lampctl.model.training import ADAPTER_FILES
 
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
+CONFIG_FILE, WEIGHTS_FILE = ADAPTER_FILES  # what peft train (peft's save_pretrained) writes
 PREFIX = "base_model.model."  # peft's name for the wrapped model in saved tensor names
 # adapter_config.json keys that ask for something beyond plain LoRA; each must be empty/false
 VARIANTS = (
@@ -217,10 +217,7 @@ class GatheredAdapters:
                 layer.lora_a[slot].copy_(a)
                 layer.lora_b[slot].copy_(b)
             placed[user] = slot
-        for layer in self.layers.values():  # slots left over from an earlier group: emptied
-            layer.lora_a[len(users) + 1 :].zero_()
-            layer.lora_b[len(users) + 1 :].zero_()
-        return placed
+        return placed  # slots past these keep an earlier group's weights: no row names them
 
     def _wrap(self, folder: Path, shape: AdapterShape) -> None:
         for module in shape.modules:

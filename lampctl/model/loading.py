@@ -167,9 +167,7 @@ def source_lengths(base: BaseModel, sources: Sequence[str], max_length: int) -> 
     return [len(ids) for ids in encoded]
 
 
-def generate_texts(
-    base: BaseModel, model: Any, sources: Sequence[str], options: DecodeOptions
-) -> list[str]:
+def generate_texts(base: BaseModel, sources: Sequence[str], options: DecodeOptions) -> list[str]:
     """Decoded outputs of one batch."""
     import torch
 
@@ -180,7 +178,7 @@ def generate_texts(
         return_tensors="pt", return_token_type_ids=False,
     ).to(base.device)  # fmt: skip
     with torch.inference_mode(), quiet_libraries():
-        out = model.generate(
+        out = base.model.generate(
             **inputs,
             num_beams=options.num_beams,
             max_new_tokens=options.max_new_tokens,

@@ -203,7 +203,7 @@ def predict_users(
             for batch in _sorted_batches(base, todo, options):
                 picked = [todo[i] for i in batch]
                 with gathered.rows.batch([slot_of.get(r.user, 0) for r in picked], base.device):
-                    texts = generate_texts(base, base.model, [r.source for r in picked], options)
+                    texts = generate_texts(base, [r.source for r in picked], options)
                 answers.extend((r.id, t) for r, t in zip(picked, texts, strict=True))
                 reporter.advance(len(picked))
             partial.add(answers)
@@ -280,7 +280,7 @@ def generate_file(
     reporter.start("generate", len(rows), unit="prompts")
     answers: dict[int, str] = {}
     for batch in _sorted_batches(base, rows, options):
-        texts = generate_texts(base, base.model, [rows[i].source for i in batch], options)
+        texts = generate_texts(base, [rows[i].source for i in batch], options)
         answers.update(zip(batch, texts, strict=True))
         reporter.advance(len(batch))
     write_predictions(output, task, [(row.id, answers[i]) for i, row in enumerate(rows)])
