@@ -21,17 +21,19 @@ both sides alike.
                 the adapter on a fresh base model, that user's questions in one generate call.
             (b) lampctl peft predict: adapters of 16 users at once in slots of one base model
                 (no peft), each row of a batch with its own adapter, batches across users.
-Both sides use the same hyperparameters (--epochs, batch 16, lr 5e-5) and decoding (4 beams,
---max-new-tokens). Each side is a whole process, timed wall-clock; the peak resident memory of
-lampctl's process is sampled at --users and at half as many users, to show it does not grow
-with the number of users. Prediction is also run for one user on both sides: a process's fixed
-cost (importing torch and transformers, loading the model), and what each further user costs.
-Prints seconds and ratios.
+Both sides use the same hyperparameters (--epochs, batch 16, lr 5e-5) and decoding: 4 beams
+and --max-new-tokens, by default 128 as in PEFT/evaluate_llm.py and lampctl (the tiny random
+model never stops early, so every question takes all of them; --max-new-tokens 32 shows a
+run where each side's fixed cost weighs more). Each side is a whole process, timed
+wall-clock; the peak resident memory of lampctl's process is sampled at --users and at half as
+many users, to show it does not grow with the number of users. Prediction is also run for one
+user on both sides: a process's fixed cost (importing torch and transformers, loading the
+model), and what each further user costs. Prints seconds and ratios.
 
 Needs the train extra and `datasets` and `accelerate` for the reference's Trainer (pip install
 datasets accelerate); lampctl does not depend on them.
 
-Usage: python benchmarks/bench_peft_train.py [--users 100] [--epochs 2] [--max-new-tokens 32]
+Usage: python benchmarks/bench_peft_train.py [--users 100] [--epochs 2] [--max-new-tokens 128]
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--items", type=int, default=24, help="most profile items of a user")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="the reference's: 128")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="bench-peft-train-") as scratch:
@@ -247,7 +249,10 @@ def main() -> None:
         model = write_tiny_t5(work / "t5")
         rows, eval_rows, _ = build(work, args.users, args.items)
         count = sum(1 for _ in rows.open())
-        print(f"{args.users} users, {count} training rows, epochs {args.epochs}; tiny T5")
+        print(
+            f"{args.users} users, {count} training rows, epochs {args.epochs}; tiny T5; "
+            f"4 beams, {args.max_new_tokens} new tokens"
+        )
         lamp = [sys.executable, "-m", "lampctl", "--quiet"]
 
         def train(rows_file: Path, adapters: Path, *extra: str) -> list[str]:
