@@ -164,6 +164,31 @@ def test_same_seed_same_bytes_other_seed_other_adapter(tmp_path, t5):
     assert files[0] == files[1] and files[0] != files[2]
 
 
+def test_adapters_are_the_same_when_peft_state_dict_is_not_live(tmp_path, t5, monkeypatch):
+    # The saved weights are peft's state dict, taken once when its tensors are views of the
+    # trained parameters. When they are not (here: copies), each save asks peft again, and
+    # each user's adapter is still that user's own, byte for byte.
+    import peft
+
+    rows = _write(tmp_path / "rows.jsonl", _rows({"1": 3, "2": 4}))
+    lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / "live", **SMALL)
+    real = peft.get_peft_model_state_dict
+    calls = []
+
+    def copies(model, *args, **kwargs):
+        calls.append(1)
+        return {k: v.clone() for k, v in real(model, *args, **kwargs).items()}
+
+    monkeypatch.setattr(peft, "get_peft_model_state_dict", copies)
+    lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / "asked", **SMALL)
+    assert len(calls) == 3  # once to look, then once per user
+    for user in ("1", "2"):
+        name = Path(user) / "adapter_model.safetensors"
+        assert (tmp_path / "live" / name).read_bytes() == (tmp_path / "asked" / name).read_bytes()
+    one, two = (_saved(tmp_path / "live" / u) for u in ("1", "2"))
+    assert any(not torch.equal(one[k], two[k]) for k in one)
+
+
 def test_reruns_skip_up_to_date_users_and_retrain_changed_ones(cli, tmp_path, t5):
     rows = _rows({"1": 3, "2": 4})
     path = _write(tmp_path / "rows.jsonl", rows)

@@ -147,10 +147,12 @@ def adapter_state(folder: Path, wanted: Callable[[str], dict[str, Any]]) -> str:
     return "up to date"
 
 
-def save_adapter(model: Any, folder: Path, record: dict[str, Any]) -> None:
-    """``model``'s adapter and its record into ``folder``, whole or not at all: written to a
-    temp folder beside it, synced, then renamed into place (an older folder is moved aside
-    first and removed after)."""
+def save_adapter(
+    model: Any, folder: Path, record: dict[str, Any], weights: dict | None = None
+) -> None:
+    """``model``'s adapter (``weights``: its peft state dict, if already known) and its record
+    into ``folder``, whole or not at all: written to a temp folder beside it, synced, then
+    renamed into place (an older folder is moved aside first and removed after)."""
     from lampctl.io.data import owner_tag, process_umask
 
     parent = folder.parent
@@ -160,7 +162,7 @@ def save_adapter(model: Any, folder: Path, record: dict[str, Any]) -> None:
         parent.mkdir(parents=True, exist_ok=True)
         if temp.exists():
             shutil.rmtree(temp)
-        _write_adapter(model, temp)
+        _write_adapter(model, temp, weights)
         files = {name: sha256_file(temp / name) for name in ADAPTER_FILES}
         (temp / RECORD).write_text(
             json.dumps({"lampctl": __version__, **record, "files": files}, indent=1) + "\n",
@@ -185,7 +187,7 @@ def save_adapter(model: Any, folder: Path, record: dict[str, Any]) -> None:
         raise OutputError(f"{folder}: cannot write the adapter: {exc.strerror or exc}") from None
 
 
-def _write_adapter(model: Any, folder: Path) -> None:
+def _write_adapter(model: Any, folder: Path, weights: dict | None = None) -> None:
     """The two files ``PeftModel.save_pretrained`` writes that loading needs: the adapter's
     weights (safetensors, as peft names them) and its config (in inference mode); without
     the model card peft also writes, which costs more than the weights on small models."""
@@ -195,7 +197,8 @@ def _write_adapter(model: Any, folder: Path) -> None:
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True)
-    weights = get_peft_model_state_dict(model)
+    if weights is None:
+        weights = get_peft_model_state_dict(model)
     save_file(
         {name: tensor.detach().contiguous() for name, tensor in weights.items()},
         str(folder / "adapter_model.safetensors"),
@@ -277,6 +280,10 @@ class FreshAdapters:
         self.rng = torch.get_rng_state()
         cuda = base.device.startswith("cuda")
         self.cuda_rng = torch.cuda.get_rng_state(base.device) if cuda else None
+        self.weights = live_adapter_weights(self.model, self.trainable)
+        # Training mode for the whole run (dropout), set once: transformers' train() and eval()
+        # walk every module (and kernelize), which cost more than a small user's steps.
+        self.model.train()
 
     def train(self, pairs: Pairs, step: Callable[[], None] | None = None) -> UserTraining:
         """A fresh adapter trained on ``pairs``: AdamW, linear warmup and decay, clipping,
@@ -298,7 +305,6 @@ class FreshAdapters:
         total, warmup = schedule_steps(len(pairs), options)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
         order = torch.Generator().manual_seed(options.seed)
-        model.train()
         losses: list[float] = []
         for _ in range(options.epochs):
             losses = []
@@ -315,15 +321,29 @@ class FreshAdapters:
                 losses.append(float(loss.detach()))
                 if step is not None:
                     step()
-        model.eval()
         return UserTraining(total, sum(losses) / len(losses) if losses else None)
 
     def save(self, folder: Path, record: dict[str, Any]) -> None:
-        save_adapter(self.model, folder, record)
+        save_adapter(self.model, folder, record, self.weights)
 
     def close(self) -> None:
-        """Take the adapter off: the base model is as it was loaded."""
+        """Take the adapter off: the base model is as it was loaded (in eval mode)."""
+        self.model.eval()
         self.base.model = self.model.unload()
+
+
+def live_adapter_weights(model: Any, trainable: Sequence[tuple[str, Any]]) -> dict | None:
+    """peft's saved state dict of ``model``'s adapter, taken once, when each of its tensors is
+    a view of a trainable parameter (plain LoRA): training updates those in place, so the dict
+    always holds the current weights and saving each user skips peft's walk of the model.
+    None when peft's dict holds anything else; each save then asks peft again."""
+    from peft import get_peft_model_state_dict
+
+    weights = get_peft_model_state_dict(model)
+    live = {(p.data_ptr(), p.shape) for _, p in trainable}
+    if all((t.data_ptr(), t.shape) in live for t in weights.values()):
+        return weights
+    return None
 
 
 @dataclass(frozen=True)
