@@ -35,8 +35,22 @@ class OutputError(LampctlError):
 
 class OptionError(LampctlError):
     """An argument is missing, conflicts with another or is out of range. ``option`` names it
-    (the CLI shows it as a usage error of ``--option``, exit code 2)."""
+    (the CLI shows it as a usage error of ``--option``, exit code 2). The message names
+    arguments as the Python API spells them; ``mentions`` lists those, written last in a
+    parenthesis of the message, that the CLI shows as its options instead (``(eval_output)``
+    -> ``(--eval-output)``, ``(record of output)`` -> ``(record of --output)``)."""
 
-    def __init__(self, option: str, message: str) -> None:
+    def __init__(self, option: str, message: str, mentions: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.option = option
+        self.mentions = mentions
+
+    def as_flags(self) -> str:
+        """The message with each mentioned argument written as the CLI's option."""
+        import re
+
+        text = str(self)
+        for name in self.mentions:
+            flag = "--" + name.replace("_", "-")
+            text = re.sub(rf"(?<=[( ]){re.escape(name)}(?=\))", flag, text)
+        return text

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,6 @@ from lampctl.errors import InputError, LampctlError
 from lampctl.io.data import (
     is_special_file,
     read_json,
-    refuse_overwriting_inputs,
     remove_dead_temp_files,
     sha256_file,
     write_json,
@@ -386,22 +385,37 @@ def check_ranking_matches(ranking: Path, questions: Path, questions_sha256: str)
         )
 
 
+def outputs_with_record(output: Path, role: str = "output") -> dict[str, Path]:
+    """An output and the record written beside it, by role, for ``check_outputs``."""
+    found = {role: output}
+    if not is_special_file(output):
+        found[f"record of {role}"] = record_path(output)
+    return found
+
+
 class DerivedOutput:
     """A file made from other files (a merged file, model inputs, peft-data rows): the one
-    workflow each such command follows. Made before any work, it refuses an output that is
-    one of the inputs; ``up_to_date`` is the skip (the record, when it says the inputs and
-    parameters are those of now; temp files of killed writers are tidied); ``held_still``
-    guards the reading; ``write_record`` writes the record once the output is in place."""
+    workflow each such command follows. Made before any work, it checks where everything
+    goes (``io.outputs.check_outputs``): no output, record included, onto an input, into an
+    input folder or onto another output; ``up_to_date`` is the skip (the record, when it says
+    the inputs and parameters are those of now; temp files of killed writers are tidied);
+    ``held_still`` guards the reading; ``write_record`` writes the record once the output is
+    in place. ``also``: the command's other outputs, by the argument that names them."""
 
     def __init__(
         self,
         output: Path,
         sources: dict[str, Path],
         parameters: dict[str, Any],
-        also: Sequence[Path] = (),
+        also: Mapping[str, Path] | None = None,
+        role: str = "output",
+        input_folders: Mapping[str, Path | None] | None = None,
     ) -> None:
+        from lampctl.io.outputs import check_outputs
+
         self.output, self.sources, self.parameters = output, sources, parameters
-        refuse_overwriting_inputs([output, *also], dict(sources))
+        outputs = {**outputs_with_record(output, role), **(also or {})}
+        check_outputs(outputs, dict(sources), input_folders=input_folders)
 
     def up_to_date(self, force: bool = False) -> dict[str, Any] | None:
         """The record, when the output need not be made again; else None."""

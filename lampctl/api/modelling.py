@@ -142,6 +142,11 @@ def _users(users: Sequence[str] | Path | str | None) -> list[str] | None:
     return [str(u) for u in users]
 
 
+def _users_file(users: Sequence[str] | Path | str | None) -> Path | None:
+    """The ``users`` file, when a file names them: an input no output may replace."""
+    return Path(users) if isinstance(users, (str, Path)) else None
+
+
 def peft_train(
     model: str,
     task: str | None = None,
@@ -186,7 +191,7 @@ def peft_train(
     return train_adapters(
         rows_path, model, adapters_path, options, revision=revision, users=_users(users),
         shard=_shard(shard), device=device, precision=precision, force=force, reporter=reporter,
-        on_file=on_file,
+        on_file=on_file, users_file=_users_file(users),
     )  # fmt: skip
 
 
@@ -244,7 +249,7 @@ def peft_predict(
     return predict_users(
         rows_path, model, adapters_path, output_path, task_name, options, revision=revision,
         users=_users(users), shard=parsed, device=device, precision=precision,
-        training_rows=paths.rows, reporter=reporter,
+        training_rows=paths.rows, users_file=_users_file(users), reporter=reporter,
     )  # fmt: skip
 
 

@@ -125,7 +125,8 @@ def prompts(
     LAMPCTL_TOKENIZER) is needed unless ``no_profile``."""
     from lampctl.inputs import prompts_file
     from lampctl.inputs.tokenizer import open_saved_tokenizer, open_tokenizer
-    from lampctl.io.data import refuse_overwriting_inputs
+    from lampctl.io.outputs import check_outputs, local_folder
+    from lampctl.ledger import outputs_with_record
     from lampctl.parallel import usable_cpus
     from lampctl.retrieval.encoder import locate_checkpoint
 
@@ -153,9 +154,10 @@ def prompts(
     if on_planned:
         on_planned(left_out)
     for job in planned:  # before the tokenizer loads
-        refuse_overwriting_inputs(
-            [job.output],
+        check_outputs(
+            outputs_with_record(job.output),
             {"questions": job.questions, "ranking": job.ranking, "outputs": job.outputs},
+            input_folders={"tokenizer": local_folder(tokenizer)},
         )
     results = []
     with ThreadPoolExecutor(max_workers=1) as loader:

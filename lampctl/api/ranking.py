@@ -86,8 +86,8 @@ def rank(
     cache_dir) matters only for the encoder ranker; ``shard`` is ``"i/n"`` (or the SLURM
     array's). A ranking whose record says it is up to date (same input, ranker and
     parameters) is skipped, as ``rank-all`` skips it, unless ``force``."""
-    from lampctl.io.data import refuse_overwriting_inputs
-    from lampctl.ledger import freshness, ranking_parameters
+    from lampctl.io.outputs import check_outputs
+    from lampctl.ledger import freshness, outputs_with_record, ranking_parameters
     from lampctl.parallel import usable_cpus
     from lampctl.retrieval.encoder import EncoderConfig, encoder_config
     from lampctl.retrieval.rankers import CPU_RANKERS, check_ranker_name, make_ranker
@@ -111,7 +111,7 @@ def rank(
         parsed,
     )
     for source, target in files:  # before the encoder loads
-        refuse_overwriting_inputs([target], {"questions": source})
+        check_outputs(outputs_with_record(target), {"questions": source})
     if name in CPU_RANKERS:  # a BM25 or recency run reads no encoder settings
         encoder = EncoderConfig()
     elif encoder is None:

@@ -154,7 +154,7 @@ class LampctlCommand(TyperCommand):
             return super().invoke(ctx)
         except OptionError as exc:  # the core's word for a usage error: exit 2, as click's
             hint = f"--{exc.option.replace('_', '-')}"
-            raise typer.BadParameter(str(exc), ctx=ctx, param_hint=hint) from None
+            raise typer.BadParameter(exc.as_flags(), ctx=ctx, param_hint=hint) from None
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         _settings_file_defaults(ctx, self.params)

@@ -243,7 +243,8 @@ def predict(
     def human(console: Console) -> None:
         console.print(
             f"{run.rows} predictions for {run.users} users ({run.without_adapter} without an "
-            f"adapter, base model) in {run.seconds:.1f} s -> {run.output}",
+            f"adapter, base model; {run.resumed} resumed, {run.redone} redone) in "
+            f"{run.seconds:.1f} s -> {run.output}",
             markup=False,
         )
 

@@ -376,38 +376,6 @@ def writable_target(path: Path) -> tuple[Path, bool]:
     return real, stat.S_ISREG(mode)
 
 
-def _identities(path: Path) -> set[tuple[Any, ...]]:
-    """What makes two paths the same file: the path with links resolved and, for a file that
-    exists, its device and inode (a hard link, a bind mount)."""
-    keys: set[tuple[Any, ...]] = {("path", os.path.realpath(path))}
-    try:
-        info = os.stat(path)
-    except OSError:
-        return keys
-    if stat.S_ISREG(info.st_mode):
-        keys.add(("inode", info.st_dev, info.st_ino))
-    return keys
-
-
-def refuse_overwriting_inputs(outputs: Sequence[Path], inputs: dict[str, Path | None]) -> None:
-    """An ``OutputError`` when an output is one of the command's inputs (``inputs``: role ->
-    path), after links: a command never replaces a file it reads. Called before any work."""
-    known: dict[tuple[Any, ...], tuple[str, Path]] = {}
-    for role, path in inputs.items():
-        if path is not None:
-            for key in _identities(path):
-                known.setdefault(key, (role, path))
-    for output in outputs:
-        for key in _identities(output):
-            if key in known:
-                role, path = known[key]
-                same = "" if str(path) == str(output) else f" ({path})"
-                raise OutputError(
-                    f"{output}: is this command's {role} file{same}; writing there would "
-                    "replace an input: choose another output"
-                )
-
-
 def is_special_file(path: Path) -> bool:
     """An existing output that is not a regular file (``/dev/null``, a FIFO): no record."""
     return not writable_target(path)[1]

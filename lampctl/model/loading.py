@@ -105,12 +105,15 @@ def load_base_model(
             kind = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
             loader = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-            model = loader.from_pretrained(source, local_files_only=True, dtype=dtype)
+            model, info = loader.from_pretrained(
+                source, local_files_only=True, dtype=dtype, output_loading_info=True
+            )
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise ModelLoadError(
             f"cannot load model {name!r} from {source}: {type(exc).__name__}: {first}"
         ) from None
+    refuse_new_weights(name, source, type(model).__name__, info)
     if tokenizer.pad_token_id is None:  # Llama-style tokenizers have none: pad with EOS
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()
@@ -119,6 +122,38 @@ def load_base_model(
     return BaseModel(
         name, model_identity(name, revision), kind, model, tokenizer, device, precision
     )
+
+
+def refuse_new_weights(name: str, source: str, loaded_as: str, info: dict[str, Any]) -> None:
+    """A ``ModelLoadError`` naming the weights when loading left any of them newly
+    initialized (random): a BERT encoder loaded as ``BertLMHeadModel`` gets a random LM head
+    and generates garbage, and transformers' only word on it is a log line."""
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(entry[0]) for entry in info.get("mismatched_keys") or [])
+    new = missing + mismatched
+    if new:
+        shown = ", ".join(new[:3]) + (f" and {len(new) - 3} more" if len(new) > 3 else "")
+        raise ModelLoadError(
+            f"model {name!r} ({source}) is not a generation model for lampctl: loaded as "
+            f"{loaded_as}, {len(new)} weight(s) would be newly initialized ({shown}); pass a "
+            "seq2seq or causal language model"
+        )
+
+
+def model_fingerprint(name: str, revision: str | None = None) -> str:
+    """The files of the model ``name`` by path, size and mtime, hashed: what a resumed
+    prediction checks (a folder whose weights were replaced gives another fingerprint)."""
+    import hashlib
+
+    from lampctl.retrieval.encoder import locate_checkpoint
+
+    folder = Path(locate_checkpoint(name, revision, kind="model"))
+    entries = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            info = path.stat()
+            entries.append(f"{path.relative_to(folder)}\t{info.st_size}\t{info.st_mtime_ns}")
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
 def training_batch(base: BaseModel, pairs: Sequence[tuple[str, str]], max_length: int) -> dict:

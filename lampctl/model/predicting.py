@@ -8,10 +8,18 @@ without an adapter gets the base model, slot 0, and is counted). Rows are sorted
 within a group, so batches carry little padding. Finished groups are appended to a
 ``.partial.jsonl`` beside the output (synced), so a killed run resumes where it stopped; the
 final file is written atomically and the partial file removed.
+
+A resumed run keeps only the answers whose inputs are those of now. The partial file's first
+line names what every answer shares (the base model and a fingerprint of its files, the
+decoding options, the precision, the task); each answer carries a key, the sha256 of its
+source and of its user's adapter files (none: the base model). An answer whose key differs
+(an edited question, a retrained or replaced adapter) is answered again, and the run says how
+many were (``redone``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -21,11 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lampctl.errors import InputError
-from lampctl.io.data import refuse_overwriting_inputs
+from lampctl.io.outputs import check_outputs, check_writable, local_folder
 from lampctl.model.loading import (
     BaseModel,
     generate_texts,
     load_base_model,
+    model_fingerprint,
     source_lengths,
 )
 from lampctl.model.options import DecodeOptions
@@ -54,6 +63,7 @@ class PredictRun:
     users: int
     without_adapter: int
     resumed: int
+    redone: int
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,48 +87,81 @@ def _sorted_batches(
     return [order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)]
 
 
+def answer_key(source: str, adapter: str | None) -> str:
+    """What one answer depends on beyond the run's shared settings: its source and its
+    user's adapter (the sha256 of its files; None: the base model)."""
+    return hashlib.sha256(json.dumps([source, adapter], ensure_ascii=False).encode()).hexdigest()
+
+
 class Partial:
-    """Finished rows of an interrupted run, kept beside the output: one JSON line per row,
-    after a first line naming what made them (a run with other settings starts afresh)."""
+    """Finished rows of an interrupted run, kept beside the output: one JSON line per row
+    (id, output, key), after a first line naming what all of them share. ``load`` keeps the
+    rows whose key is the one wanted now and counts the others (``stale``)."""
+
+    FORMAT = 2
 
     def __init__(self, output: Path, header: dict[str, Any]) -> None:
-        self.path = output.with_name(f".{output.name}.partial.jsonl")
-        self.header = header
-        self.done: dict[str, str] = {}
+        self.path = partial_path(output)
+        self.header = {"format": self.FORMAT, **header}
+        self.done: dict[str, tuple[str, str]] = {}  # id -> (output, key)
+        self.stale = 0
         self._handle: Any = None
 
-    def load(self) -> dict[str, str]:
+    def load(self, wanted: dict[str, str]) -> dict[str, str]:
+        """``wanted``: id -> key of every row of this run; the answers kept, by id."""
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             return {}
-        try:
-            if not lines or json.loads(lines[0]) != self.header:
-                return {}
-            for line in lines[1:]:
+        rows: list[dict[str, Any]] = []
+        for line in lines[1:]:
+            try:
                 row = json.loads(line)
-                self.done[str(row["id"])] = str(row["output"])
-        except (ValueError, KeyError, TypeError):
-            pass  # a torn last line: the rows before it stand
-        return self.done
+                rows.append({"id": str(row["id"]), "output": str(row["output"]),
+                             "key": row.get("key")})  # fmt: skip
+            except (ValueError, KeyError, TypeError):
+                break  # a torn last line: the rows before it stand
+        try:
+            same_run = bool(lines) and json.loads(lines[0]) == self.header
+        except ValueError:
+            same_run = False
+        for row in rows:
+            if same_run and wanted.get(row["id"]) == row["key"]:
+                self.done[row["id"]] = (row["output"], row["key"])
+            elif row["id"] in wanted:
+                self.stale += 1
+        return {qid: output for qid, (output, _) in self.done.items()}
 
-    def add(self, rows: Sequence[tuple[str, str]]) -> None:
+    def add(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """(id, output, key) rows, appended and synced."""
         if self._handle is None:  # written afresh with what was kept: a torn line never stays
             self._handle = self.path.open("w", encoding="utf-8")
             self._handle.write(json.dumps(self.header) + "\n")
-            for qid, text in self.done.items():
-                self._handle.write(json.dumps({"id": qid, "output": text}) + "\n")
-        for qid, text in rows:
-            self._handle.write(json.dumps({"id": qid, "output": text}, ensure_ascii=False) + "\n")
-            self.done[qid] = text
+            for qid, (text, key) in self.done.items():
+                self._write(qid, text, key)
+        for qid, text, key in rows:
+            self._write(qid, text, key)
+            self.done[qid] = (text, key)
         self._handle.flush()
         os.fsync(self._handle.fileno())
+
+    def _write(self, qid: str, text: str, key: str) -> None:
+        line = json.dumps({"id": qid, "output": text, "key": key}, ensure_ascii=False)
+        self._handle.write(line + "\n")
+
+    def output(self, qid: str) -> str:
+        return self.done[qid][0]
 
     def close(self, remove: bool) -> None:
         if self._handle is not None:
             self._handle.close()
         if remove:
             self.path.unlink(missing_ok=True)
+
+
+def partial_path(output: Path) -> Path:
+    """Where an interrupted run keeps its finished answers: hidden, beside the output."""
+    return output.with_name(f".{output.name}.partial.jsonl")
 
 
 def read_eval_rows(path: Path) -> list[UserRows]:
@@ -150,6 +193,7 @@ def predict_users(
     device: str = "auto",
     precision: str = "fp32",
     training_rows: Path | None = None,
+    users_file: Path | None = None,
     reporter: Reporter | None = None,
 ) -> PredictRun:
     """Each user's questions answered with that user's adapter, batched across users.
@@ -159,12 +203,18 @@ def predict_users(
     users whose adapters it trained."""
     from lampctl.model.adapters import GatheredAdapters
     from lampctl.model.loading import model_identity
-    from lampctl.model.training import ADAPTER_FILES, choose, read_user_rows
+    from lampctl.model.training import choose, read_user_rows
 
-    inputs = {"evaluation rows": rows_path, "training rows": training_rows}
-    refuse_overwriting_inputs([output], inputs)  # before any work: no command replaces its input
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
+    # Before any work: no output onto an input, into the model's or adapters' folder, or
+    # onto another output; and every output can be written.
+    check_outputs(
+        {"output": output, "partial file of output": partial_path(output)},
+        {"rows": rows_path, "training rows": training_rows, "users": users_file},
+        input_folders={"model": local_folder(model), "adapters": adapters},
+    )
+    check_writable([output])
     grouped = read_eval_rows(rows_path)
     by_user = {
         u.user: [Row(u.user, qid, source) for qid, (source, _) in zip(u.ids, u.pairs, strict=True)]
@@ -175,49 +225,78 @@ def predict_users(
         counts = {u.user: len(u.pairs) for u in read_user_rows(training_rows)}
         weight = lambda user: counts.get(user.user, 0)  # noqa: E731
     chosen = [u.user for u in choose(grouped, users, shard, rows_path, weight)]
+    identity = model_identity(model, revision)
+    digests = adapter_digests(adapters, chosen, identity)
     header = {
-        "rows": str(rows_path.resolve()),
-        "base_model": model_identity(model, revision),
-        "adapters": str(adapters.resolve()),
+        "task": task,
+        "base_model": identity,
+        "model_files": model_fingerprint(model, revision),
         "decoding": options.as_record(),
         "precision": precision,
-        "users": chosen,
     }
+    wanted = {r.id: answer_key(r.source, digests[u]) for u in chosen for r in by_user[u]}
+    key_of = wanted.get
     partial = Partial(output, header)
-    done = partial.load()
+    done = partial.load(wanted)
     resumed = len(done)
-    has_adapter = {u: all((adapters / u / f).is_file() for f in ADAPTER_FILES) for u in chosen}
     todo_users = [u for u in chosen if any(r.id not in done for r in by_user[u])]
-    total = sum(len(by_user[u]) for u in chosen)
+    total = len(wanted)
     base = load_base_model(model, revision, device, precision)
     reporter.start("predict", total, unit="questions")
     remaining = sum(r.id not in done for u in todo_users for r in by_user[u])
     reporter.advance(total - remaining)  # resumed rows
+    if partial.stale:
+        reporter.log(f"{partial.stale} earlier answer(s) are stale (inputs changed): redoing")
     gathered = GatheredAdapters(base.model, adapters, GROUP_USERS)
     try:
         for first in range(0, len(todo_users), GROUP_USERS):
             group = todo_users[first : first + GROUP_USERS]
-            slot_of = gathered.load([u for u in group if has_adapter[u]])
+            slot_of = gathered.load([u for u in group if digests[u] is not None])
             todo = [r for u in group for r in by_user[u] if r.id not in done]
-            answers: list[tuple[str, str]] = []
+            answers: list[tuple[str, str, str]] = []
             for batch in _sorted_batches(base, todo, options):
                 picked = [todo[i] for i in batch]
                 with gathered.rows.batch([slot_of.get(r.user, 0) for r in picked], base.device):
                     texts = generate_texts(base, [r.source for r in picked], options)
-                answers.extend((r.id, t) for r, t in zip(picked, texts, strict=True))
+                answers.extend(
+                    (r.id, t, str(key_of(r.id))) for r, t in zip(picked, texts, strict=True)
+                )
                 reporter.advance(len(picked))
             partial.add(answers)
     except BaseException:
         partial.close(remove=False)
         raise
-    wanted = [r for u in chosen for r in by_user[u]]
-    write_predictions(output, task, [(r.id, partial.done[r.id]) for r in wanted])
+    order = [r.id for u in chosen for r in by_user[u]]
+    write_predictions(output, task, [(qid, partial.output(qid)) for qid in order])
     partial.close(remove=True)
     return PredictRun(
-        str(output), task, header["base_model"], base.device, len(wanted), len(chosen),
-        sum(not has_adapter[u] for u in chosen), resumed,
+        str(output), task, identity, base.device, len(order), len(chosen),
+        sum(digests[u] is None for u in chosen), resumed, partial.stale,
         round(time.perf_counter() - started, 3),
     )  # fmt: skip
+
+
+def adapter_digests(adapters: Path, users: Sequence[str], identity: str) -> dict[str, str | None]:
+    """Each user's adapter, by the sha256 of its files (None: no adapter, the base model);
+    an adapter whose record names another base model is an ``InputError``."""
+    from lampctl.io.data import sha256_file
+    from lampctl.model.training import ADAPTER_FILES, read_adapter_record
+
+    digests: dict[str, str | None] = {}
+    for user in users:
+        folder = adapters / user
+        if not all((folder / name).is_file() for name in ADAPTER_FILES):
+            digests[user] = None
+            continue
+        trained_on = (read_adapter_record(folder) or {}).get("base_model")
+        if isinstance(trained_on, str) and trained_on != identity:
+            raise InputError(
+                f"{folder}: this adapter was trained on {trained_on}, not {identity}; "
+                "predict with the model it was trained on"
+            )
+        files = "".join(sha256_file(folder / name) for name in ADAPTER_FILES)
+        digests[user] = hashlib.sha256(files.encode()).hexdigest()
+    return digests
 
 
 @dataclass(frozen=True)
@@ -274,7 +353,10 @@ def generate_file(
     """One model's outputs for every prompt, batched by length, in the file's order."""
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
-    refuse_overwriting_inputs([output], {"prompts": prompts})
+    check_outputs(
+        {"output": output}, {"prompts": prompts}, input_folders={"model": local_folder(model)}
+    )
+    check_writable([output])
     rows = read_prompt_rows(prompts)
     base = load_base_model(model, revision, device, precision)
     reporter.start("generate", len(rows), unit="prompts")

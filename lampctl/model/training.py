@@ -91,6 +91,8 @@ def choose(
     from lampctl.peftdata.rows import User, shard_users
 
     if wanted is not None:
+        if not wanted:
+            raise InputError(f"{path}: the users asked for are none (an empty users list)")
         known = {u.user for u in users}
         unknown = [w for w in wanted if w not in known]
         if unknown:
@@ -206,6 +208,8 @@ def _write_adapter(model: Any, folder: Path, weights: dict | None = None) -> Non
     )
     config = copy.copy(model.peft_config["default"])
     config.inference_mode = True
+    if isinstance(config.target_modules, (set, frozenset)):  # a set's order varies by process
+        config.target_modules = sorted(config.target_modules)
     config.save_pretrained(str(folder))
 
 
@@ -404,16 +408,23 @@ def train_adapters(
     force: bool = False,
     reporter: Reporter | None = None,
     on_file: Callable[[str], None] | None = None,
+    users_file: Path | None = None,
 ) -> TrainRun:
     """One adapter per user of ``rows`` in ``adapters/{user_id}/``; users whose adapter is
     complete and up to date (same rows, base model and options) are skipped, and the base
     model is not loaded at all when every user is."""
+    from lampctl.io.outputs import check_outputs, check_writable, local_folder
     from lampctl.model.loading import load_base_model, model_identity, require_peft
     from lampctl.reporting import SilentReporter
 
     reporter = reporter or SilentReporter()
     require_peft()
     check_adapters_dir(adapters)
+    check_outputs(
+        {}, {"rows": rows, "users": users_file},
+        input_folders={"model": local_folder(model)}, output_folders={"adapters": adapters},
+    )  # fmt: skip
+    check_writable([adapters / "user"])  # a file of the folder to fill
     chosen = choose(read_user_rows(rows), users, shard, rows)
     empty = [u.user for u in chosen if not u.pairs]
     if empty:

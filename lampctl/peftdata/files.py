@@ -161,8 +161,9 @@ def peft_file(
     if revision is not None:
         parameters["revision"] = revision
     derived = DerivedOutput(
-        targets.train, sources, parameters, also=[targets.evaluation, targets.users]
-    )
+        targets.train, sources, parameters,
+        also={"eval_output": targets.evaluation, "users_output": targets.users},
+    )  # fmt: skip
     record = derived.up_to_date(force)
     if record is not None and all(  # the files written beside the rows are unchanged too
         path.exists() and record.get("written", {}).get(key) == sha256_file(path)

@@ -24,9 +24,16 @@ from lampctl.io.data import (
     raw_question_spans,
     raw_questions,
     read_spans,
-    refuse_overwriting_inputs,
 )
-from lampctl.ledger import held_still, input_fingerprint, read_record, record_path, write_record
+from lampctl.io.outputs import check_outputs
+from lampctl.ledger import (
+    held_still,
+    input_fingerprint,
+    outputs_with_record,
+    read_record,
+    record_path,
+    write_record,
+)
 from lampctl.reporting import Reporter, SilentReporter
 from lampctl.retrieval.queries import build_query, item_texts, parse_date
 from lampctl.retrieval.rankers.base import PreparedQuestion, Ranker, order_by_scores, worker_ranker
@@ -287,7 +294,7 @@ def rank_with_record(
     shard: Shard | None = None,
 ) -> RankResult:
     """``rank_file``, then the record beside the ranking that says what made it."""
-    refuse_overwriting_inputs([output_path], {"questions": input_path})
+    check_outputs(outputs_with_record(output_path), {"questions": input_path})
     previous = read_record(record_path(output_path))
     # Hash the input on a thread while it is ranked (hashlib lets go of the GIL).
     with held_still({"questions": input_path}), ThreadPoolExecutor(max_workers=1) as pool:
