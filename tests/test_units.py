@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lampctl import settings
-from lampctl.errors import ConfigError, OutputError
+from lampctl.errors import ConfigError, OptionError, OutputError
 from lampctl.io.data import Question, as_path, atomic_writer, leftover_temp_files
 from lampctl.ledger import DerivedOutput, read_record, record_path, sources_of
 from lampctl.retrieval.shards import Shard, assign_shards, find_shards, missing_shards, parse_shard
@@ -50,7 +50,13 @@ def test_derived_output_refuses_to_overwrite_its_input(tmp_path):
     link = tmp_path / "link.json"
     link.symlink_to(source)
     with pytest.raises(OutputError):
-        DerivedOutput(tmp_path / "out.json", {"questions": source}, {}, also=[link])
+        DerivedOutput(tmp_path / "out.json", {"questions": source}, {}, also={"eval": link})
+    with pytest.raises(OptionError, match=r"\(eval\) is also .*\(output\)"):  # two outputs
+        DerivedOutput(tmp_path / "out.json", {"questions": source}, {},
+                      also={"eval": tmp_path / "./out.json"})  # fmt: skip
+    with pytest.raises(OptionError, match=r"\(record of output\)"):  # onto the record
+        DerivedOutput(tmp_path / "out.json", {"questions": source}, {},
+                      also={"eval": tmp_path / "out.meta.json"})  # fmt: skip
 
 
 def test_a_record_keeps_relative_paths_and_input_fingerprints(tmp_path):
