@@ -330,7 +330,7 @@ def _stats_row(
     outputs_path = registry.path("outputs", data_dir, task, split, set_name)
     output_mean = None
     if outputs_path.exists():
-        golds = load_outputs(outputs_path)
+        golds = load_outputs(outputs_path, task)
         lengths = [len(str(v).split()) for v in golds.values()]
         output_mean = round(statistics.fmean(lengths), 2) if lengths else 0.0
     return StatsRow(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lampctl.catalog.tasks import TaskSpec
 from lampctl.errors import InputError
 from lampctl.io.data import (
     Question,
@@ -142,6 +143,7 @@ def merge_set(
     fmt: str = "json",
     force: bool = False,
     allow_stale: bool = False,
+    task: TaskSpec | None = None,
 ) -> MergeResult:
     """Merge one set; skipped when ``output_path``'s record matches its inputs (``force``
     redoes it). The record beside it names the inputs' sha256 as they were read, so ``status``
@@ -173,7 +175,7 @@ def merge_set(
         questions = load_questions(questions_path)
         ranking = load_ranking(ranking_path) if ranking_path is not None else None
         complete = ranking_path is not None and ranking_top_k(ranking_path) is None
-        golds = load_outputs(outputs_path) if outputs_path is not None else None
+        golds = load_outputs(outputs_path, task) if outputs_path is not None else None
         merged = merge_questions(
             questions, ranking, golds, str(ranking_path), str(outputs_path), top_k, complete
         )

@@ -246,7 +246,7 @@ def test_user_split_each_question_is_its_own_user(cli, tree):
     [
         ("", "file is empty"),
         ('{"1": "a", "1": "b"}', "id '1' appears twice"),
-        ('{"1": 5}', "output of '1' is a int, not a string"),
+        ('{"1": 5}', "output of '1' is an int, not a string"),
         ('{"task": "LaMP_3", "golds": [{"id": "1", "output": "5"}]}', "is for LaMP_3, not LaMP-4"),
         ('{"1": "a", "zz": "b"}', "1 predictions have no gold (first: 'zz')"),
         ('{"zz": "b"}', "gold ids have no prediction (first: '1', '2'"),

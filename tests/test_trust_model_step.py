@@ -308,3 +308,53 @@ def test_same_seed_same_adapter_config_bytes_in_other_processes(tmp_path, t5):
         configs.append((out / "a" / "adapter_config.json").read_bytes())
     assert configs[0] == configs[1] == configs[2]
     assert json.loads(configs[0])["target_modules"] == ["k", "q", "v"]
+
+
+# --------------------------------------------------------------------------- golds
+
+
+def _bad_golds(folder: Path, ids: list[str]) -> dict[str, tuple[Path, str]]:
+    """Outputs files that cannot be right, and what the refusal must say."""
+    first = ids[0]
+    cases = {
+        "twice": ([{"id": first, "output": "a"}, {"id": first, "output": "b"},
+                   *({"id": i, "output": "x"} for i in ids[1:])], f"id {first!r} appears twice"),
+        "null": ([{"id": first, "output": None}, *({"id": i, "output": "x"} for i in ids[1:])],
+                 f"output of {first!r} is null"),
+        "list": ([{"id": first, "output": ["x"]}, *({"id": i, "output": "x"} for i in ids[1:])],
+                 f"output of {first!r} is a list"),
+    }  # fmt: skip
+    found = {}
+    for name, (golds, says) in cases.items():
+        path = folder / f"{name}_outputs.json"
+        path.write_text(json.dumps({"task": "LaMP_3", "golds": golds}))
+        found[name] = (path, says)
+    other = folder / "other_outputs.json"
+    other.write_text(json.dumps({"task": "LaMP_5", "golds": [{"id": i, "output": "x"}
+                                                            for i in ids]}))  # fmt: skip
+    found["other task"] = (other, "is for LaMP_5, not LaMP-3")
+    return found
+
+
+def test_golds_that_cannot_be_right_are_refused_by_every_reader(cli, ranked, tmp_path):
+    questions = ranked / "dev_questions.json"
+    ids = [str(q["id"]) for q in json.loads(questions.read_text())]
+    predictions = tmp_path / "p.json"
+    predictions.write_text(json.dumps({"task": "LaMP_3", "golds": [{"id": i, "output": "3"}
+                                                                  for i in ids]}))  # fmt: skip
+    for name, (golds, says) in _bad_golds(tmp_path, ids).items():
+        out = tmp_path / "out"
+        for args in (
+            ("peft-data", "-t", "3", "--questions", questions, "--outputs", golds,
+             "--output", out / "t.jsonl"),
+            ("merge", "--questions", questions, "--no-ranking", "--outputs", golds,
+             "--output", out / "m.json"),
+            ("prompts", "-t", "3", "--questions", questions, "--no-profile", "--outputs", golds,
+             "--output", out / "p.jsonl"),
+            ("evaluate", "-t", "3", "-p", predictions, "--golds", golds),
+        ):  # fmt: skip
+            if name == "other task" and args[0] == "merge":
+                continue  # explicit files name no task: merge takes any task's golds
+            line = cli.error(*args)
+            assert line.startswith(f"Error: {golds}: ") and says in line, (name, args[0], line)
+            assert not out.exists(), (name, args[0])

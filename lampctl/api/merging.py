@@ -56,7 +56,7 @@ def merge(
     if explicit_files(files, need, selection=selection):
         if ranking is None and not no_ranking:
             raise OptionError("ranking", "give --ranking, or --no-ranking")
-        jobs = [tuple(explicit)]
+        jobs = [(*explicit, None)]  # explicit files name no task: any task's golds
     else:
         found, folder = registry(config), settings.data_dir(data_dir)
         chosen = ranked_sets(found, folder, tasks, splits, sets, not no_ranking, left_out=left_out)
@@ -64,12 +64,12 @@ def merge(
             (s.questions, s.ranking, s.outputs, merged_path(
                 found.path("merged", folder, s.task, s.split, s.set), top_k, fmt,
                 ranked=not no_ranking,
-            ))
+            ), s.task)
             for s in chosen
         ]  # fmt: skip
     results = []
-    for source, ranked, golds, target in jobs:
-        result = merge_set(source, ranked, golds, target, top_k, fmt, force, allow_stale)
+    for source, ranked, golds, target, task in jobs:
+        result = merge_set(source, ranked, golds, target, top_k, fmt, force, allow_stale, task)
         results.append(result)
         if on_file is not None:
             on_file(result.output)

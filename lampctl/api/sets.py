@@ -54,7 +54,7 @@ class LampSet:
         path = self.path("outputs")
         if not path.exists() and self.set == "test":
             return {}
-        return load_outputs(path)
+        return load_outputs(path, self.task)
 
     def ranking(self) -> dict[str, list[str]] | None:
         """{question id: [profile ids, best first]}, or None before ``rank``."""

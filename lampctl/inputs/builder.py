@@ -155,12 +155,12 @@ def build_prompts(
     return sources, builder.stats()
 
 
-def read_golds(path: Path | None) -> dict[str, Any] | None:
+def read_golds(path: Path | None, task: TaskSpec | None = None) -> dict[str, Any] | None:
     if path is None:
         return None
     from lampctl.io.data import load_outputs
 
-    return load_outputs(path)
+    return load_outputs(path, task)
 
 
 def render_rows(

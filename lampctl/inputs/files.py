@@ -86,7 +86,7 @@ def prompts_file(
         ranking_path,
         k if tokenizer is not None else 0,
         max_length,
-        read_golds(outputs_path),
+        read_golds(outputs_path, task),
         str(outputs_path),
     )
     # Worker processes are forked first, before this process starts its hashing thread; none

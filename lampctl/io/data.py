@@ -249,18 +249,44 @@ def decode_raw(raw: msgspec.Raw | bytes, name: str, index: int) -> Any:
             raise InputError(f"{name}: question #{index} is not valid JSON: {exc}") from None
 
 
-def load_outputs(path: Path) -> dict[str, Any]:
-    """Outputs ``{"task": ..., "golds": [{"id", "output"}]}`` as ``{id: output}``."""
+def answer_rows(rows: Sequence[Any], name: str) -> dict[str, str]:
+    """``[{"id", "output"}, ...]`` as ``{id: output}``, checked: every entry an object with an
+    id (text, or a whole number) and a text output; no id twice. The one reader of golds and
+    predictions (``load_outputs``, ``scoring.answers``): each fault is one ``InputError``
+    naming the file and the first entry at fault."""
+    outputs: dict[str, str] = {}
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict) or "id" not in row or "output" not in row:
+            raise InputError(f"{name}: entry #{index} is not an {{id, output}} object")
+        rid = _as_id(row["id"])
+        if rid is None:
+            raise InputError(f"{name}: entry #{index} has a non-string id {row['id']!r}")
+        if rid in outputs:
+            raise InputError(f"{name}: id {rid!r} appears twice")
+        output = row["output"]
+        if not isinstance(output, str):
+            kind = type(output).__name__
+            kind = "null" if output is None else ("an " if kind[0] in "aeiou" else "a ") + kind
+            raise InputError(f"{name}: output of {rid!r} is {kind}, not a string")
+        outputs[rid] = output
+    return outputs
+
+
+def load_outputs(path: Path, task: Any = None) -> dict[str, str]:
+    """Outputs ``{"task": ..., "golds": [{"id", "output"}]}`` as ``{id: output}``, checked by
+    ``answer_rows``; with ``task`` (a ``TaskSpec``), a file whose ``"task"`` names another
+    task is an ``InputError``."""
     data = read_json(path, "outputs file")
     if not isinstance(data, dict) or not isinstance(data.get("golds"), list):
         raise InputError(f"{path}: expected an object with a 'golds' list")
-    golds: dict[str, Any] = {}
-    for index, gold in enumerate(data["golds"]):
-        gid = _as_id(gold.get("id")) if isinstance(gold, dict) else None
-        if gid is None or "output" not in gold:
-            raise InputError(f"{path}: gold #{index} has no 'id' and 'output'")
-        golds[gid] = gold["output"]
-    return golds
+    named = data.get("task")
+    if (
+        task is not None
+        and named is not None
+        and not (isinstance(named, str) and task.names_output_task(named))
+    ):
+        raise InputError(f"{path}: is for {named}, not {task.name}")
+    return answer_rows(data["golds"], str(path))
 
 
 # --------------------------------------------------------------------------- atomic writes

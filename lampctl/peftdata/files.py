@@ -180,7 +180,7 @@ def peft_file(
             build = PeftBuild(
                 job.task,
                 job.questions,
-                load_outputs(job.outputs) if job.outputs is not None else None,
+                load_outputs(job.outputs, job.task) if job.outputs is not None else None,
                 load_ranking(job.ranking) if job.ranking is not None else None,
                 options,
                 users_wanted=read_users_file(users_file) if users_file is not None else None,

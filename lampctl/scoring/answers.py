@@ -13,7 +13,7 @@ from typing import Any
 
 from lampctl.catalog.tasks import Registry, TaskSpec
 from lampctl.errors import InputError, LampctlError
-from lampctl.io.data import parse_json_bytes, read_bytes
+from lampctl.io.data import answer_rows, parse_json_bytes, read_bytes
 
 # --------------------------------------------------------------------------- reading files
 
@@ -78,23 +78,7 @@ def parse_answers(raw: bytes, name: str) -> Answers:
             rows = data
         else:
             raise InputError(f"{name}: expected predictions, got a JSON {type(data).__name__}")
-    outputs: dict[str, str] = {}
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict) or "id" not in row or "output" not in row:
-            raise InputError(f"{name}: entry #{index} is not an {{id, output}} object")
-        rid = row["id"]
-        if isinstance(rid, int) and not isinstance(rid, bool):
-            rid = str(rid)
-        if not isinstance(rid, str):
-            raise InputError(f"{name}: entry #{index} has a non-string id {rid!r}")
-        if rid in outputs:
-            raise InputError(f"{name}: id {rid!r} appears twice")
-        output = row["output"]
-        if not isinstance(output, str):
-            raise InputError(
-                f"{name}: output of {rid!r} is a {type(output).__name__}, not a string"
-            )
-        outputs[rid] = output
+    outputs = answer_rows(rows, name)
     if not outputs:
         raise InputError(f"{name}: holds no predictions")
     return Answers(name, task, outputs)
