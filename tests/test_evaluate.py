@@ -260,3 +260,34 @@ def test_bad_predictions_are_one_line_errors(cli, tmp_path, content, needle):
     assert result.exit_code == 1, result.out
     assert needle in result.err and len(result.err.strip().splitlines()) == 1
     assert "Traceback" not in result.err
+
+
+def test_partial_scores_the_predicted_questions_and_says_how_many(cli, tree):
+    folder = tree / "time/LaMP_7"
+    golds = json.loads((folder / "dev_outputs.json").read_text())["golds"]
+    questions = json.loads((folder / "dev_questions.json").read_text())
+    user_of = {str(q["id"]): q["user_id"] for q in questions}
+    kept = golds[: len(golds) // 2]
+    pilot = tree.parent / "pilot.json"
+    pilot.write_text(json.dumps({g["id"]: g["output"].split(" ")[0] for g in kept}))
+    args = ("evaluate", "-t", "7", "-p", pilot, "--split", "time", "--data-dir", tree)
+    line = cli.error(*args)
+    assert f"{len(golds) - len(kept)} gold ids have no prediction" in line and "--partial" in line
+    result = cli.json(*args, "--partial")
+    expected = official(7, [g["output"].split(" ")[0] for g in kept], [g["output"] for g in kept])
+    assert result["rouge-L"] == pytest.approx(expected["rouge-L"], abs=1e-12)
+    assert result["count"] == len(kept)
+    assert result["coverage"] == {
+        "partial": True, "questions": len(kept), "of": len(golds),
+        "users": len({user_of[g["id"]] for g in kept}), "of_users": len(set(user_of.values())),
+    }  # fmt: skip
+    human = cli(*args, "--partial")
+    assert f"PARTIAL: {len(kept)} of {len(golds)} questions" in human.out
+    full = cli.json("evaluate", "-t", "7", "-p", folder / "dev_outputs.json", "--split", "time",
+                    "--data-dir", tree)  # fmt: skip
+    assert full["coverage"] is None
+    extra = tree.parent / "extra.json"
+    extra.write_text(json.dumps({**{g["id"]: "x" for g in kept}, "no-such-id": "x"}))
+    line = cli.error("evaluate", "-t", "7", "-p", extra, "--split", "time", "--data-dir", tree,
+                     "--partial")  # fmt: skip
+    assert "1 predictions have no gold (first: 'no-such-id')" in line

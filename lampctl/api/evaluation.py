@@ -90,11 +90,14 @@ def score_files(
     permutations: int = 0,
     seed: int = 0,
     max_member_bytes: int | None = None,
+    partial: bool = False,
     config: Path | str | None = None,
 ) -> list[Evaluation]:
     """What ``lampctl evaluate`` scores: one task's predictions file (golds from ``golds`` or
     the data dir's set; per user, against another file), or a zip or folder of per-task files,
-    one result per task."""
+    one result per task. ``partial``: score the predicted questions alone (a pilot, one
+    shard, some users), with the coverage reported (questions, and users where the questions
+    file is at hand); a prediction without a gold is still an error."""
     from lampctl import settings
     from lampctl.scoring.answers import (
         MAX_MEMBER_BYTES,
@@ -131,9 +134,8 @@ def score_files(
             if golds and gold is None:
                 raise InputError(f"{golds}: has no golds for {spec.name}")
             gold = gold or _data_golds(found, folder, spec, split, set_name)
-            results.append(
-                evaluate_task(spec, answers, gold, Extras(bootstrap=bootstrap, seed=seed))
-            )
+            extras = Extras(bootstrap=bootstrap, seed=seed, partial=partial)
+            results.append(evaluate_task(spec, answers, gold, extras))
         return results
     if task is None:
         raise OptionError("task", "name the task of a single file")
@@ -143,16 +145,21 @@ def score_files(
     gold = load_answers(Path(golds)) if golds else _data_golds(found, folder, spec, split, set_name)
     check_task(found, gold, spec)
     user_ids = None
-    if by_user:
-        source = (
-            Path(questions) if questions else found.path("questions", folder, spec, split, set_name)
-        )
+    source = (
+        Path(questions) if questions else found.path("questions", folder, spec, split, set_name)
+    )
+    if by_user or (partial and source.is_file()):  # a partial score counts users where it can
         user_ids = read_user_ids(source)
     other = load_answers(Path(compare_with)) if compare_with else None
     if other is not None:
         check_task(found, other, spec)
     extras = Extras(
-        bootstrap=bootstrap, seed=seed, user_ids=user_ids, other=other, permutations=permutations
+        bootstrap=bootstrap,
+        seed=seed,
+        user_ids=user_ids,
+        other=other,
+        permutations=permutations,
+        partial=partial,
     )
     return [evaluate_task(spec, answers, gold, extras)]
 

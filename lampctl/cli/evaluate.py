@@ -86,6 +86,14 @@ def evaluate(
             help="Most bytes one file in a predictions zip may inflate to.",
         ),
     ] = MAX_MEMBER_BYTES,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial",
+            help="Score only the predicted questions (a pilot, a shard, --users) and report "
+            "the coverage; a prediction without a gold is still an error.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -103,6 +111,8 @@ def evaluate(
 
       lampctl evaluate -t 7 -s time -p mine.json --compare baseline.json --by-user
 
+      lampctl evaluate -t 4 -p pilot.json --partial    (10 users of a pilot)
+
       lampctl --json evaluate -p submission.zip --split time    (all tasks)
     """
     from lampctl.api.evaluation import score_files
@@ -112,7 +122,7 @@ def evaluate(
         predictions, task, golds=golds, split=split, set=set_name, data_dir=data_dir,
         by_user=by_user, questions=questions, compare_with=compare_with, bootstrap=bootstrap,
         permutations=permutations, seed=seed, max_member_bytes=max_member_bytes,
-        config=state.config,
+        partial=partial, config=state.config,
     )  # fmt: skip
     payload = {"command": "evaluate", "split": split, "set": set_name, "seed": seed}
     if len(results) == 1 and not is_bundle(predictions):
@@ -169,5 +179,9 @@ def _table(console: Console, results: list[Evaluation]) -> None:
             notes.append(f"{what} (scored as the official scorer scores unparsable ones)")
         if r.by_user:
             notes.append(f"{r.by_user['users']} users")
+        if r.coverage:
+            c = r.coverage
+            users = f", {c['users']} of {c['of_users']} users" if "users" in c else ""
+            notes.append(f"PARTIAL: {c['questions']} of {c['of']} questions{users}")
         if notes:
             console.print(f"{r.task}: " + "; ".join(notes), markup=False)

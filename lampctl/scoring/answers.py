@@ -170,17 +170,27 @@ def check_task(registry: Registry, answers: Answers, task: TaskSpec) -> None:
         raise InputError(f"{answers.name}: is for {answers.task}, not {task.name}")
 
 
-def aligned(predictions: Answers, golds: Answers) -> tuple[list[str], list[str], list[str]]:
-    """(ids, predictions, golds) in the golds' order; the id sets must be equal."""
+def aligned(
+    predictions: Answers, golds: Answers, partial: bool = False
+) -> tuple[list[str], list[str], list[str]]:
+    """(ids, predictions, golds) in the golds' order; the id sets must be equal, or, when
+    ``partial``, the predicted ids a subset of the golds' (a prediction without a gold is
+    still an error)."""
     missing = [i for i in golds.outputs if i not in predictions.outputs]
     extra = [i for i in predictions.outputs if i not in golds.outputs]
+    if partial and not extra:
+        ids = [i for i in golds.outputs if i in predictions.outputs]
+        return ids, [predictions.outputs[i] for i in ids], [golds.outputs[i] for i in ids]
     if missing or extra:
         parts = []
         if missing:
             parts.append(f"{len(missing)} gold ids have no prediction (first: {_few(missing)})")
         if extra:
             parts.append(f"{len(extra)} predictions have no gold (first: {_few(extra)})")
-        raise InputError(f"{predictions.name}: ids differ from {golds.name}: {'; '.join(parts)}")
+        hint = " (score the predicted ones alone with --partial)" if missing and not extra else ""
+        raise InputError(
+            f"{predictions.name}: ids differ from {golds.name}: {'; '.join(parts)}{hint}"
+        )
     ids = list(golds.outputs)
     return ids, [predictions.outputs[i] for i in ids], [golds.outputs[i] for i in ids]
 

@@ -223,6 +223,7 @@ class Evaluation:
     by_user: dict[str, Any] | None = None
     compare: dict[str, dict[str, float]] | None = None
     compared_with: str | None = None
+    coverage: dict[str, Any] | None = None  # with partial: what share of the golds is scored
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -238,7 +239,18 @@ class Evaluation:
             "by_user": self.by_user,
             "compare": self.compare,
             "compared_with": self.compared_with,
+            "coverage": self.coverage,
         }
+
+
+def coverage(ids: Sequence[str], golds: Answers, user_ids: dict[str, Any] | None) -> dict:
+    """What a partial score covers: questions scored of the golds', and (when the questions'
+    users are known) users with a scored question of the golds' users."""
+    found: dict[str, Any] = {"partial": True, "questions": len(ids), "of": len(golds.outputs)}
+    if user_ids is not None:
+        found["users"] = len({str(user_ids[i]) for i in ids if i in user_ids})
+        found["of_users"] = len({str(user_ids[i]) for i in golds.outputs if i in user_ids})
+    return found
 
 
 @dataclass(frozen=True)
@@ -248,6 +260,7 @@ class Extras:
     user_ids: dict[str, Any] | None = None  # question id -> user, for --by-user
     other: Answers | None = None
     permutations: int = 10000
+    partial: bool = False  # score the predicted ids alone, and report the coverage
 
 
 def evaluate_task(
@@ -257,7 +270,7 @@ def evaluate_task(
     spec = task.evaluation
     if spec is None:
         raise InputError(f"{task.name} has no evaluation in the task registry")
-    ids, preds, refs = aligned(predictions, golds)
+    ids, preds, refs = aligned(predictions, golds, extras.partial)
     scored = score(spec, preds, refs)
     result = Evaluation(
         task=task.name,
@@ -268,6 +281,8 @@ def evaluate_task(
         higher_is_better=spec.higher_is_better,
         outside_labels=scored.outside,
     )
+    if extras.partial:
+        result.coverage = coverage(ids, golds, extras.user_ids)
     if extras.bootstrap:
         result.bootstrap = bootstrap(scored, extras.bootstrap, extras.seed)
     if extras.user_ids is not None:
@@ -279,7 +294,16 @@ def evaluate_task(
             )
         result.by_user = by_user(scored, [extras.user_ids[i] for i in ids])
     if extras.other is not None:
-        _, other_preds, _ = aligned(extras.other, golds)
+        if extras.partial:  # the other file is scored on the same questions
+            missing = [i for i in ids if i not in extras.other.outputs]
+            if missing:
+                raise InputError(
+                    f"{extras.other.name}: has no prediction for {missing[0]!r}, which the "
+                    "partial score covers"
+                )
+            other_preds = [extras.other.outputs[i] for i in ids]
+        else:
+            _, other_preds, _ = aligned(extras.other, golds)
         other = score(spec, other_preds, refs)
         result.compare = compare(scored, other, extras.permutations, extras.seed)
         result.compared_with = extras.other.name
