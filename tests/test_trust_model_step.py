@@ -358,3 +358,73 @@ def test_golds_that_cannot_be_right_are_refused_by_every_reader(cli, ranked, tmp
             line = cli.error(*args)
             assert line.startswith(f"Error: {golds}: ") and says in line, (name, args[0], line)
             assert not out.exists(), (name, args[0])
+
+
+# --------------------------------------------------------------------------- model-step inputs
+
+
+def test_bad_rows_files_are_one_line(cli, tmp_path, t5):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(json.dumps(_rows({"a": 1})[0]).encode() + b"\n" + b'{"user_id": "\xe9"}\n')
+    no_id = _write(tmp_path / "noid.jsonl", [{k: v for k, v in r.items() if k != "id"}
+                                             for r in _rows({"a": 2})])  # fmt: skip
+    train = ("peft", "train", "-m", t5, "--adapters", tmp_path / "ad", "--rows")
+    predict = ("peft", "predict", "-m", t5, "-t", "4", "--adapters", tmp_path / "ad", "-o",
+               tmp_path / "p.json", "--rows")  # fmt: skip
+    for rows, says in (
+        (empty, "holds no"),
+        (latin, "line 2 is not UTF-8 text (byte 14)"),
+        (no_id, "line 1 (user 'a') has no text id"),
+    ):
+        for args in (train, predict):
+            line = cli.error(*args, rows)
+            assert line.startswith(f"Error: {rows}: ") and says in line, line
+    assert not (tmp_path / "ad").exists() and not (tmp_path / "p.json").exists()
+
+
+def test_the_api_checks_its_options_as_the_cli_does(tmp_path, trained, t5):
+    rows = trained / "t.jsonl"
+    for call, option in (
+        (lambda: lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / "a", shard=(3, 2)),
+         "shard"),
+        (lambda: lampctl.peft_predict(str(t5), "LaMP-4", rows=trained / "t_eval.jsonl",
+                                      adapters=trained / "ad", shard=(0, 0)), "shard"),
+        (lambda: lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / "a", epochs="2"),
+         "epochs"),
+        (lambda: lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / "a", dropout=True),
+         "dropout"),
+        (lambda: lampctl.peft_predict(str(t5), "LaMP-4", rows=trained / "t_eval.jsonl",
+                                      adapters=trained / "ad", num_beams=2.5), "num_beams"),
+    ):  # fmt: skip
+        with pytest.raises(OptionError) as caught:
+            call()
+        assert caught.value.option == option
+    with pytest.raises(OptionError, match="did you mean epochs"):
+        lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / "a", epoch=1)
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_failed_adapter_save_leaves_nothing(tmp_path, t5, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    rows = _write(tmp_path / "t.jsonl", _rows({"a": 2}))
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OutputError, match="cannot write the adapter: .*No space left"):
+        lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / "ad", epochs=1)
+    assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == []
+
+
+def test_a_file_where_an_adapter_goes_is_replaced_without_debris(tmp_path, t5):
+    rows = _write(tmp_path / "t.jsonl", _rows({"a": 2}))
+    (tmp_path / "ad").mkdir()
+    (tmp_path / "ad" / "a").write_text("not an adapter")
+    lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / "ad", epochs=1)
+    assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["a"]
+    assert (tmp_path / "ad" / "a" / "adapter_config.json").is_file()

@@ -126,6 +126,9 @@ def _shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
     from lampctl.retrieval.shards import parse_shard
 
     if isinstance(shard, tuple):
+        whole = all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        if len(shard) != 2 or not whole or not 0 <= shard[0] < shard[1]:
+            raise OptionError("shard", f"bad shard {shard!r}: (i, n) with 0 <= i < n")
         return shard
     parsed = parse_shard(shard)
     return (parsed.index, parsed.count) if parsed else None

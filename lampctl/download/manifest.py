@@ -35,6 +35,16 @@ class Manifest:
         data = read_json(path, "download manifest")
         if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
             raise InputError(f"{path}: not a lampctl download manifest")
+        for name, entry in data["files"].items():  # every reader may trust the shape
+            if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(key), kind)
+                for key, kind in (("sha256", str), ("size", int))
+                if key in entry
+            ):
+                raise InputError(
+                    f"{path}: not a lampctl download manifest (its entry for {name!r} is "
+                    "malformed); remove it and run 'lampctl download --verify'"
+                )
         return cls(path, data["files"])
 
     def get(self, rel: str) -> dict[str, Any] | None:

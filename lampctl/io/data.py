@@ -148,6 +148,12 @@ def validate_questions(
             item_ids.add(iid)
         if len(item_ids) != len(profile):
             raise InputError(f"{name}: {_repeated_item(qid, profile)}")
+        user = raw.get("user_id")
+        if user is not None and _as_id(user) is None:
+            raise InputError(
+                f"{name}: question {qid!r} has a user_id that is a {type(user).__name__}, not "
+                "a string"
+            )
         questions.append(Question(id=qid, input=raw["input"], profile=profile, raw=raw))
     return questions
 

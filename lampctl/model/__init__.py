@@ -5,6 +5,7 @@
   the typed options of training and decoding.
 - ``loading``: the base model and tokenizer, loaded once per process; batches for training
   and generation, for seq2seq (T5) and causal (Llama/Qwen style) models alike.
+- ``adapter_files``: one user's adapter folder, saved whole or not at all, and its record.
 - ``training``: one fresh LoRA per user, saved whole or not at all, with a record that lets a
   rerun skip what is up to date.
 - ``predicting``: each user's adapter on the base model, batched across users; generation for

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from lampctl.errors import InputError, ModelLoadError
-from lampctl.model.training import ADAPTER_FILES
+from lampctl.model.adapter_files import ADAPTER_FILES
 
 CONFIG_FILE, WEIGHTS_FILE = ADAPTER_FILES  # what peft train (peft's save_pretrained) writes
 PREFIX = "base_model.model."  # peft's name for the wrapped model in saved tensor names

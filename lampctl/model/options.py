@@ -89,8 +89,39 @@ def bundled() -> dict[str, Any]:
     return data
 
 
+def checked_options(cls: type, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` (those not None) checked as the CLI checks them, each fault an
+    ``OptionError`` naming the argument: an unknown name (with the nearest known one), or a
+    value of the wrong type (``epochs="2"``; a bool is not a number)."""
+    import difflib
+
+    kinds = {f.name: f.type for f in fields(cls)}
+    checked: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name not in kinds:
+            near = difflib.get_close_matches(name, list(kinds), n=1)
+            hint = f"; did you mean {near[0]}?" if near else f" (known: {', '.join(kinds)})"
+            raise OptionError(name, f"unknown option {name!r}{hint}")
+        kind = str(kinds[name])
+        if kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+            raise OptionError(name, f"must be a whole number, not {value!r}")
+        if kind == "float":
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise OptionError(name, f"must be a number, not {value!r}")
+            value = float(value)
+        if name == "targets":
+            if isinstance(value, str) or not all(isinstance(t, str) and t for t in value):
+                raise OptionError(name, f"must be a list of module names, not {value!r}")
+            value = tuple(value)
+        checked[name] = value
+    return checked
+
+
 def default_train_options(**given: Any) -> TrainOptions:
     """The bundled defaults, with every option in ``given`` that is not None over them."""
+    given = checked_options(TrainOptions, given)
     data = bundled()
     values = {**{k: v for k, v in data["lora"].items() if k != "targets"}, **data["train"]}
     values["targets"] = None
@@ -104,6 +135,7 @@ def default_train_options(**given: Any) -> TrainOptions:
 
 
 def default_decode_options(**given: Any) -> DecodeOptions:
+    given = checked_options(DecodeOptions, given)
     data = bundled()
     values = {**data["generation"], "max_length": data["train"]["max_length"]}
     values.update({k: v for k, v in given.items() if v is not None})

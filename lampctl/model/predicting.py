@@ -216,6 +216,8 @@ def predict_users(
     )
     check_writable([output])
     grouped = read_eval_rows(rows_path)
+    if not grouped:
+        raise InputError(f"{rows_path}: holds no evaluation rows (an empty peft-data file)")
     by_user = {
         u.user: [Row(u.user, qid, source) for qid, (source, _) in zip(u.ids, u.pairs, strict=True)]
         for u in grouped
@@ -280,7 +282,7 @@ def adapter_digests(adapters: Path, users: Sequence[str], identity: str) -> dict
     """Each user's adapter, by the sha256 of its files (None: no adapter, the base model);
     an adapter whose record names another base model is an ``InputError``."""
     from lampctl.io.data import sha256_file
-    from lampctl.model.training import ADAPTER_FILES, read_adapter_record
+    from lampctl.model.adapter_files import ADAPTER_FILES, read_adapter_record
 
     digests: dict[str, str | None] = {}
     for user in users:

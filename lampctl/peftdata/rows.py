@@ -446,15 +446,30 @@ def read_users(path: Path | str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     rows: list[dict[str, Any]] = []
     if not Path(path).is_file():
         raise InputError(f"{path}: no such peft-data file (run 'lampctl peft-data' first)")
-    with Path(path).open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with Path(path).open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path}: line {number} is not UTF-8 text (byte {exc.start + 1})"
+                ) from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                user = str(row["user_id"])
+                user = row["user_id"]
             except (ValueError, KeyError, TypeError):
                 raise InputError(f"{path}: line {number} is not a peft-data row") from None
+            if (
+                not isinstance(row, dict)
+                or not isinstance(user, (str, int))
+                or (isinstance(user, bool))
+            ):
+                raise InputError(f"{path}: line {number} has no text user_id")
+            if not isinstance(row.get("id"), (str, int)) or isinstance(row.get("id"), bool):
+                raise InputError(f"{path}: line {number} (user {user!r}) has no text id")
+            user = str(user)
             if user != current:
                 if current is not None:
                     yield current, rows
