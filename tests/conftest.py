@@ -60,6 +60,10 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LAMPCTL_SETTINGS", "none")
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
+    from lampctl.reporting import forget_notices, set_notice_sink
+
+    forget_notices()  # each test hears every notice once
+    set_notice_sink(None)
 
 
 class Cli:

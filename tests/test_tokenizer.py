@@ -77,3 +77,42 @@ def test_a_changed_tokenizer_file_gets_a_verdict_of_its_own(folder):
 
 def test_a_folder_without_tokenizer_json_keeps_no_verdict(tmp_path):
     assert verdict_path(tmp_path) is None
+
+
+def test_a_verdict_edited_in_place_is_not_trusted(folder):
+    open_tokenizer(str(folder))
+    verdict_file = verdict_path(folder)
+    verdict = json.loads(verdict_file.read_text())
+    assert verdict["special"] == 2
+    verdict_file.write_text(json.dumps({**verdict, "special": 0}))  # its checksum no longer fits
+    again = open_tokenizer(str(folder))
+    assert again.transformers_loaded and again.special == 2
+    assert json.loads(verdict_file.read_text())["special"] == 2  # recorded whole again
+
+
+def test_an_unwritable_cache_is_said_once_and_the_work_goes_on(folder, tmp_path, monkeypatch):
+    from lampctl.reporting import LampctlNotice
+
+    blocker = tmp_path / "cache-is-a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("LAMPCTL_CACHE_DIR", str(blocker))
+    with pytest.warns(LampctlNotice, match="cannot be written.*going on without it"):
+        tokenizer = open_tokenizer(str(folder))
+    assert tokenizer.transformers_loaded and tokenizer.special == 2
+
+
+def test_prompts_with_an_unwritable_cache_note_it_once_on_stderr(cli, tree, tiny_bert, tmp_path):
+    blocker = tmp_path / "cache-is-a-file"
+    blocker.write_text("")
+    assert cli("rank", "-t", "3", "-s", "time", "-r", "bm25", "--data-dir", tree).exit_code == 0
+    result = cli("prompts", "-t", "3", "-s", "time", "--tokenizer", tiny_bert, "--data-dir", tree,
+                 env={"LAMPCTL_CACHE_DIR": str(blocker)})  # fmt: skip
+    assert result.exit_code == 0, result.err
+    notes = [line for line in result.err.splitlines() if line.startswith("Note: ")]
+    assert len(notes) == 1 and str(blocker) in notes[0], result.err
+    again = cli("prompts", "-t", "3", "-s", "time", "--tokenizer", tiny_bert, "--force",
+                "--data-dir", tree, env={"LAMPCTL_CACHE_DIR": str(blocker)})  # fmt: skip
+    assert again.err.count("Note: ") == 1  # each invocation says it once
+    quiet = cli("-q", "prompts", "-t", "3", "-s", "time", "--tokenizer", tiny_bert, "--force",
+                "--data-dir", tree, env={"LAMPCTL_CACHE_DIR": str(blocker)})  # fmt: skip
+    assert quiet.exit_code == 0 and "Note:" not in quiet.err

@@ -249,6 +249,9 @@ def _root(
     """
     ctx.obj = State(json=json_out, quiet=quiet, config=config)
     _common.FINISHED.clear()
+    from lampctl.reporting import forget_notices
+
+    forget_notices()  # each invocation says each notice once
 
 
 def _help(function: Callable[..., Any]) -> str:

@@ -53,7 +53,15 @@ def get_state(ctx: typer.Context, json_flag: bool = False, quiet_flag: bool = Fa
         root.obj.json = True
     if quiet_flag:
         root.obj.quiet = True
+    from lampctl.reporting import set_notice_sink
+
+    state = root.obj  # notices (a cache that cannot be written) go to stderr, unless --quiet
+    set_notice_sink(lambda message: None if state.quiet else _note(message))
     return root.obj
+
+
+def _note(message: str) -> None:
+    stderr_console().print(f"Note: {message}", markup=False)
 
 
 # What this invocation has finished, for the message after Ctrl-C (the core reports through

@@ -205,14 +205,24 @@ def verdict_path(folder: Path) -> Path | None:
     return settings.cache_root() / "tokenizers" / f"{digest.hexdigest()[:32]}.json"
 
 
+def _checksum(verdict: dict[str, Any]) -> str:
+    """The sha256 of every field of a verdict but the checksum itself."""
+    fields = {k: v for k, v in verdict.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
 def _read_verdict(path: Path | None) -> dict[str, Any]:
+    """The cached verdict, or {} when there is none or it is not whole: every field is covered
+    by its checksum, so an entry edited in place (``special: 2`` -> ``0``) is not trusted."""
     if path is None or not path.is_file():
         return {}
     try:
         verdict = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return verdict if isinstance(verdict, dict) else {}
+    if not isinstance(verdict, dict) or verdict.get("checksum") != _checksum(verdict):
+        return {}
+    return verdict
 
 
 def _backend_path(verdict_file: Path) -> Path:
@@ -271,15 +281,23 @@ def _record_verdict(path: Path, tokenizer: Any, folder: str) -> None:
         )
     else:
         verdict["backend"] = False
+    from lampctl.errors import LampctlError
     from lampctl.io.data import atomic_writer, write_json
+    from lampctl.reporting import notice_once
 
+    verdict["checksum"] = _checksum(verdict)
     try:
         if backend_text is not None:
             with atomic_writer(_backend_path(path)) as handle:
                 handle.write(backend_text)
         write_json(path, verdict)
-    except OSError:
-        pass  # no cache folder to write: the next run checks again
+    except (OSError, LampctlError) as exc:  # no cache to write: go on without it
+        why = str(exc).split(": cannot write: ")[-1]
+        notice_once(
+            "cache",
+            f"the lampctl cache {path.parent.parent} cannot be written ({why}); going on "
+            "without it (set LAMPCTL_CACHE_DIR to a writable folder to keep it)",
+        )
 
 
 def _backend_alone(tokenizer: Any) -> str | None:
