@@ -94,3 +94,37 @@ def test_refusals_of_the_core_are_json_errors_too(cli, tree, tmp_path):
     ):  # fmt: skip
         _one_json_error(cli("--json", *args), code)
     assert questions.read_bytes() == before
+
+
+def _command_paths() -> list[tuple[list[str], object]]:
+    import typer
+
+    from lampctl.cli import app
+
+    found = []
+
+    def walk(command, path):
+        found.append((path, command))
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_every_help_page_shows_its_brackets(cli):
+    """Rich markup is escaped in every help text: ``'lampctl[train]'`` keeps its ``[train]``."""
+    import re
+
+    checked = 0
+    for path, command in _command_paths():
+        raw = [getattr(command, "help", None) or ""]
+        raw += [getattr(p, "help", None) or "" for p in getattr(command, "params", [])]
+        result = cli(*path, "--help")
+        assert result.exit_code == 0, (path, result.output)
+        shown = " ".join(result.out.replace("│", " ").split())
+        for text in raw:
+            for token in re.findall(r"\[[A-Za-z_][\w ,.-]*\]", text):
+                assert token in shown, (path, token)
+                checked += 1
+    assert checked >= 1  # peft's "lampctl[train]" at least

@@ -74,6 +74,24 @@ def _usage_error(exc: Any) -> NoReturn:
     raise typer.Exit(exc.exit_code)
 
 
+def _escape_help(command: Any) -> None:
+    """Help texts are plain text: rich markup is escaped, once, so that
+    ``pip install 'lampctl[train]'`` shows its ``[train]`` (rich would eat it as a tag)."""
+    from rich.markup import escape
+
+    if getattr(command, "_help_escaped", False):
+        return
+    command._help_escaped = True
+    for name in ("help", "short_help"):
+        if isinstance(getattr(command, name, None), str):
+            setattr(command, name, escape(getattr(command, name)))
+    for param in getattr(command, "params", []):
+        if isinstance(getattr(param, "help", None), str):
+            param.help = escape(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        _escape_help(sub)
+
+
 class LampctlGroup(TyperGroup):
     """Turns lampctl's typed errors into one ``Error: ...`` line and exit code 1 (and, under
     ``--json``, one JSON object with an ``error`` field on stdout)."""
@@ -82,6 +100,10 @@ class LampctlGroup(TyperGroup):
         params = super().get_params(ctx)  # --help among them
         _no_value_shown_for_flags(params)
         return params
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _escape_help(self)
+        super().format_help(ctx, formatter)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         ctx.meta[_ARGS_KEY] = list(args)  # click empties ctx.args before it looks the command up
@@ -148,6 +170,10 @@ class LampctlCommand(TyperCommand):
         params = super().get_params(ctx)  # --help among them
         _no_value_shown_for_flags(params)
         return params
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _escape_help(self)
+        super().format_help(ctx, formatter)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -264,6 +290,12 @@ def _help(function: Callable[..., Any]) -> str:
     )
 
 
+def _add_group(sub: typer.Typer, name: str) -> None:
+    """A command group (``peft``, ``avocado``, ``config``), with lampctl's errors and help."""
+    sub.info.cls = LampctlGroup
+    app.add_typer(sub, name=name)
+
+
 def _register(group: typer.Typer, function: Callable[..., Any], name: str, **options: Any) -> None:
     group.command(name, help=_help(function), cls=LampctlCommand, **options)(function)
 
@@ -277,17 +309,17 @@ _register(app, prompts, "prompts")
 _register(app, peft_data_command, "peft-data")
 _register(peft_app, peft_train, "train", no_args_is_help=True)
 _register(peft_app, peft_predict, "predict", no_args_is_help=True)
-app.add_typer(peft_app, name="peft")
+_add_group(peft_app, "peft")
 _register(app, generate_command, "generate", no_args_is_help=True)
 _register(app, evaluate, "evaluate", no_args_is_help=True)
 _register(app, status_command, "status")
 _register(app, stats_command, "stats")
 _register(avocado_app, build_avocado, "build", no_args_is_help=True)
-app.add_typer(avocado_app, name="avocado")
+_add_group(avocado_app, "avocado")
 _register(config_app, show, "show")
 _register(config_app, set_command, "set")
 _register(config_app, unset_command, "unset")
-app.add_typer(config_app, name="config")
+_add_group(config_app, "config")
 _register(app, env_command, "env")
 
 

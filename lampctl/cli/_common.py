@@ -37,6 +37,12 @@ class State:
     config: Path | None = None
     _registry: Registry | None = field(default=None, repr=False)
 
+    @property
+    def progress(self) -> bool:
+        """Progress (bars on a terminal, plain lines in a log) goes to stderr unless
+        ``--quiet``: under ``--json`` too, whose object alone goes to stdout."""
+        return not self.quiet
+
     def registry(self) -> Registry:
         if self._registry is None:
             from lampctl.catalog.bundled import cached_registry as registry
@@ -199,11 +205,12 @@ def live_progress(console: Console) -> Progress:
 
 
 class CliReporter:
-    """Progress bars and messages on stderr; silent under ``--json``/``--quiet`` or no TTY."""
+    """Progress bars (plain lines off a terminal) and messages on stderr; silent under
+    ``--quiet``."""
 
     def __init__(self, state: State) -> None:
         self._console = stderr_console()
-        self._quiet = state.json or state.quiet
+        self._quiet = not state.progress
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._plain: PlainProgress | None = None

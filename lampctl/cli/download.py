@@ -41,7 +41,7 @@ class RichTransfers:
 
     def __init__(self, state: State, plan: list[PlannedFile]) -> None:
         console = stderr_console()
-        shown = not (state.json or state.quiet)
+        shown = state.progress
         self.enabled = shown and console.is_terminal
         self.plain = PlainProgress(console) if shown and not self.enabled else None
         self.finished = 0

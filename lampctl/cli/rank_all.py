@@ -60,7 +60,7 @@ class LiveJobs:
 
     def __init__(self, state: State, plans: list[JobPlan], note: str = "") -> None:
         self.console = stderr_console()
-        shown = not (state.json or state.quiet)
+        shown = state.progress
         self.enabled = shown and self.console.is_terminal
         self.plain = PlainProgress(self.console) if shown and not self.enabled else None
         self.note = note
