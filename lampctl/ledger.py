@@ -410,12 +410,15 @@ class DerivedOutput:
         also: Mapping[str, Path] | None = None,
         role: str = "output",
         input_folders: Mapping[str, Path | None] | None = None,
+        inputs: Mapping[str, Path | None] | None = None,
     ) -> None:
         from lampctl.io.outputs import check_outputs
 
         self.output, self.sources, self.parameters = output, sources, parameters
         outputs = {**outputs_with_record(output, role), **(also or {})}
-        check_outputs(outputs, dict(sources), input_folders=input_folders)
+        # ``inputs``: files read that the record does not follow (their effect is in the
+        # parameters), checked all the same
+        check_outputs(outputs, {**dict(sources), **(inputs or {})}, input_folders=input_folders)
 
     def up_to_date(self, force: bool = False) -> dict[str, Any] | None:
         """The record, when the output need not be made again; else None."""

@@ -123,7 +123,10 @@ def test_failing_job_leaves_the_others_done(cli, tree):
     assert (summary["done"], summary["failed"]) == (11, 1)
     failed = [j for j in summary["jobs"] if j["status"] == "failed"]
     assert failed[0]["set"] == "dev" and "invalid JSON" in failed[0]["error"]
-    assert result.err.strip().splitlines() == [f"Error: LaMP-5 user dev: {failed[0]['error']}"]
+    # Progress lines (kept under --json, on stderr), then the one error line.
+    errors = [line for line in result.err.strip().splitlines() if line.startswith("Error: ")]
+    assert errors == [f"Error: LaMP-5 user dev: {failed[0]['error']}"]
+    assert result.err.strip().splitlines()[-1] == errors[0]
     assert not (tree / "user/LaMP_5/dev_questions_rank.json").exists()
 
 

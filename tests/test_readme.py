@@ -206,9 +206,11 @@ def test_readme_blocks_run_as_written(project):
     assert (data / "time/LaMP_4/dev_peft_file.jsonl").is_file()
     assert json.loads((data / "time/LaMP_6/dev_outputs.json").read_text())["task"] == "LaMP_6"
     assert stat.S_ISREG((work / "preds.json").stat().st_mode)
-    assert list(data.glob("user/LaMP_4/dev_prompts_*_predictions_flan-t5-base-*.json"))
+    assert list(data.glob("user/LaMP_4/dev_prompts_*_predictions_flan-t5-base-*_tokens*.json"))
     assert list(
         data.glob("time/LaMP_3/dev_peft_file_adapters/flan-t5-base-*/*/lampctl_adapter.json")
     )
-    gathered = list(data.glob("time/LaMP_7/dev_peft_file_seed0_predictions_flan-t5-base-*.json"))
+    gathered = list(
+        data.glob("time/LaMP_7/dev_peft_file_seed0_predictions_flan-t5-base-*_tokens128.json")
+    )
     assert len(gathered) == 1 and "shard" not in gathered[0].name

@@ -428,3 +428,52 @@ def test_a_file_where_an_adapter_goes_is_replaced_without_debris(tmp_path, t5):
     lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / "ad", epochs=1)
     assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["a"]
     assert (tmp_path / "ad" / "a" / "adapter_config.json").is_file()
+
+
+# --------------------------------------------------------------------------- predictions records
+
+
+def test_predictions_carry_their_decoding_and_skip_when_up_to_date(cli, tmp_path, t5, trained):
+    import shutil
+
+    folder = tmp_path / "set"
+    shutil.copytree(trained, folder)
+    common = ("-m", t5, "-t", "4", "--rows", folder / "t_eval.jsonl", "--adapters", folder / "ad",
+              "--max-new-tokens", "3")  # fmt: skip
+    four = cli.json("peft", "predict", *common, "--num-beams", "2", "-o", folder / "p.json")
+    assert four["status"] == "written" and four["without_adapter"] == 0
+    four = cli.json("peft", "predict", *common, "--num-beams", "2")  # the default name
+    assert four["output"].endswith("_beams2_tokens3.json")
+    # The API's greedy run gets a file of its own: the 2-beam file is not replaced.
+    before = Path(four["output"]).read_bytes()
+    one = lampctl.peft_predict(
+        str(t5),
+        "LaMP-4",
+        rows=folder / "t_eval.jsonl",
+        adapters=folder / "ad",
+        num_beams=1,
+        max_new_tokens=3,
+    )
+    assert one.output.endswith("_beams1_tokens3.json") and one.output != four["output"]
+    assert Path(four["output"]).read_bytes() == before
+    again = cli.json("peft", "predict", *common, "--num-beams", "2")
+    assert again["status"] == "up to date" and again["device"] is None  # no model loaded
+    forced = cli.json("peft", "predict", *common, "--num-beams", "2", "--force")
+    assert forced["status"] == "written" and Path(forced["output"]).read_bytes() == before
+    # A retrained adapter makes the file stale.
+    lampctl.peft_train(str(t5), rows=folder / "t.jsonl", adapters=folder / "ad", epochs=1,
+                       seed=3, force=True)  # fmt: skip
+    assert cli.json("peft", "predict", *common, "--num-beams", "2")["status"] == "written"
+
+
+def test_generate_keeps_a_record_and_skips_when_up_to_date(cli, tmp_path, t5):
+    prompts = _write(tmp_path / "p.jsonl", [{"id": f"q{i}", "source": r["source"]}
+                                            for i, r in enumerate(_rows({"x": 3}))])  # fmt: skip
+    args = ("generate", "-m", t5, "-t", "4", "--prompts", prompts, "--num-beams", "1",
+            "--max-new-tokens", "3")  # fmt: skip
+    first = cli.json(*args)
+    assert first["status"] == "written" and first["output"].endswith("_beams1_tokens3.json")
+    assert cli.json(*args)["status"] == "up to date"
+    _write(prompts, [{"id": "q0", "source": "fast paper"}])
+    assert cli.json(*args)["status"] == "written"  # the prompts changed
+    assert cli.json(*args, "--force")["status"] == "written"

@@ -9,11 +9,13 @@ stand beside the questions file under names that carry the choices:
                                                     file_seed0)
     {set}_peft_{variant}_eval.jsonl                 its evaluation rows
     {set}_peft_{variant}_adapters/{model}/{user}/   one adapter per user (peft train)
-    {set}_peft_{variant}_predictions_{model}.json   peft predict's predictions
-    {prompts file stem}_predictions_{model}.json    generate's predictions
+    {set}_peft_{variant}_predictions_{model}_{decoding}.json   peft predict's predictions
+    {prompts file stem}_predictions_{model}_{decoding}.json    generate's predictions
 
-``{model}`` is the model's last path part and a hash of its identity, so runs with other base
-models never overwrite each other.
+``{model}`` is the model's last path part and a hash of its identity, ``{decoding}`` the beams
+and new tokens (``beams4_tokens128``), so runs with other base models or decoding never
+overwrite each other. Each predictions file has a record beside it (``....meta.json``): a
+rerun whose inputs, model and options are unchanged is skipped (``force`` redoes it).
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ class PeftPaths:
     def adapters(self, slug: str) -> Path:
         return self.folder / f"{self.stem}_adapters" / slug
 
-    def predictions(self, slug: str) -> Path:
-        return self.folder / f"{self.stem}_predictions_{slug}.json"
+    def predictions(self, slug: str, decoding: str) -> Path:
+        return self.folder / f"{self.stem}_predictions_{slug}_{decoding}.json"
 
 
 def _selection(
@@ -214,6 +216,7 @@ def peft_predict(
     revision: str | None = None,
     device: str = "auto",
     precision: str = "fp32",
+    force: bool = False,
     config: Path | str | None = None,
     reporter: Reporter | None = None,
     **decoding: Any,
@@ -243,7 +246,7 @@ def peft_predict(
         task_name = spec.dir_name
     slug = model_slug(model, revision)
     adapters_path = as_path(adapters) or paths.adapters(slug)
-    output_path = as_path(output) or paths.predictions(slug)
+    output_path = as_path(output) or paths.predictions(slug, options.tag)
     parsed = _shard(shard)
     if parsed is not None:
         output_path = Shard(*parsed).path(output_path)
@@ -252,7 +255,7 @@ def peft_predict(
     return predict_users(
         rows_path, model, adapters_path, output_path, task_name, options, revision=revision,
         users=_users(users), shard=parsed, device=device, precision=precision,
-        training_rows=paths.rows, users_file=_users_file(users), reporter=reporter,
+        training_rows=paths.rows, users_file=_users_file(users), force=force, reporter=reporter,
     )  # fmt: skip
 
 
@@ -268,6 +271,7 @@ def generate(
     revision: str | None = None,
     device: str = "auto",
     precision: str = "fp32",
+    force: bool = False,
     config: Path | str | None = None,
     reporter: Reporter | None = None,
     **decoding: Any,
@@ -297,9 +301,9 @@ def generate(
         task_name = spec.dir_name
     slug = model_slug(model, revision)
     output_path = output_path or prompts_path.with_name(
-        f"{prompts_path.name.removesuffix('.jsonl')}_predictions_{slug}.json"
+        f"{prompts_path.name.removesuffix('.jsonl')}_predictions_{slug}_{options.tag}.json"
     )
     return generate_file(
         prompts_path, model, output_path, task_name, options, revision=revision, device=device,
-        precision=precision, reporter=reporter,
+        precision=precision, force=force, reporter=reporter,
     )  # fmt: skip

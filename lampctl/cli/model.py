@@ -211,6 +211,7 @@ def predict(
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    force: Annotated[bool, typer.Option("--force", help="Answer again when up to date.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -218,8 +219,10 @@ def predict(
 
     Users are batched together (each row of a batch uses its own user's adapter); a user
     without an adapter gets the base model and is counted. The output is the official
-    {"task", "golds": [{"id", "output"}]} file that 'lampctl evaluate' reads. An interrupted
-    run resumes from the users it finished. With --shard, one shard's file; 'lampctl gather
+    {"task", "golds": [{"id", "output"}]} file that 'lampctl evaluate' reads; its name carries
+    the model, beams and new tokens, and a record beside it lets a rerun skip it when nothing
+    changed (--force answers again). An interrupted run resumes, keeping only the answers
+    whose question and adapter are unchanged. With --shard, one shard's file; 'lampctl gather
     --predictions FILE' joins the shards.
 
     Examples:
@@ -235,12 +238,15 @@ def predict(
         run = peft_predict(
             model, task, split, set_name, rows=rows, adapters=adapters, output=output,
             variant=variant, data_dir=data_dir, users=users, shard=shard, revision=revision,
-            device=device, precision=precision, config=state.config, reporter=reporter,
-            **_decoding(num_beams, max_new_tokens, batch_size, max_length),
+            device=device, precision=precision, force=force, config=state.config,
+            reporter=reporter, **_decoding(num_beams, max_new_tokens, batch_size, max_length),
         )  # fmt: skip
     note_finished(run.output)
 
     def human(console: Console) -> None:
+        if run.status == "up to date":
+            console.print(f"up to date: {run.output} (--force to answer again)", markup=False)
+            return
         console.print(
             f"{run.rows} predictions for {run.users} users ({run.without_adapter} without an "
             f"adapter, base model; {run.resumed} resumed, {run.redone} redone) in "
@@ -269,13 +275,16 @@ def generate_command(
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    force: Annotated[bool, typer.Option("--force", help="Generate again when up to date.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Generate an output for every row of a prompts file: the retrieval path's model step.
 
     Rows are batched by length; the output is the official predictions file that 'lampctl
-    evaluate' reads, in the prompts file's order. Any seq2seq or causal model.
+    evaluate' reads, in the prompts file's order; its name carries the model, beams and new
+    tokens, and a record beside it lets a rerun skip it when nothing changed (--force
+    generates again). Any seq2seq or causal model.
 
     Examples:
 
@@ -289,12 +298,16 @@ def generate_command(
     with CliReporter(state) as reporter:
         run = generate(
             model, task, split, set_name, prompts=prompts, output=output, data_dir=data_dir,
-            revision=revision, device=device, precision=precision, config=state.config,
-            reporter=reporter, **_decoding(num_beams, max_new_tokens, batch_size, max_length),
+            revision=revision, device=device, precision=precision, force=force,
+            config=state.config, reporter=reporter,
+            **_decoding(num_beams, max_new_tokens, batch_size, max_length),
         )  # fmt: skip
     note_finished(run.output)
 
     def human(console: Console) -> None:
+        if run.status == "up to date":
+            console.print(f"up to date: {run.output} (--force to generate again)", markup=False)
+            return
         console.print(
             f"{run.rows} predictions in {run.seconds:.1f} s -> {run.output}", markup=False
         )

@@ -8,6 +8,7 @@
 - ``adapter_files``: one user's adapter folder, saved whole or not at all, and its record.
 - ``training``: one fresh LoRA per user, saved whole or not at all, with a record that lets a
   rerun skip what is up to date.
+- ``resume``: the partial file of an interrupted prediction, and what a rerun keeps of it.
 - ``predicting``: each user's adapter on the base model, batched across users; generation for
   a prompts file; the official predictions file.
 

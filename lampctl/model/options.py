@@ -61,6 +61,11 @@ class DecodeOptions:
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def tag(self) -> str:
+        """What a predictions file's name carries of the decoding: ``beams4_tokens128``."""
+        return f"beams{self.num_beams}_tokens{self.max_new_tokens}"
+
     def check(self) -> None:
         for name in ("num_beams", "max_new_tokens", "batch_size", "max_length"):
             if getattr(self, name) < 1:

@@ -9,19 +9,14 @@ within a group, so batches carry little padding. Finished groups are appended to
 ``.partial.jsonl`` beside the output (synced), so a killed run resumes where it stopped; the
 final file is written atomically and the partial file removed.
 
-A resumed run keeps only the answers whose inputs are those of now. The partial file's first
-line names what every answer shares (the base model and a fingerprint of its files, the
-decoding options, the precision, the task); each answer carries a key, the sha256 of its
-source and of its user's adapter files (none: the base model). An answer whose key differs
-(an edited question, a retrained or replaced adapter) is answered again, and the run says how
-many were (``redone``).
+A resumed run keeps only the answers whose inputs are those of now (``model.resume``). Each
+predictions file gets a record beside it, so a rerun with nothing changed is skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lampctl.errors import InputError
-from lampctl.io.outputs import check_outputs, check_writable, local_folder
+from lampctl.io.outputs import check_writable, local_folder
 from lampctl.model.loading import (
     BaseModel,
     generate_texts,
@@ -38,6 +33,7 @@ from lampctl.model.loading import (
     source_lengths,
 )
 from lampctl.model.options import DecodeOptions
+from lampctl.model.resume import Partial, answer_key, partial_path
 from lampctl.reporting import Reporter, SilentReporter
 
 if TYPE_CHECKING:
@@ -58,13 +54,14 @@ class PredictRun:
     output: str
     task: str
     base_model: str
-    device: str
+    device: str | None
     rows: int
     users: int
     without_adapter: int
     resumed: int
     redone: int
     seconds: float
+    status: str = "written"  # or "up to date": the record says nothing changed
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -85,83 +82,6 @@ def _sorted_batches(
     lengths = source_lengths(base, [r.source for r in rows], options.max_length)
     order = sorted(range(len(rows)), key=lambda i: (-lengths[i], i))
     return [order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)]
-
-
-def answer_key(source: str, adapter: str | None) -> str:
-    """What one answer depends on beyond the run's shared settings: its source and its
-    user's adapter (the sha256 of its files; None: the base model)."""
-    return hashlib.sha256(json.dumps([source, adapter], ensure_ascii=False).encode()).hexdigest()
-
-
-class Partial:
-    """Finished rows of an interrupted run, kept beside the output: one JSON line per row
-    (id, output, key), after a first line naming what all of them share. ``load`` keeps the
-    rows whose key is the one wanted now and counts the others (``stale``)."""
-
-    FORMAT = 2
-
-    def __init__(self, output: Path, header: dict[str, Any]) -> None:
-        self.path = partial_path(output)
-        self.header = {"format": self.FORMAT, **header}
-        self.done: dict[str, tuple[str, str]] = {}  # id -> (output, key)
-        self.stale = 0
-        self._handle: Any = None
-
-    def load(self, wanted: dict[str, str]) -> dict[str, str]:
-        """``wanted``: id -> key of every row of this run; the answers kept, by id."""
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
-            return {}
-        rows: list[dict[str, Any]] = []
-        for line in lines[1:]:
-            try:
-                row = json.loads(line)
-                rows.append({"id": str(row["id"]), "output": str(row["output"]),
-                             "key": row.get("key")})  # fmt: skip
-            except (ValueError, KeyError, TypeError):
-                break  # a torn last line: the rows before it stand
-        try:
-            same_run = bool(lines) and json.loads(lines[0]) == self.header
-        except ValueError:
-            same_run = False
-        for row in rows:
-            if same_run and wanted.get(row["id"]) == row["key"]:
-                self.done[row["id"]] = (row["output"], row["key"])
-            elif row["id"] in wanted:
-                self.stale += 1
-        return {qid: output for qid, (output, _) in self.done.items()}
-
-    def add(self, rows: Sequence[tuple[str, str, str]]) -> None:
-        """(id, output, key) rows, appended and synced."""
-        if self._handle is None:  # written afresh with what was kept: a torn line never stays
-            self._handle = self.path.open("w", encoding="utf-8")
-            self._handle.write(json.dumps(self.header) + "\n")
-            for qid, (text, key) in self.done.items():
-                self._write(qid, text, key)
-        for qid, text, key in rows:
-            self._write(qid, text, key)
-            self.done[qid] = (text, key)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-
-    def _write(self, qid: str, text: str, key: str) -> None:
-        line = json.dumps({"id": qid, "output": text, "key": key}, ensure_ascii=False)
-        self._handle.write(line + "\n")
-
-    def output(self, qid: str) -> str:
-        return self.done[qid][0]
-
-    def close(self, remove: bool) -> None:
-        if self._handle is not None:
-            self._handle.close()
-        if remove:
-            self.path.unlink(missing_ok=True)
-
-
-def partial_path(output: Path) -> Path:
-    """Where an interrupted run keeps its finished answers: hidden, beside the output."""
-    return output.with_name(f".{output.name}.partial.jsonl")
 
 
 def read_eval_rows(path: Path) -> list[UserRows]:
@@ -194,6 +114,7 @@ def predict_users(
     precision: str = "fp32",
     training_rows: Path | None = None,
     users_file: Path | None = None,
+    force: bool = False,
     reporter: Reporter | None = None,
 ) -> PredictRun:
     """Each user's questions answered with that user's adapter, batched across users.
@@ -201,20 +122,83 @@ def predict_users(
     Shards are balanced by ``training_rows`` (the file the adapters were trained from) when
     it is given, as ``peft train --shard`` balances them, so array task i answers exactly the
     users whose adapters it trained."""
-    from lampctl.model.adapters import GatheredAdapters
-    from lampctl.model.loading import model_identity
-    from lampctl.model.training import choose, read_user_rows
+    from lampctl.ledger import DerivedOutput
 
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
     # Before any work: no output onto an input, into the model's or adapters' folder, or
     # onto another output; and every output can be written.
-    check_outputs(
-        {"output": output, "partial file of output": partial_path(output)},
-        {"rows": rows_path, "training rows": training_rows, "users": users_file},
+    derived = DerivedOutput(
+        output, {"rows": rows_path}, {}, also={"partial file of output": partial_path(output)},
         input_folders={"model": local_folder(model), "adapters": adapters},
-    )
+        inputs={"training rows": training_rows, "users": users_file},
+    )  # fmt: skip
     check_writable([output])
+    plan = _plan(rows_path, model, revision, adapters, task, options, precision, users, shard,
+                 training_rows)  # fmt: skip
+    derived.parameters = plan.parameters()
+    if derived.up_to_date(force) is not None:
+        return PredictRun(
+            str(output), task, plan.identity, None, len(plan.wanted), len(plan.chosen),
+            sum(plan.digests[u] is None for u in plan.chosen), 0, 0, 0.0, "up to date",
+        )  # fmt: skip
+    partial = Partial(output, plan.header)
+    done = partial.load(plan.wanted)
+    base = load_base_model(model, revision, device, precision)
+    reporter.start("predict", len(plan.wanted), unit="questions")
+    reporter.advance(len(done))  # resumed rows
+    if partial.stale:
+        reporter.log(f"{partial.stale} earlier answer(s) are stale (inputs changed): redoing")
+    try:
+        _answer(base, plan, adapters, options, partial, reporter)
+    except BaseException:
+        partial.close(remove=False)
+        raise
+    order = list(plan.wanted)
+    write_predictions(output, task, [(qid, partial.output(qid)) for qid in order])
+    derived.write_record({"questions": len(order)})
+    partial.close(remove=True)
+    return PredictRun(
+        str(output), task, plan.identity, base.device, len(order), len(plan.chosen),
+        sum(plan.digests[u] is None for u in plan.chosen), len(done), partial.stale,
+        round(time.perf_counter() - started, 3),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PredictPlan:
+    """What a prediction run answers and with what: the users chosen, their rows, their
+    adapters' digests, and each answer's key (``wanted``: id -> key, in output order)."""
+
+    identity: str
+    chosen: list[str]
+    by_user: dict[str, list[Row]]
+    digests: dict[str, str | None]
+    header: dict[str, Any]
+    wanted: dict[str, str]
+
+    def parameters(self) -> dict[str, Any]:
+        """What the record of the predictions holds: the shared settings and every answer's
+        key, hashed in order (an edited row or a retrained adapter makes it stale)."""
+        keys = json.dumps(list(self.wanted.items())).encode()
+        return {**self.header, "answers_sha256": hashlib.sha256(keys).hexdigest()}
+
+
+def _plan(
+    rows_path: Path,
+    model: str,
+    revision: str | None,
+    adapters: Path,
+    task: str,
+    options: DecodeOptions,
+    precision: str,
+    users: Sequence[str] | None,
+    shard: tuple[int, int] | None,
+    training_rows: Path | None,
+) -> PredictPlan:
+    from lampctl.model.loading import model_identity
+    from lampctl.model.training import choose, read_user_rows
+
     grouped = read_eval_rows(rows_path)
     if not grouped:
         raise InputError(f"{rows_path}: holds no evaluation rows (an empty peft-data file)")
@@ -237,45 +221,35 @@ def predict_users(
         "precision": precision,
     }
     wanted = {r.id: answer_key(r.source, digests[u]) for u in chosen for r in by_user[u]}
-    key_of = wanted.get
-    partial = Partial(output, header)
-    done = partial.load(wanted)
-    resumed = len(done)
-    todo_users = [u for u in chosen if any(r.id not in done for r in by_user[u])]
-    total = len(wanted)
-    base = load_base_model(model, revision, device, precision)
-    reporter.start("predict", total, unit="questions")
-    remaining = sum(r.id not in done for u in todo_users for r in by_user[u])
-    reporter.advance(total - remaining)  # resumed rows
-    if partial.stale:
-        reporter.log(f"{partial.stale} earlier answer(s) are stale (inputs changed): redoing")
+    return PredictPlan(identity, chosen, by_user, digests, header, wanted)
+
+
+def _answer(
+    base: BaseModel,
+    plan: PredictPlan,
+    adapters: Path,
+    options: DecodeOptions,
+    partial: Partial,
+    reporter: Reporter,
+) -> None:
+    """The answers not in ``partial`` yet, a group of users at a time, each group appended."""
+    from lampctl.model.adapters import GatheredAdapters
+
+    done = partial.done
+    todo_users = [u for u in plan.chosen if any(r.id not in done for r in plan.by_user[u])]
     gathered = GatheredAdapters(base.model, adapters, GROUP_USERS)
-    try:
-        for first in range(0, len(todo_users), GROUP_USERS):
-            group = todo_users[first : first + GROUP_USERS]
-            slot_of = gathered.load([u for u in group if digests[u] is not None])
-            todo = [r for u in group for r in by_user[u] if r.id not in done]
-            answers: list[tuple[str, str, str]] = []
-            for batch in _sorted_batches(base, todo, options):
-                picked = [todo[i] for i in batch]
-                with gathered.rows.batch([slot_of.get(r.user, 0) for r in picked], base.device):
-                    texts = generate_texts(base, [r.source for r in picked], options)
-                answers.extend(
-                    (r.id, t, str(key_of(r.id))) for r, t in zip(picked, texts, strict=True)
-                )
-                reporter.advance(len(picked))
-            partial.add(answers)
-    except BaseException:
-        partial.close(remove=False)
-        raise
-    order = [r.id for u in chosen for r in by_user[u]]
-    write_predictions(output, task, [(qid, partial.output(qid)) for qid in order])
-    partial.close(remove=True)
-    return PredictRun(
-        str(output), task, identity, base.device, len(order), len(chosen),
-        sum(digests[u] is None for u in chosen), resumed, partial.stale,
-        round(time.perf_counter() - started, 3),
-    )  # fmt: skip
+    for first in range(0, len(todo_users), GROUP_USERS):
+        group = todo_users[first : first + GROUP_USERS]
+        slot_of = gathered.load([u for u in group if plan.digests[u] is not None])
+        todo = [r for u in group for r in plan.by_user[u] if r.id not in done]
+        answers: list[tuple[str, str, str]] = []
+        for batch in _sorted_batches(base, todo, options):
+            picked = [todo[i] for i in batch]
+            with gathered.rows.batch([slot_of.get(r.user, 0) for r in picked], base.device):
+                texts = generate_texts(base, [r.source for r in picked], options)
+            answers.extend((r.id, t, plan.wanted[r.id]) for r, t in zip(picked, texts, strict=True))
+            reporter.advance(len(picked))
+        partial.add(answers)
 
 
 def adapter_digests(adapters: Path, users: Sequence[str], identity: str) -> dict[str, str | None]:
@@ -306,9 +280,10 @@ class GenerateRun:
     output: str
     task: str
     model: str
-    device: str
+    device: str | None
     rows: int
     seconds: float
+    status: str = "written"  # or "up to date"
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -350,16 +325,32 @@ def generate_file(
     revision: str | None = None,
     device: str = "auto",
     precision: str = "fp32",
+    force: bool = False,
     reporter: Reporter | None = None,
 ) -> GenerateRun:
-    """One model's outputs for every prompt, batched by length, in the file's order."""
+    """One model's outputs for every prompt, batched by length, in the file's order; skipped
+    when the record beside the output says the prompts, model and options are those of now
+    (``force`` redoes it)."""
+    from lampctl.ledger import DerivedOutput
+    from lampctl.model.loading import model_identity
+
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
-    check_outputs(
-        {"output": output}, {"prompts": prompts}, input_folders={"model": local_folder(model)}
+    parameters = {
+        "task": task,
+        "base_model": model_identity(model, revision),
+        "decoding": options.as_record(),
+        "precision": precision,
+    }
+    derived = DerivedOutput(
+        output, {"prompts": prompts}, parameters, input_folders={"model": local_folder(model)}
     )
     check_writable([output])
     rows = read_prompt_rows(prompts)
+    derived.parameters = {**parameters, "model_files": model_fingerprint(model, revision)}
+    if derived.up_to_date(force) is not None:
+        return GenerateRun(str(output), task, parameters["base_model"], None, len(rows), 0.0,
+                           "up to date")  # fmt: skip
     base = load_base_model(model, revision, device, precision)
     reporter.start("generate", len(rows), unit="prompts")
     answers: dict[int, str] = {}
@@ -368,10 +359,29 @@ def generate_file(
         answers.update(zip(batch, texts, strict=True))
         reporter.advance(len(batch))
     write_predictions(output, task, [(row.id, answers[i]) for i, row in enumerate(rows)])
+    derived.write_record({"questions": len(rows)})
     return GenerateRun(
         str(output), task, base.identity, base.device, len(rows),
         round(time.perf_counter() - started, 3),
     )  # fmt: skip
+
+
+def _rows_order(shard: Path) -> dict[str, int]:
+    """Each question's place in the evaluation rows a predictions shard was made from (its
+    record names them); {} when that cannot be read (the shards' own order then stands)."""
+    from lampctl.errors import LampctlError
+    from lampctl.ledger import read_record, record_path, recorded_path
+
+    record = read_record(record_path(shard)) or {}
+    source = (record.get("sources") or {}).get("rows")
+    if not isinstance(source, dict) or "path" not in source:
+        return {}
+    try:
+        users = read_eval_rows(recorded_path(record, source["path"], shard))
+    except LampctlError:
+        return {}
+    ids = [qid for user in users for qid in user.ids]
+    return {qid: place for place, qid in enumerate(ids)}
 
 
 @dataclass(frozen=True)
@@ -386,9 +396,11 @@ class PredictionsGathered:
 
 def gather_predictions(final: Path, clean: bool = False) -> PredictionsGathered:
     """Join ``final``'s shard files (``peft predict --shard i/n``: ``STEM.shard-i-of-n.json``)
-    into ``final``, shard by shard: every shard present, of one run (one shard count, one
-    task), no question in two shards; ``final`` may name one of the shards instead.
-    ``clean``: then remove the shard files."""
+    into ``final``: every shard present, of one run (one shard count, one task), no question
+    in two shards; ``final`` may name one of the shards instead. The answers are written in
+    the order the unsharded run gives (the evaluation rows' order, read from the file the
+    shards' records name), so the two files are the same bytes. ``clean``: then remove the
+    shard files and their records."""
     from lampctl.errors import ShardError
     from lampctl.io.data import read_json
     from lampctl.retrieval.shards import complete_shards, final_of
@@ -414,8 +426,13 @@ def gather_predictions(final: Path, clean: bool = False) -> PredictionsGathered:
         if overlap:
             raise ShardError(f"{path}: question {sorted(overlap)[0]!r} is in two shards")
         joined.update(outputs)
-    write_predictions(final, str(task), list(joined.items()))
+    order = _rows_order(paths[0])
+    ranked = sorted(joined, key=lambda qid: order.get(qid, len(order)))  # stable: shard order
+    write_predictions(final, str(task), [(qid, joined[qid]) for qid in ranked])
     if clean:
+        from lampctl.ledger import record_path
+
         for path in paths:
             path.unlink(missing_ok=True)
+            record_path(path).unlink(missing_ok=True)
     return PredictionsGathered(str(final), count, len(joined))
