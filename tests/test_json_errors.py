@@ -128,3 +128,9 @@ def test_every_help_page_shows_its_brackets(cli):
                 assert token in shown, (path, token)
                 checked += 1
     assert checked >= 1  # peft's "lampctl[train]" at least
+
+
+def test_download_from_a_data_dir_says_to_use_it_as_the_data_dir(cli, tree, tmp_path):
+    line = cli.error("download", "-t", "3", "--base-url", tree, "--data-dir", tmp_path / "d")
+    assert "is a lampctl data dir" in line and "--data-dir" in line, line
+    assert not (tmp_path / "d").exists()

@@ -121,6 +121,12 @@ def plan_downloads(
         folder = Path(base).expanduser()
         if not folder.is_dir():
             raise DownloadError(f"--base-url {base_url}: not a URL, and no such folder")
+        if (folder / "MANIFEST.json").is_file() or (folder / "user").is_dir():
+            raise DownloadError(
+                f"--base-url {base_url}: is a lampctl data dir (user/, time/, MANIFEST.json), "
+                "not a copy of the LaMP server's layout; use it as the data dir (--data-dir, "
+                "or LAMPCTL_DATA_DIR) instead"
+            )
         base = folder.resolve().as_uri() + "/"
     wanted_tasks = {registry.task(t).name for t in tasks}
     wanted_splits = {registry.check_split(s) for s in splits}
