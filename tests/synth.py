@@ -325,3 +325,27 @@ def write_lamp6_ids(
                 (folder / f"{set_name}_outputs_ids.json").write_text(
                     json.dumps({"task": "LaMP_6", "golds": golds})
                 )
+
+
+PEFT_WORDS = "model data user paper review movie tweet news great bad good fast slow".split()
+
+
+def peft_rows(users: dict[str, int], seed: int = 0) -> list[dict]:
+    """peft-data rows of random words: ``users`` maps a user id to its number of rows."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for user, count in users.items():
+        for i in range(count):
+            source = " ".join(rng.choice(PEFT_WORDS) for _ in range(rng.randint(2, 9)))
+            target = " ".join(rng.choice(PEFT_WORDS) for _ in range(rng.randint(1, 4)))
+            rows.append(
+                {"user_id": user, "id": f"{user}-q-{i}", "source": source, "target": target}
+            )
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from synth import write_tiny_causal, write_tiny_t5
+from synth import peft_rows, write_jsonl, write_tiny_causal, write_tiny_t5
 
 pytest.importorskip("peft")
 
@@ -33,7 +33,6 @@ from transformers import (  # noqa: E402
 
 import lampctl  # noqa: E402
 
-WORDS = "model data user paper review movie tweet news great bad good fast slow".split()
 
 
 @pytest.fixture(scope="module")
@@ -46,25 +45,7 @@ def llama(tmp_path_factory) -> Path:
     return write_tiny_causal(tmp_path_factory.mktemp("models") / "llama")
 
 
-def _rows(users: dict[str, int], seed: int = 0) -> list[dict]:
-    """peft-data rows: ``users`` maps a user id to its number of rows."""
-    import random
-
-    rng = random.Random(seed)
-    rows = []
-    for user, count in users.items():
-        for i in range(count):
-            source = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 9)))
-            target = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4)))
-            rows.append(
-                {"user_id": user, "id": f"{user}-q-{i}", "source": source, "target": target}
-            )
-    return rows
-
-
-def _write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+_rows, _write = peft_rows, write_jsonl
 
 
 SMALL = {"epochs": 2, "batch_size": 2, "learning_rate": 1e-2}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from synth import write_tiny_bert, write_tiny_t5
+from synth import peft_rows, write_jsonl, write_tiny_bert, write_tiny_t5
 
 pytest.importorskip("peft")
 
@@ -15,31 +15,13 @@ import lampctl  # noqa: E402
 from lampctl.errors import InputError, OptionError, OutputError  # noqa: E402
 from lampctl.io.outputs import check_outputs  # noqa: E402
 
-WORDS = "model data user paper review movie tweet news great bad good fast slow".split()
-
 
 @pytest.fixture(scope="module")
 def t5(tmp_path_factory) -> Path:
     return write_tiny_t5(tmp_path_factory.mktemp("models") / "t5")
 
 
-def _rows(users: dict[str, int], seed: int = 0) -> list[dict]:
-    import random
-
-    rng = random.Random(seed)
-    rows = []
-    for user, count in users.items():
-        for i in range(count):
-            source = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 9)))
-            target = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4)))
-            rows.append({"user_id": user, "id": f"{user}-q-{i}", "source": source,
-                         "target": target})  # fmt: skip
-    return rows
-
-
-def _write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+_rows, _write = peft_rows, write_jsonl
 
 
 def _tree_bytes(folder: Path) -> dict[str, bytes]:
