@@ -34,7 +34,6 @@ from transformers import (  # noqa: E402
 import lampctl  # noqa: E402
 
 
-
 @pytest.fixture(scope="module")
 def t5(tmp_path_factory) -> Path:
     return write_tiny_t5(tmp_path_factory.mktemp("models") / "t5")
