@@ -135,10 +135,11 @@ def _refuse_shared_outputs(files: dict[str, Path], folders: dict[str, Path]) -> 
     for role, path in files.items():
         if _is_stream(path):
             continue
-        for key in identities(path):
+        keys = identities(path)
+        for key in keys:
             if key in seen:
                 _clash(seen[key], (role, path))
-        for key in identities(path):
+        for key in keys:
             seen.setdefault(key, (role, path))
         for folder_role, folder in folders.items():
             if _within(path, folder):
