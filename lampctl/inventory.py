@@ -41,6 +41,10 @@ class StatusRow:
     merged: str  # the merged file's state, or "N up to date, M stale" over its variants | missing
     prompts: str = ""  # "2 up to date, 1 stale" over the set's model-input files
     peft: str = ""  # the same over the set's per-user training files (peft-data)
+    # What the experiments made: per adapters folder (one per base model) and per predictions
+    # file of ``peft predict`` or ``generate``; see ``adapter_sets`` and ``prediction_files``.
+    adapters: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     # Normal states worth saying that are not problems: LaMP-6 before ``avocado build``
     # (the corpus is licensed; most users never build it) unless LaMP-6 was asked for.
@@ -190,6 +194,8 @@ def _status_row(
         if not p.name.endswith("_eval.jsonl")
     ]
     peft = _files_state(peft_files, problems, rehash)
+    adapters = adapter_sets(questions.parent, set_name, problems)
+    predictions = prediction_files(questions.parent, set_name, problems, rehash)
     return StatusRow(
         task.name,
         split,
@@ -203,9 +209,104 @@ def _status_row(
         merged,
         prompts,
         peft,
+        adapters,
+        predictions,
         problems,
         notes,
     )
+
+
+def adapter_sets(folder: Path, set_name: str, problems: list[str]) -> list[dict[str, Any]]:
+    """Each ``{set}_peft_{variant}_adapters/{model}/`` folder of the set: the base model its
+    adapters' records name, and how many of the users of the rows file beside it have an
+    adapter that is up to date with that user's rows (the record's rows hash and the adapter
+    files' own hashes; the training options are ``peft train``'s to judge). A folder whose
+    users are not all up to date is named in ``problems``."""
+    from lampctl.errors import LampctlError
+    from lampctl.model.adapter_files import adapter_state, read_adapter_record
+    from lampctl.model.training import read_user_rows
+
+    found = []
+    for model_dir in sorted(folder.glob(f"{set_name}_peft_*_adapters/*/")):
+        rows = model_dir.parent.with_name(
+            model_dir.parent.name.removesuffix("_adapters") + ".jsonl"
+        )
+        name = f"{model_dir.parent.name}/{model_dir.name}"
+        try:
+            users = read_user_rows(rows) if rows.is_file() else None
+        except (LampctlError, OSError):
+            users = None
+        bases = sorted(
+            {
+                str((read_adapter_record(user_dir) or {}).get("base_model") or "?")
+                for user_dir in model_dir.iterdir()
+                if user_dir.is_dir() and not user_dir.name.startswith(".")
+            }
+        )
+        entry: dict[str, Any] = {"folder": name, "base_model": ", ".join(bases) or None}
+        if users is None:
+            entry.update(users=None, up_to_date=None)
+            problems.append(f"{name}: its rows file {rows.name} is missing or unreadable")
+        else:
+            fresh = sum(
+                adapter_state(model_dir / u.user, lambda _kind, u=u: {"rows_sha256": u.sha256})
+                == "up to date"
+                for u in users
+            )
+            entry.update(users=len(users), up_to_date=fresh)
+            if fresh < len(users):
+                problems.append(f"{name}: {len(users) - fresh} of {len(users)} users not trained")
+        found.append(entry)
+    return found
+
+
+def prediction_files(
+    folder: Path, set_name: str, problems: list[str], rehash: bool = False
+) -> list[dict[str, Any]]:
+    """Each predictions file of the set (``peft predict``'s and ``generate``'s) with the model
+    and decoding its record names, judged against its record: its rows or prompts unchanged,
+    and, for ``peft predict``, no adapter of its model written after it."""
+    found = []
+    patterns = (
+        f"{set_name}_peft_*_predictions_*.json",
+        f"{prompts_prefix(set_name)}*_predictions_*.json",
+    )
+    for path in sorted({p for pattern in patterns for p in folder.glob(pattern)}):
+        if path.name.endswith(RECORD_SUFFIX):  # the record of a predictions file
+            continue
+        record = read_record(record_path(path)) or {}
+        parameters = record.get("parameters") or {}
+        decoding = parameters.get("decoding") or {}
+        state = _recorded_freshness(path, rehash)
+        if state == "up to date" and "_peft_" in path.name:
+            state = _adapters_since(path)
+        if state != "up to date":
+            problems.append(f"{path.name} {state}")
+        found.append({
+            "file": path.name,
+            "model": parameters.get("base_model"),
+            "decoding": (
+                f"beams {decoding.get('num_beams')}, {decoding.get('max_new_tokens')} new tokens"
+                if decoding else None
+            ),
+            "state": state,
+        })  # fmt: skip
+    return found
+
+
+def _adapters_since(predictions: Path) -> str:
+    """ "stale: adapters retrained" when an adapter of the predictions' base model was saved
+    after the predictions were written (the adapters' digests are in the answers' keys,
+    which ``peft predict`` checks on its next run); else "up to date"."""
+    stem = predictions.name.split("_predictions_", 1)[0]
+    slug = predictions.name.split("_predictions_", 1)[1].rsplit("_beams", 1)[0]
+    adapters = predictions.with_name(f"{stem}_adapters") / slug
+    written = predictions.stat().st_mtime
+    if adapters.is_dir() and any(
+        record.stat().st_mtime > written for record in adapters.glob("*/lampctl_adapter.json")
+    ):
+        return "stale: adapters retrained since"
+    return "up to date"
 
 
 def merged_variants(default: Path) -> list[Path]:

@@ -406,6 +406,29 @@ def test_data_dir_mode_runs_the_whole_experiment(cli, tmp_path, t5):
     scores = cli.json("evaluate", "-t", "3", "-p", predicted["output"], "-s", "time",
                       "--set", "dev", "--data-dir", data)  # fmt: skip
     assert scores["count"] == 3 and set(scores["metrics"]) == {"MAE", "RMSE"}
+    # status tells where the run stands: adapters per base model, predictions per decoding
+    status = cli.json("status", *sel[:-2], "--data-dir", data)
+    (row,) = status["rows"]
+    (adapters,) = row["adapters"]
+    assert adapters["users"] == 3 and adapters["up_to_date"] == 3
+    (made,) = row["predictions"]
+    assert adapters["base_model"] == made["model"] == str(t5.resolve())
+    assert made["file"] == Path(predicted["output"]).name and made["state"] == "up to date"
+    assert made["decoding"] == "beams 1, 3 new tokens"
+    # one user's rows change: status names the adapters and the predictions as behind
+    rows_file = data / "time/LaMP_3/dev_peft_file.jsonl"
+    lines = rows_file.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["target"] = "5" if first["target"] != "5" else "1"
+    rows_file.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    eval_file = data / "time/LaMP_3/dev_peft_file_eval.jsonl"
+    eval_file.write_text(eval_file.read_text().replace('"source":"', '"source":"edited ', 1))
+    (row,) = cli.json("status", *sel[:-2], "--data-dir", data)["rows"]
+    assert row["adapters"][0]["up_to_date"] == 2
+    assert row["predictions"][0]["state"] == "stale: rows changed"
+    assert any("1 of 3 users not trained" in p for p in row["problems"])
+    table = cli("status", *sel[:-2], "--data-dir", data).output
+    assert "2 of 3 users up to date" in table and "beams 1, 3 new tokens, stale" in table
 
 
 def test_a_killed_training_finishes_with_the_same_adapters(tmp_path, t5):

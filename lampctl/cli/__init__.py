@@ -18,7 +18,14 @@ from typer.core import TyperCommand, TyperGroup
 
 from lampctl import __version__, settings
 from lampctl.cli import _common
-from lampctl.cli._common import JsonOpt, QuietOpt, State, json_error, stderr_console
+from lampctl.cli._common import (
+    JsonOpt,
+    QuietOpt,
+    State,
+    TsvOpt,
+    json_error,
+    stderr_console,
+)
 from lampctl.cli.avocado import avocado_app
 from lampctl.cli.avocado import build as build_avocado
 from lampctl.cli.config import config_app, env_command, set_command, show, unset_command
@@ -248,6 +255,7 @@ def _version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
     config: Annotated[
         Path | None,
@@ -273,7 +281,7 @@ def _root(
 
       lampctl --json rank -t 5 --set dev
     """
-    ctx.obj = State(json=json_out, quiet=quiet, config=config)
+    ctx.obj = State(json=json_out, quiet=quiet, config=config, tsv=tsv_out)
     _common.FINISHED.clear()
     from lampctl.reporting import forget_notices
 

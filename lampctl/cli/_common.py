@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -35,6 +33,7 @@ class State:
     json: bool = False
     quiet: bool = False
     config: Path | None = None
+    tsv: bool = False  # --tsv: tables as tab-separated lines on stdout
     _registry: Registry | None = field(default=None, repr=False)
 
     @property
@@ -59,6 +58,8 @@ def get_state(ctx: typer.Context, json_flag: bool = False, quiet_flag: bool = Fa
         root.obj.json = True
     if quiet_flag:
         root.obj.quiet = True
+    if ctx.params.get("tsv_out"):  # every command's --tsv (TsvOpt)
+        root.obj.tsv = True
     from lampctl.reporting import set_notice_sink
 
     state = root.obj  # notices (a cache that cannot be written) go to stderr, unless --quiet
@@ -113,15 +114,49 @@ def folding_table(*headers: str, **options: Any) -> Table:
     return Table(*(Column(h, overflow="fold") for h in headers), **options)
 
 
+PIPE_WIDTH = 100_000  # off a terminal nothing folds: a row is one line, whatever its width
+
+
 def stdout_console() -> Console:
-    """Results on stdout. Off a terminal (a pipe, a file) tables fold to COLUMNS, else 80
-    columns, as in a plain terminal: cells fold onto more lines, never cut."""
-    width = None
-    if not sys.stdout.isatty():
-        width = 80
-        with contextlib.suppress(ValueError):
-            width = max(int(os.environ.get("COLUMNS", "80")), 40)
+    """Results on stdout. On a terminal tables fold to its width (cells fold onto more lines,
+    never cut). Off a terminal (a pipe, a file) every row is one line at its full width, so
+    ``grep`` finds a row whole and ``cut``/``awk`` see one record per line."""
+    width = None if sys.stdout.isatty() else PIPE_WIDTH
     return Console(highlight=False, soft_wrap=True, width=width)
+
+
+class TsvConsole:
+    """The results console under ``--tsv``: each table as a header line and one line
+    per row, cells separated by tabs (a tab or line break inside a cell becomes a space).
+    Anything else the command prints (notes, totals) goes to stderr, so stdout holds only
+    the columns."""
+
+    is_terminal = False
+    width = PIPE_WIDTH
+
+    def __init__(self) -> None:
+        self._notes = stderr_console()
+
+    def print(self, *objects: Any, **_: Any) -> None:
+        for shown in objects:
+            if isinstance(shown, Table):
+                self._table(shown)
+            else:
+                self._notes.print(shown, markup=False)
+
+    @staticmethod
+    def _table(table: Table) -> None:
+        def cell(value: Any) -> str:
+            text = value.plain if isinstance(value, Text) else str(value)
+            return " ".join(text.replace("\t", " ").splitlines())
+
+        columns = table.columns
+        lines = ["\t".join(cell(c.header) for c in columns)]
+        lines += [
+            "\t".join(cell(c) for c in row) for row in zip(*(c.cells for c in columns), strict=True)
+        ]
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
 
 
 def clock(seconds: float) -> str:
@@ -261,6 +296,8 @@ def emit(state: State, payload: dict[str, Any], human: Callable[[Console], None]
     if state.json:
         payload.setdefault("error", None)
         sys.stdout.write(json.dumps(finite(payload), default=str, allow_nan=False) + "\n")
+    elif state.tsv:  # asked for by name: printed under --quiet too, as --json is
+        human(TsvConsole())  # type: ignore[arg-type] - prints tables, the rest to stderr
     elif not state.quiet:
         human(stdout_console())
 
@@ -306,6 +343,16 @@ def fail_with(errors: list[str]) -> None:
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object describing what was done.")
+]
+
+
+TsvOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tsv",
+        help="Print tables as tab-separated lines (a header, then one line per row); notes go"
+        " to stderr.",
+    ),
 ]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bars, messages or summaries.")

@@ -13,6 +13,7 @@ from lampctl.cli._common import (
     DataDirOpt,
     JsonOpt,
     QuietOpt,
+    TsvOpt,
     emit,
     folding_table,
     get_state,
@@ -66,6 +67,7 @@ def build(
         typer.Option("--max-email-bytes", min=1024, help="Most bytes one email may inflate to."),
     ] = DEFAULT_MAX_EMAIL_BYTES,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Build LaMP-6 (both splits) from the Avocado zips, reading only the emails it needs.

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from lampctl import environment
-from lampctl.cli._common import JsonOpt, QuietOpt, emit, folding_table, get_state
+from lampctl.cli._common import JsonOpt, QuietOpt, TsvOpt, emit, folding_table, get_state
 
 config_app = typer.Typer(
     name="config",
@@ -19,7 +19,12 @@ config_app = typer.Typer(
 KeyArg = Annotated[str, typer.Argument(help="checkpoint, data_dir, device, precision, ...")]
 
 
-def show(ctx: typer.Context, json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
+def show(
+    ctx: typer.Context,
+    json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
     """Every setting, its value now and where it comes from.
 
     A command's option wins over the environment (LAMPCTL_*), which wins over the settings
@@ -59,6 +64,7 @@ def set_command(
     key: KeyArg,
     value: Annotated[str, typer.Argument(help="The value; a path is kept relative to the file.")],
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Set one setting in the settings file (a new ./lampctl.yaml where there is none).
@@ -76,7 +82,11 @@ def set_command(
 
 
 def unset_command(
-    ctx: typer.Context, key: KeyArg, json_out: JsonOpt = False, quiet: QuietOpt = False
+    ctx: typer.Context,
+    key: KeyArg,
+    json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Remove one setting from the settings file.
 
@@ -104,6 +114,7 @@ def env_command(
         bool, typer.Option("--no-encoder", help="Do not look for the encoder checkpoint.")
     ] = False,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """The machine and settings lampctl runs with: versions, devices, every setting and

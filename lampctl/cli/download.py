@@ -19,6 +19,7 @@ from lampctl.cli._common import (
     SplitsOpt,
     State,
     TasksOpt,
+    TsvOpt,
     clock,
     emit,
     fail_with,
@@ -160,6 +161,7 @@ def download(
         int, typer.Option("--retries", min=0, help="Retries per file on network errors, 429, 5xx.")
     ] = 5,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Download LaMP tasks 1-5 and 7 and the LaMP-6 id files, both splits, into the data layout.

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from lampctl.cli._common import DataDirOpt, JsonOpt, QuietOpt, emit, folding_table, get_state
+from lampctl.cli._common import (
+    DataDirOpt,
+    JsonOpt,
+    QuietOpt,
+    TsvOpt,
+    emit,
+    folding_table,
+    get_state,
+)
 from lampctl.scoring.answers import MAX_MEMBER_BYTES, is_bundle
 from lampctl.settings import DEFAULT_DATA_DIR
 
@@ -95,6 +103,7 @@ def evaluate(
         ),
     ] = False,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Score predictions with the official LaMP metrics, offline and deterministically.

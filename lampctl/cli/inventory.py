@@ -14,6 +14,7 @@ from lampctl.cli._common import (
     SetsOpt,
     SplitsOpt,
     TasksOpt,
+    TsvOpt,
     emit,
     folding_table,
     get_state,
@@ -42,6 +43,7 @@ def status_command(
         ),
     ] = False,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Show, per task, split and set, which files exist, are verified, stale or incomplete.
@@ -87,7 +89,7 @@ def status_command(
         raise typer.Exit(1)
 
 
-WIDE_STATUS = 150  # columns the full status table needs; narrower terminals get lines
+WIDE_STATUS = 180  # columns the full status table needs; narrower terminals get lines
 
 
 def _status_table(console: Console, rows: list[StatusRow]) -> None:
@@ -103,6 +105,8 @@ def _status_table(console: Console, rows: list[StatusRow]) -> None:
         "merged",
         "prompts",
         "peft",
+        "adapters",
+        "predictions",
         "problems",
     )
     for r in rows:
@@ -118,10 +122,36 @@ def _status_table(console: Console, rows: list[StatusRow]) -> None:
             r.merged,
             r.prompts,
             r.peft,
+            "; ".join(_adapters_words(r)),
+            "; ".join(_predictions_words(r)),
             "; ".join([*r.problems, *r.notes]),
             style="red" if r.problems else "",
         )
     console.print(table)
+
+
+def _adapters_words(row: StatusRow) -> list[str]:
+    """'dev_peft_file_adapters/flan-t5-base-1a2b3c4d: 3 of 4 users up to date
+    (google/flan-t5-base)', one per adapters folder."""
+    words = []
+    for entry in row.adapters:
+        count = (
+            "rows file missing"
+            if entry["users"] is None
+            else f"{entry['up_to_date']} of {entry['users']} users up to date"
+        )
+        base = f" ({entry['base_model']})" if entry["base_model"] else ""
+        words.append(f"{entry['folder']}: {count}{base}")
+    return words
+
+
+def _predictions_words(row: StatusRow) -> list[str]:
+    """'dev_peft_file_predictions_...json: google/flan-t5-base, beams 4, 128 new tokens, up
+    to date', one per predictions file."""
+    return [
+        f"{e['file']}: " + ", ".join(str(w) for w in (e["model"], e["decoding"], e["state"]) if w)
+        for e in row.predictions
+    ]
 
 
 def _status_lines(console: Console, rows: list[StatusRow]) -> None:
@@ -140,6 +170,8 @@ def _status_lines(console: Console, rows: list[StatusRow]) -> None:
             facts.append(f"prompts {r.prompts}")
         if r.peft:
             facts.append(f"peft {r.peft}")
+        facts += [f"adapters {words}" for words in _adapters_words(r)]
+        facts += [f"predictions {words}" for words in _predictions_words(r)]
         style = "red" if r.problems else ""
         line = f"{r.task} {r.split} {r.set}: " + ", ".join(facts)
         console.print(line, style=style, markup=False, soft_wrap=False)
@@ -154,6 +186,7 @@ def stats_command(
     sets: SetsOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Dataset statistics per task, split and set (the LaMP paper's Table 1 numbers).

@@ -16,6 +16,7 @@ from lampctl.cli._common import (
     SplitsOpt,
     TasksOpt,
     TopKOpt,
+    TsvOpt,
     emit,
     folding_table,
     get_state,
@@ -58,6 +59,7 @@ def merge(
         ),
     ] = False,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Merge questions, ranked profiles and gold outputs into {set}_questions_merged.json.
@@ -115,6 +117,7 @@ def gather_command(
         typer.Option("--predictions", help="Gather this predictions file's shards instead."),
     ] = None,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Gather shard rankings (from --shard i/n runs) into the final ranking files.

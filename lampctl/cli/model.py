@@ -14,6 +14,7 @@ from lampctl.cli._common import (
     JsonOpt,
     QuietOpt,
     State,
+    TsvOpt,
     emit,
     folding_table,
     get_state,
@@ -134,6 +135,7 @@ def train(
     precision: PrecisionOpt = "fp32",
     force: Annotated[bool, typer.Option("--force", help="Retrain up-to-date users.")] = False,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train one fresh LoRA adapter per user on that user's peft-data rows.
@@ -213,6 +215,7 @@ def predict(
     precision: PrecisionOpt = "fp32",
     force: Annotated[bool, typer.Option("--force", help="Answer again when up to date.")] = False,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Answer each user's questions with that user's adapter; write the predictions file.
@@ -277,6 +280,7 @@ def generate_command(
     precision: PrecisionOpt = "fp32",
     force: Annotated[bool, typer.Option("--force", help="Generate again when up to date.")] = False,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Generate an output for every row of a prompts file: the retrieval path's model step.

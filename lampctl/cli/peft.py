@@ -17,6 +17,7 @@ from lampctl.cli._common import (
     SplitsOpt,
     State,
     TasksOpt,
+    TsvOpt,
     emit,
     folding_table,
     get_state,
@@ -94,6 +95,7 @@ def peft_data_command(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Build again even if up to date.")] = False,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Write every user's training set for one adapter per user, as the LaMP authors' PEFT

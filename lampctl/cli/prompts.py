@@ -18,6 +18,7 @@ from lampctl.cli._common import (
     SplitsOpt,
     State,
     TasksOpt,
+    TsvOpt,
     emit,
     folding_table,
     get_state,
@@ -70,6 +71,7 @@ def prompts(
         ),
     ] = None,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Build the LaMP paper's model inputs: each question's top-k ranked items packed into its

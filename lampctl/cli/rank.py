@@ -30,6 +30,7 @@ from lampctl.cli._common import (
     State,
     TaskOpt,
     TopKOpt,
+    TsvOpt,
     UseDateOpt,
     emit,
     folding_table,
@@ -71,6 +72,7 @@ def rank(
     shard_spec: ShardOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Rank again even if up to date.")] = False,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Rank every question's profile against the question, best item first.

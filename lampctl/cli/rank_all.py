@@ -31,6 +31,7 @@ from lampctl.cli._common import (
     SplitsOpt,
     State,
     TasksOpt,
+    TsvOpt,
     UseDateOpt,
     clock,
     emit,
@@ -231,6 +232,7 @@ def rank_all(
     ] = False,
     shard_spec: ShardOpt = None,
     json_out: JsonOpt = False,
+    tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Rank every task, split and set present in the data dir with the paper's best ranker.
