@@ -208,3 +208,24 @@ def test_progress_lines_say_one_user_not_one_users():
         "LaMP-4 dev: 1/5 questions"
     )
     assert progress_line("x", 0, 1, "questions", 1.0) == "x: 0/1 question (0%)"
+
+
+def test_a_slow_rate_reads_as_seconds_per_item():
+    from lampctl.cli._common import progress_line, rate_words
+
+    line = progress_line("LaMP-5 dev", 3, 100, "questions", 20.0)
+    assert ", 6.7 s/question, ETA 10:46" in line and "0/s" not in line
+    assert rate_words(0.25, "questions") == "4.0 s/question"
+    assert rate_words(310, "questions") == "310 questions/s"
+
+
+def test_the_eta_is_smoothed_over_bursts_of_progress():
+    from lampctl.cli._common import SmoothedRate, progress_line
+
+    smoothed = SmoothedRate(0.0)
+    assert smoothed.update(10, 10.0) == 1.0  # the first reading: the mean so far
+    burst = smoothed.update(110, 20.0)  # 100 done at once (a chunk finished): 10/s recent
+    assert burst == 1.0 + (10.0 - 1.0) / 3  # moved a third of the way, not all of it
+    assert smoothed.update(110, 30.0) == burst  # nothing new: the estimate stands
+    line = progress_line("x", 110, 1110, "questions", 20.0, rate=burst)
+    assert line.endswith(f"ETA {int(1000 / burst) // 60}:{int(1000 / burst) % 60:02d}")

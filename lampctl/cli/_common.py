@@ -167,19 +167,60 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def progress_line(label: str, done: int, total: int | None, unit: str, elapsed: float) -> str:
-    """'LaMP-4 dev: 1,200/4,500 questions (27%), 310/s, ETA 0:11': what a log line says."""
+def rate_words(rate: float, unit: str) -> str:
+    """'310 questions/s', or below one a second the time one item takes: '4.2 s/question'
+    (a slow CPU encoder would otherwise show '0/s')."""
+    if rate >= 1:
+        return f"{rate:,.0f} {unit}/s" if unit else f"{rate:,.0f}/s"
+    one = unit.removesuffix("s") if unit.endswith("s") else unit
+    return f"{1 / rate:,.1f} s/{one}" if one else f"{1 / rate:,.1f} s/item"
+
+
+def progress_line(
+    label: str,
+    done: int,
+    total: int | None,
+    unit: str,
+    elapsed: float,
+    rate: float | None = None,
+) -> str:
+    """'LaMP-4 dev: 1,200/4,500 questions (27%), 310/s, ETA 0:11': what a log line says.
+    ``rate``: items per second to show and to reckon the ETA by (a smoothed one), else the
+    mean since the start."""
     counted = total if total else done
     unit = unit.removesuffix("s") if counted == 1 and unit.endswith("s") else unit  # 1 user
     words = f"{label}: {done:,}" + (f"/{total:,}" if total else "") + f" {unit}"
     if total:
         words += f" ({100 * done / total:.0f}%)"
-    rate = done / elapsed if elapsed > 0 else 0.0
+    if rate is None:
+        rate = done / elapsed if elapsed > 0 else 0.0
     if rate > 0:
-        words += f", {rate:,.0f}/s"
+        words += ", " + (f"{rate:,.0f}/s" if rate >= 1 else rate_words(rate, unit))
         if total and done < total:
             words += f", ETA {clock((total - done) / rate)}"
     return words + (f", {clock(elapsed)} elapsed" if not total or done >= total else "")
+
+
+class SmoothedRate:
+    """Items per second, smoothed over the work so far: each new reading (the items done since
+    the last one, over the time since) moves the estimate by a third, so one quick burst (a
+    CPU encoder finishes a chunk of questions at once) does not swing the ETA from an hour
+    to minutes."""
+
+    WEIGHT = 1 / 3
+
+    def __init__(self, now: float) -> None:
+        self.rate: float | None = None
+        self._last, self._done = now, 0
+
+    def update(self, done: int, now: float) -> float | None:
+        span = now - self._last
+        if span <= 0 or done <= self._done:
+            return self.rate
+        recent = (done - self._done) / span
+        self.rate = recent if self.rate is None else self.rate + self.WEIGHT * (recent - self.rate)
+        self._last, self._done = now, done
+        return self.rate
 
 
 class PlainProgress:
@@ -222,9 +263,9 @@ def live_progress(console: Console) -> Progress:
 
         def render(self, task: Task) -> Text:
             speed = task.finished_speed or task.speed
-            if speed is None:
+            if not speed:
                 return Text("")
-            return Text(f"{speed:,.0f} {task.fields.get('unit', '')}/s")
+            return Text(rate_words(speed, str(task.fields.get("unit", ""))))
 
     return Progress(
         TextColumn("{task.description}"),
@@ -249,7 +290,7 @@ class CliReporter:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._plain: PlainProgress | None = None
-        self._current: list[Any] = []  # label, total, unit, done, started
+        self._current: list[Any] = []  # label, total, unit, done, started, SmoothedRate
         if not self._quiet and not self._console.is_terminal:
             self._plain = PlainProgress(self._console)
         elif not self._quiet:
@@ -268,7 +309,8 @@ class CliReporter:
         if self._progress is not None:
             self._task = self._progress.add_task(label, total=total, unit=unit)
         if self._plain is not None:
-            self._current = [label, total, unit, 0, time.monotonic()]
+            now = time.monotonic()
+            self._current = [label, total, unit, 0, now, SmoothedRate(now)]
 
     def advance(self, amount: int = 1) -> None:
         if self._progress is not None and self._task is not None:
@@ -279,8 +321,10 @@ class CliReporter:
                 self._plain.say(self._plain_line())
 
     def _plain_line(self) -> str:
-        label, total, unit, done, started = self._current
-        return progress_line(label, done, total, unit, time.monotonic() - started)
+        label, total, unit, done, started, smoothed = self._current
+        now = time.monotonic()
+        rate = smoothed.update(done, now)
+        return progress_line(label, done, total, unit, now - started, rate)
 
     def log(self, message: str) -> None:
         if not self._quiet:
