@@ -24,7 +24,14 @@ __version__ = "0.1.0"
 _WHERE = {
     "LampSet": "lampctl.api",
     "PromptsRun": "lampctl.api",
+    "download": "lampctl.api",
     "evaluate": "lampctl.api",
+    "gather": "lampctl.api",
+    "merge": "lampctl.api",
+    "rank_all": "lampctl.api",
+    "score_files": "lampctl.api",
+    "stats": "lampctl.api",
+    "status": "lampctl.api",
     "load": "lampctl.api",
     "prompts": "lampctl.api",
     "rank": "lampctl.api",
@@ -43,28 +50,50 @@ _WHERE = {
 
 __all__ = [
     "EncoderConfig",
-    "LampSet",
     "InputError",
+    "LampSet",
     "LampctlError",
     "OptionError",
     "PromptsRun",
     "__version__",
+    "download",
     "evaluate",
+    "gather",
     "generate",
     "load",
+    "merge",
     "peft_data",
     "peft_predict",
     "peft_train",
     "prompts",
     "rank",
+    "rank_all",
     "read_users",
     "registry",
+    "score_files",
     "settings",
+    "stats",
+    "status",
 ]
 
 if TYPE_CHECKING:
     from lampctl import settings
-    from lampctl.api import LampSet, PromptsRun, evaluate, load, prompts, rank, registry
+    from lampctl.api import (
+        LampSet,
+        PromptsRun,
+        download,
+        evaluate,
+        gather,
+        load,
+        merge,
+        prompts,
+        rank,
+        rank_all,
+        registry,
+        score_files,
+        stats,
+        status,
+    )
     from lampctl.api.modelling import generate, peft_predict, peft_train
     from lampctl.errors import InputError, LampctlError, OptionError
     from lampctl.peftdata.files import peft_data

@@ -1,5 +1,9 @@
 """Typed errors. The CLI turns each into one ``Error: ...`` line and exit code 1."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+
 
 class LampctlError(Exception):
     """Base class for every error lampctl reports to the user."""
@@ -45,12 +49,17 @@ class OptionError(LampctlError):
         self.option = option
         self.mentions = mentions
 
-    def as_flags(self) -> str:
-        """The message with each mentioned argument written as the CLI's option."""
+    def as_flags(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message with each mentioned argument written as the CLI's option (``flags``:
+        argument -> option, where the option is not the argument's name with dashes):
+        ``no_ranking=True`` -> ``--no-ranking``, ``ranking=PATH`` -> ``--ranking PATH``,
+        ``(eval_output)`` -> ``(--eval-output)``."""
         import re
 
         text = str(self)
         for name in self.mentions:
-            flag = "--" + name.replace("_", "-")
+            flag = (flags or {}).get(name) or "--" + name.replace("_", "-")
+            text = re.sub(rf"(?<![\w-]){re.escape(name)}=True\b", flag, text)
+            text = re.sub(rf"(?<![\w-]){re.escape(name)}=(?=\S)", f"{flag} ", text)
             text = re.sub(rf"(?<=[( ]){re.escape(name)}(?=\))", flag, text)
         return text

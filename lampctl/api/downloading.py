@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import settings
+from lampctl.arguments import checked_arguments
 from lampctl.catalog.bundled import cached_registry as registry
 
 
@@ -28,6 +29,7 @@ class DownloadRun:
         return [str(o.error) for o in self.outcomes if o.status in ("failed", "changed")]
 
 
+@checked_arguments
 def download(
     tasks: Sequence[str] = (),
     splits: Sequence[str] = (),

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lampctl.arguments import checked_arguments
 from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import InputError, OptionError
 
@@ -41,6 +42,7 @@ def _answers(value: Answerish, name: str) -> Any:
     )
 
 
+@checked_arguments
 def evaluate(
     task: str,
     predictions: Answerish,
@@ -75,6 +77,7 @@ def evaluate(
 # --------------------------------------------------------------------------- files
 
 
+@checked_arguments
 def score_files(
     predictions: Path | str,
     task: str | None = None,
@@ -117,7 +120,11 @@ def score_files(
         raise InputError(f"{predictions}: file not found")
     if is_bundle(predictions):
         if compare_with is not None or by_user:
-            raise OptionError("predictions", "--compare and --by-user take one task's file")
+            raise OptionError(
+                "predictions",
+                "compare_with=PATH and by_user=True take one task's file",
+                mentions=("compare_with", "by_user"),
+            )
         bundle = _by_task(found, load_bundle(predictions, limit))
         if task is not None:
             wanted = found.task(task).name

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lampctl import settings
+from lampctl.arguments import checked_arguments
 from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import InputError
 
@@ -30,6 +31,7 @@ class StatusReport:
         return sum(bool(r.notes) for r in self.rows)
 
 
+@checked_arguments
 def status(
     tasks: Sequence[str] = (),
     splits: Sequence[str] = (),
@@ -53,6 +55,7 @@ def status(
     return StatusReport(rows)
 
 
+@checked_arguments
 def stats(
     tasks: Sequence[str] = (),
     splits: Sequence[str] = (),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import settings
+from lampctl.arguments import checked_arguments
 from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import OptionError
 from lampctl.io.data import as_path
@@ -21,6 +22,7 @@ class MergeRun:
     left_out: list[str]
 
 
+@checked_arguments
 def merge(
     tasks: Sequence[str] = (),
     splits: Sequence[str] = (),
@@ -47,7 +49,11 @@ def merge(
     if fmt not in MERGE_FORMATS:
         raise OptionError("format", f"use {' or '.join(MERGE_FORMATS)}")
     if no_ranking and ranking is not None:
-        raise OptionError("ranking", "--ranking and --no-ranking exclude each other")
+        raise OptionError(
+            "ranking",
+            "ranking=PATH and no_ranking=True exclude each other",
+            mentions=("ranking", "no_ranking"),
+        )
     left_out: list[str] = []
     explicit = [as_path(p) for p in (questions, ranking, outputs, output)]
     files = dict(zip(("questions", "ranking", "outputs", "output"), explicit, strict=True))
@@ -55,7 +61,11 @@ def merge(
     need = {"questions": questions, "output": output}
     if explicit_files(files, need, selection=selection):
         if ranking is None and not no_ranking:
-            raise OptionError("ranking", "give --ranking, or --no-ranking")
+            raise OptionError(
+                "ranking",
+                "give ranking=PATH, or no_ranking=True",
+                mentions=("ranking", "no_ranking"),
+            )
         jobs = [(*explicit, None)]  # explicit files name no task: any task's golds
     else:
         found, folder = registry(config), settings.data_dir(data_dir)
@@ -76,6 +86,7 @@ def merge(
     return MergeRun(results, left_out)
 
 
+@checked_arguments
 def gather(
     tasks: Sequence[str] = (),
     splits: Sequence[str] = (),

@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import settings
+from lampctl.arguments import checked_arguments
 from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import InputError, OptionError
 from lampctl.io.data import as_path
+from lampctl.model.options import DecodeOptions, TrainOptions
 from lampctl.reporting import Reporter
 
 
@@ -152,6 +154,7 @@ def _users_file(users: Sequence[str] | Path | str | None) -> Path | None:
     return Path(users) if isinstance(users, (str, Path)) else None
 
 
+@checked_arguments(options=TrainOptions)
 def peft_train(
     model: str,
     task: str | None = None,
@@ -200,6 +203,7 @@ def peft_train(
     )  # fmt: skip
 
 
+@checked_arguments(options=DecodeOptions)
 def peft_predict(
     model: str,
     task: str | None = None,
@@ -259,6 +263,7 @@ def peft_predict(
     )  # fmt: skip
 
 
+@checked_arguments(options=DecodeOptions)
 def generate(
     model: str,
     task: str | None = None,

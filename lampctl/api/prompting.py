@@ -15,6 +15,7 @@ from lampctl.errors import OptionError
 if TYPE_CHECKING:
     from lampctl.catalog.tasks import Registry, TaskSpec
     from lampctl.inputs import PromptResult
+from lampctl.arguments import checked_arguments
 from lampctl.io.data import as_path
 
 # --------------------------------------------------------------------------- prompts
@@ -38,6 +39,7 @@ class PromptsRun:
     left_out: list[str]
 
 
+@checked_arguments
 def prompt_jobs(
     found: Registry,
     *,
@@ -65,7 +67,11 @@ def prompt_jobs(
     if explicit_files(files, need, task="one", selection=selection,
                       data_dir_only={"outputs": outputs}):  # fmt: skip
         if ranking is None and not no_profile:
-            raise OptionError("ranking", "give --ranking, or --no-profile")
+            raise OptionError(
+                "ranking",
+                "give ranking=PATH, or no_profile=True",
+                mentions=("ranking", "no_profile"),
+            )
         spec = found.task(tasks[0])
         return [
             PromptJob(spec, "file", questions, None if no_profile else ranking, outputs, output)
@@ -92,11 +98,16 @@ def prompt_jobs(
     ]
     if output is not None:
         if len(jobs) != 1:
-            raise OptionError("output", f"--output takes one set; {len(jobs)} are chosen")
+            raise OptionError(
+                "output",
+                f"output=PATH takes one set; {len(jobs)} are chosen",
+                mentions=("output",),
+            )
         jobs = [replace(jobs[0], output=output)]
     return jobs
 
 
+@checked_arguments
 def prompts(
     tasks: Sequence[str] = (),
     splits: Sequence[str] = (),
@@ -133,7 +144,11 @@ def prompts(
     found = registry(config)
     tokenizer = tokenizer or settings.get("LAMPCTL_TOKENIZER")
     if tokenizer is None and not no_profile:
-        raise OptionError("tokenizer", "name the model's tokenizer, or pass --no-profile")
+        raise OptionError(
+            "tokenizer",
+            "name the model's tokenizer (tokenizer=NAME), or pass no_profile=True",
+            mentions=("tokenizer", "no_profile"),
+        )
     left_out: list[str] = []
 
     planned = prompt_jobs(

@@ -20,11 +20,13 @@ if TYPE_CHECKING:
     from lampctl.retrieval.encoder import EncoderConfig
     from lampctl.retrieval.jobs import JobOutcome, JobPlan
     from lampctl.retrieval.rankfile import RankResult
+from lampctl.arguments import checked_arguments
 from lampctl.io.data import as_path
 
 # --------------------------------------------------------------------------- rank
 
 
+@checked_arguments
 def rank_targets(
     found: Registry,
     spec: TaskSpec,
@@ -57,6 +59,7 @@ def rank_targets(
     return files
 
 
+@checked_arguments
 def rank(
     task: str,
     split: str = "user",
@@ -176,6 +179,7 @@ class RankAllRun:
     seconds: float = 0.0
 
 
+@checked_arguments
 def rank_all(
     tasks: Sequence[str] = (),
     splits: Sequence[str] = (),
@@ -212,7 +216,9 @@ def rank_all(
     from lampctl.retrieval.shards import parse_shard
 
     if device is not None and devices != "auto":
-        raise OptionError("device", "use --device or --devices, not both")
+        raise OptionError(
+            "device", "use device=NAME or devices=LIST, not both", mentions=("device", "devices")
+        )
     found, folder = registry(config), settings.data_dir(data_dir)
     name = check_ranker_name(ranker) if ranker else None
     given_device = {"device": device} if device is not None else {}  # over encoder_options'

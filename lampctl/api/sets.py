@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lampctl import settings
+from lampctl.arguments import checked_arguments
 from lampctl.catalog.bundled import cached_registry as registry
 from lampctl.errors import InputError
 
@@ -96,6 +97,7 @@ class LampSet:
         return f"LampSet({self.task.name} {self.split} {self.set}, data_dir={str(self.data_dir)!r})"
 
 
+@checked_arguments
 def load(
     task: str,
     split: str = "user",

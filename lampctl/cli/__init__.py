@@ -63,6 +63,17 @@ def _wants_json(ctx: Any, args: list[str] | None = None) -> bool:
     )
 
 
+def _flags(ctx: Any) -> dict[str, str]:
+    """The command's arguments as the API names them -> the option that sets each
+    (``compare_with`` -> ``--compare``): how a core ``OptionError`` is said on the CLI."""
+    flags = {}
+    for param in ctx.command.params:
+        long = [o for o in param.opts if o.startswith("--")]
+        if param.name and long:
+            flags[param.name] = max(long, key=len)
+    return flags
+
+
 def _one_line(exc: OSError) -> str:
     where = f"{exc.filename}: " if exc.filename else ""
     return f"{where}{exc.strerror or exc}"
@@ -186,8 +197,9 @@ class LampctlCommand(TyperCommand):
         try:
             return super().invoke(ctx)
         except OptionError as exc:  # the core's word for a usage error: exit 2, as click's
-            hint = f"--{exc.option.replace('_', '-')}"
-            raise typer.BadParameter(exc.as_flags(), ctx=ctx, param_hint=hint) from None
+            flags = _flags(ctx)
+            hint = flags.get(exc.option) or f"--{exc.option.replace('_', '-')}"
+            raise typer.BadParameter(exc.as_flags(flags), ctx=ctx, param_hint=hint) from None
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         _settings_file_defaults(ctx, self.params)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lampctl import settings
+from lampctl.arguments import checked_arguments
 from lampctl.catalog.tasks import Registry, TaskSpec
 from lampctl.errors import InputError, OptionError
 from lampctl.peftdata.rows import PeftBuild, PeftOptions, PeftRow, PeftStats, jsonl
@@ -328,6 +329,7 @@ class PeftRun:
     shard: str | None = None  # "i/n" of the users, as parsed (from the option or SLURM's)
 
 
+@checked_arguments
 def peft_data(
     tasks: Sequence[str] = (),
     splits: Sequence[str] = (),

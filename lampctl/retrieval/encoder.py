@@ -92,10 +92,12 @@ def encoder_config(
 def _offline_fix(kind: str, name: str, offline: bool) -> str:
     """How to get ``name`` onto a node without network, in the words of today's tools (the
     ``hf`` command of huggingface_hub 1.x; ``huggingface-cli`` is gone)."""
+    # Both spellings: the Python argument and the command-line option (one message serves
+    # lampctl.rank() and lampctl rank alike).
     option = (
-        "--tokenizer PATH (or LAMPCTL_TOKENIZER)"
+        "tokenizer=PATH (the CLI's --tokenizer PATH, or LAMPCTL_TOKENIZER)"
         if kind == "tokenizer"
-        else ("--checkpoint PATH (or LAMPCTL_CHECKPOINT)")
+        else "checkpoint=PATH (the CLI's --checkpoint PATH, or LAMPCTL_CHECKPOINT)"
     )
     then = "" if offline else " and set HF_HUB_OFFLINE=1 there"
     return (
