@@ -146,3 +146,18 @@ def test_tiny_bert_tokenizer_knows_its_words(tiny_bert):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     assert tokenizer.tokenize("Model data") == ["model", "data"]
+
+
+def test_encoder_progress_counts_texts_not_questions(cli, tree, tiny_bert, encoder_device):
+    questions = json.loads((tree / "user/LaMP_7/dev_questions.json").read_text())
+    texts = sum(1 + len(q["profile"]) for q in questions)  # a query and each item, encoded
+    env = {"LAMPCTL_PROGRESS_SECONDS": "0"}  # a log line on every step
+    args = ("rank", "-t", "7", "--set", "dev", "--data-dir", tree, "--checkpoint", tiny_bert,
+            "--device", encoder_device, "--force")  # fmt: skip
+    result = cli(*args, env=env)
+    assert result.exit_code == 0, result.err
+    lines = [line for line in result.err.splitlines() if "dev_questions.json:" in line]
+    assert lines and all(f"/{texts:,} texts" in line for line in lines)
+    assert f"{texts:,}/{texts:,} texts (100%)" in lines[-1]
+    bm25 = cli(*args[:-5], "-r", "bm25", "--force", env=env)  # other rankers count questions
+    assert f"{len(questions)}/{len(questions)} questions (100%)" in bm25.err

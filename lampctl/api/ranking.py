@@ -158,6 +158,7 @@ def rank(
                     fmt=fmt,
                     reporter=reporter,
                     shard=parsed,
+                    count_texts=True,  # an encoder's progress: texts (rank-all: questions)
                 )
             )
             if on_file:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from lampctl.catalog.tasks import Registry, TaskSpec
@@ -92,10 +93,18 @@ class RankedQuestion:
 
 
 def rank_prepared(
-    questions: Sequence[PreparedQuestion], ranker: Ranker, reporter: Reporter
+    questions: Sequence[PreparedQuestion],
+    ranker: Ranker,
+    reporter: Reporter,
+    count_texts: bool = False,
 ) -> list[RankedQuestion]:
+    """Each question ranked; progress counts questions, or with ``count_texts`` the texts
+    encoded (a query and each profile item), which is the dense rankers' real work."""
     ranked = []
-    for question, scores in zip(questions, ranker.score(questions, reporter.advance), strict=True):
+    progress = None if count_texts else reporter.advance
+    for question, scores in zip(questions, ranker.score(questions, progress), strict=True):
+        if count_texts:
+            reporter.advance(1 + len(question.item_ids))
         scores = np.asarray(scores, dtype=np.float64)
         order = order_by_scores(scores)
         ranked.append(
@@ -149,8 +158,10 @@ def rank_file(
     fmt: str = "json",
     reporter: Reporter | None = None,
     shard: Shard | None = None,
+    count_texts: bool = False,
 ) -> RankResult:
-    """Rank one questions file (or one shard of it) and write the ranking atomically."""
+    """Rank one questions file (or one shard of it) and write the ranking atomically.
+    ``count_texts``: a dense ranker's progress counts texts, not questions."""
     reporter = reporter or SilentReporter()
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
@@ -164,9 +175,11 @@ def rank_file(
             ranked = rank_in_workers(task, input_path, ranker, use_date, reporter, label)
         if ranked is None:
             ranked = []
-            for chunk in question_chunks(input_path, shard, reporter, label):
+            count_texts = count_texts and ranker.progress_unit == "texts"
+            chunks = question_chunks(input_path, shard, reporter, label, count_texts)
+            for chunk in chunks:
                 prepared = prepare(task, chunk, ranker, use_date, str(input_path))
-                ranked.extend(rank_prepared(prepared, ranker, reporter))
+                ranked.extend(rank_prepared(prepared, ranker, reporter, count_texts))
     text = render(ranked, fmt, ranker.name, top_k)
     try:
         with atomic_writer(output_path) as handle:
@@ -192,13 +205,18 @@ WORKER_MIN_BYTES = 2_000_000  # smaller files are ranked faster than workers sta
 
 
 def question_chunks(
-    path: Path, shard: Shard | None, reporter: Reporter, label: str
+    path: Path, shard: Shard | None, reporter: Reporter, label: str, count_texts: bool = False
 ) -> Iterator[list[Question]]:
     """The file's questions (or one shard's), validated, a chunk at a time: only one chunk is
-    ever held as Python objects, beside the file's bytes."""
+    ever held as Python objects, beside the file's bytes. ``count_texts``: progress counts
+    texts (each question's query and profile items), counted first in one light pass."""
     raws = raw_questions(path) if shard is None else None
     if raws is not None:
-        reporter.start(label, len(raws))
+        texts = _count_texts(raws) if count_texts else None
+        if texts is None:
+            reporter.start(label, len(raws))
+        else:
+            reporter.start(label, texts, unit="texts")
         seen: set[str] = set()
         for start in range(0, len(raws), IN_PROCESS_CHUNK):
             yield decode_questions(raws[start : start + IN_PROCESS_CHUNK], str(path), start, seen)
@@ -206,9 +224,27 @@ def question_chunks(
     questions = load_questions(path)
     if shard is not None:
         questions = select_shard(questions, shard)
-    reporter.start(label, len(questions))
+    if count_texts:
+        reporter.start(label, sum(1 + len(q.profile) for q in questions), unit="texts")
+    else:
+        reporter.start(label, len(questions))
     for start in range(0, len(questions), IN_PROCESS_CHUNK):
         yield questions[start : start + IN_PROCESS_CHUNK]
+
+
+class _ProfileOnly(msgspec.Struct):
+    profile: list[msgspec.Raw] = []
+
+
+def _count_texts(raws: Sequence[msgspec.Raw]) -> int | None:
+    """How many texts the questions hold (a query and each profile item), decoding only the
+    profile lists' bounds; None when a question is malformed (its chunk's decoding then says
+    what is wrong, and progress counts questions)."""
+    decoder = msgspec.json.Decoder(_ProfileOnly)
+    try:
+        return sum(1 + len(decoder.decode(raw).profile) for raw in raws)
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+        return None
 
 
 def rank_in_workers(
@@ -292,6 +328,7 @@ def rank_with_record(
     fmt: str = "json",
     reporter: Reporter | None = None,
     shard: Shard | None = None,
+    count_texts: bool = False,
 ) -> RankResult:
     """``rank_file``, then the record beside the ranking that says what made it."""
     check_outputs(outputs_with_record(output_path), {"questions": input_path})
@@ -309,6 +346,7 @@ def rank_with_record(
             fmt=fmt,
             reporter=reporter,
             shard=shard,
+            count_texts=count_texts,
         )
         known = fingerprint.result()
     write_record(

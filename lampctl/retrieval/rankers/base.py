@@ -31,6 +31,9 @@ class Ranker(ABC):
     """Scores each question's profile; higher scores rank first."""
 
     name: str = ""
+    # What progress counts when a file is ranked in this process: "questions", or "texts"
+    # for an encoder, whose work is each query and item encoded.
+    progress_unit: str = "questions"
     needs_text: bool = True
     needs_dates: bool = False
     jobs: int = 1  # CPU worker processes (see ``worker_pool``)

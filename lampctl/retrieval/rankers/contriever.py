@@ -22,6 +22,7 @@ def checkpoint_identity(checkpoint: str) -> str:
 
 class ContrieverRanker(Ranker):
     name = "contriever"
+    progress_unit = "texts"
 
     def __init__(
         self, config: EncoderConfig, log: LogFn | None = None, chunk_texts: int = 8192
