@@ -349,3 +349,74 @@ def peft_rows(users: dict[str, int], seed: int = 0) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+# --------------------------------------------------------------------------- LongLaMP
+
+LONGLAMP_CONFIGS = {
+    "abstract_generation": ("title", "abstract"),
+    "product_review": ("overall", "summary", "description", "reviewText"),
+    "topic_writing": ("summary", "content"),
+}
+
+
+def longlamp_row(rng: random.Random, config: str, items: int) -> dict[str, Any]:
+    """One row as the hub's loaders read it: ``input``, ``output``, ``profile``."""
+    if config == "abstract_generation":
+        profile = [
+            {"title": _words(rng, 4, 9), "abstract": _words(rng, 40, 120),
+             "year": str(rng.randint(1995, 2020)), "id": f"p{rng.randrange(10**9)}"}
+            for _ in range(items)
+        ]  # fmt: skip
+        text = (f'Generate the abstract for the title "{_words(rng, 4, 9)}" using the '
+                f"following items: {', '.join(_words(rng, 1, 3) for _ in range(3))}")  # fmt: skip
+    elif config == "product_review":
+        profile = [
+            {"overall": float(rng.randint(1, 5)), "summary": _words(rng, 2, 6),
+             "description": _words(rng, 8, 20), "reviewText": _words(rng, 30, 90)}
+            for _ in range(items)
+        ]  # fmt: skip
+        text = (f"Generate the review text written by a reviewer who has given an overall "
+                f'rating of {float(rng.randint(1, 5))} for a product with description '
+                f'"{_words(rng, 8, 20)}". The summary of the review text is '
+                f'"{_words(rng, 2, 6)}".')  # fmt: skip
+    else:
+        profile = [
+            {"summary": _words(rng, 5, 12), "content": _words(rng, 30, 90)} for _ in range(items)
+        ]
+        text = f"Generate the content for a reddit post {_words(rng, 5, 12)}"
+    return {"input": text, "output": _words(rng, 60, 160), "profile": profile}
+
+
+def write_longlamp_repo(
+    root: Path,
+    configs: tuple[str, ...] = tuple(LONGLAMP_CONFIGS),
+    rows: int = 6,
+    seed: int = 0,
+    files_per_split: int = 2,
+) -> Path:
+    """A local copy of the LongLaMP/LongLaMP dataset repo in the hub's layout: parquet files
+    ``{config}_{user,temporal}/{split}-0000i-of-0000n.parquet`` and a README whose
+    ``configs:`` block names them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = random.Random(seed)
+    front = ["---", "configs:"]
+    for base in configs:
+        for setting in ("user", "temporal"):
+            config = f"{base}_{setting}"
+            front += [f"- config_name: {config}", "  data_files:"]
+            for split in ("train", "val", "test"):
+                table_rows = [longlamp_row(rng, base, rng.randint(1, 6)) for _ in range(rows)]
+                folder = root / config
+                folder.mkdir(parents=True, exist_ok=True)
+                step = -(-rows // files_per_split)
+                for part in range(files_per_split):
+                    chunk = table_rows[part * step : (part + 1) * step]
+                    name = f"{split}-{part:05d}-of-{files_per_split:05d}.parquet"
+                    pq.write_table(pa.Table.from_pylist(chunk), folder / name)
+                front += [f"  - split: {split}", f"    path: {config}/{split}-*"]
+    front.append("---")
+    (root / "README.md").write_text("\n".join(front) + "\n\n# LongLaMP (a test copy)\n")
+    return root

@@ -53,7 +53,7 @@ class LampSet:
         from lampctl.io.data import load_outputs
 
         path = self.path("outputs")
-        if not path.exists() and self.set == "test":
+        if not path.exists() and self.set == "test" and not self.task.test_outputs:
             return {}
         return load_outputs(path, self.task)
 
@@ -77,7 +77,7 @@ class LampSet:
                 f"{self.path('ranking')}: no ranking; run 'lampctl rank -t {self.task.name} "
                 f"-s {self.split}' first"
             )
-        golds = self.golds() if self.set != "test" else None
+        golds = self.golds() if self.set != "test" or self.task.test_outputs else None
         complete = ranking_top_k(self.path("ranking")) is None
         questions = self.questions()
         merged = merge_questions(

@@ -13,6 +13,7 @@ from lampctl.catalog.tasks import (
     QUERY_RULES,
     EncoderDefaults,
     EvaluationSpec,
+    HubSpec,
     Layout,
     PeftSpec,
     PromptSpec,
@@ -41,7 +42,13 @@ _TASK_KEYS = {
     "aliases",
     "opt_in",
     "output_task_names",
+    "family",
+    "hub",
+    "number_fields",
+    "test_outputs",
+    "recency",
 }
+_HUB_KEYS = {"repo", "revision", "configs", "sets", "item_fields", "columns", "user_fields"}
 _EVAL_KEYS = {"metric", "labels", "scale"}
 _PROMPT_KEYS = set(PromptSpec.__dataclass_fields__)
 _QUERY_KEYS = {"rule", "marker", "pick"}
@@ -116,6 +123,8 @@ def _parse_task(name: str, raw: Any, splits: tuple[str, ...], origin: str) -> Ta
         )
     if rule == "after":
         query = QueryRule(rule, marker=_need(f"{where}.query", query_raw, "marker", str, origin))
+    elif rule == "whole":
+        query = QueryRule(rule)
     else:
         pick = _need(f"{where}.query", query_raw, "pick", list, origin)
         if not pick or not all(isinstance(p, int) and p >= 1 for p in pick):
@@ -144,6 +153,32 @@ def _parse_task(name: str, raw: Any, splits: tuple[str, ...], origin: str) -> Ta
         aliases=_names(where, raw, "aliases", origin),
         opt_in=bool(raw.get("opt_in", False)),
         output_task_names=_names(where, raw, "output_task_names", origin),
+        family=_text_or_none(where, raw, "family", origin) or "LaMP",
+        hub=_parse_hub(where, raw.get("hub"), splits, origin),
+        number_fields=_names(where, raw, "number_fields", origin),
+        test_outputs=bool(raw.get("test_outputs", False)),
+        recency=_choice(where, raw, "recency", "date", ("date", "order"), origin),
+    )
+
+
+def _parse_hub(where: str, raw: Any, splits: tuple[str, ...], origin: str) -> HubSpec | None:
+    if raw is None:
+        return None
+    where = f"{where}.hub"
+    raw = _check_keys(where, raw, _HUB_KEYS, origin)
+    configs = _check_keys(f"{where}.configs", raw.get("configs"), set(splits), origin)
+    sets = _need(where, raw, "sets", dict, origin)
+    for table, name in ((configs, "configs"), (sets, "sets")):
+        if not table or not all(isinstance(v, str) and v for v in table.values()):
+            raise ConfigError(f"{origin}: {where}.{name} must map names to non-empty names")
+    return HubSpec(
+        repo=_need(where, raw, "repo", str, origin),
+        revision=str(_need(where, raw, "revision", str, origin)),
+        configs=dict(configs),
+        sets={str(k): str(v) for k, v in sets.items()},
+        item_fields=_names(where, raw, "item_fields", origin),
+        columns=_names(where, raw, "columns", origin) or ("input", "output", "profile"),
+        user_fields=_names(where, raw, "user_fields", origin),
     )
 
 

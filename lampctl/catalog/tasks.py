@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lampctl.errors import ConfigError
 
-QUERY_RULES = ("after", "quoted")
+QUERY_RULES = ("after", "quoted", "whole")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class QueryRule:
     pick: tuple[int, ...] = ()
 
 
-METRICS = ("classification", "rating", "rouge")
+METRICS = ("classification", "rating", "rouge", "generation")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class EvaluationSpec:
             "classification": ("accuracy", "f1"),
             "rating": ("MAE", "RMSE"),
             "rouge": ("rouge-1", "rouge-L"),
+            # LongLaMP's generation_metrics.py, in its order.
+            "generation": ("bleu", "rouge-1", "rouge-2", "rouge-L", "rouge-LSum", "meteor"),
         }[self.metric]
 
     @property
@@ -101,6 +103,22 @@ class PeftSpec:
 
 
 @dataclass(frozen=True)
+class HubSpec:
+    """A task whose files are a Hugging Face dataset (LongLaMP): the repo and revision, the
+    config of each lampctl split, the hub split of each lampctl set, and the columns and
+    profile-item fields every row must have (the schema is data, as the registry's other
+    facts are: a row lacking one is an error naming the config, the split and its fields)."""
+
+    repo: str
+    revision: str
+    configs: Mapping[str, str]  # lampctl split -> config name (user -> ..._user)
+    sets: Mapping[str, str]  # lampctl set -> hub split (dev -> val)
+    item_fields: tuple[str, ...]
+    columns: tuple[str, ...] = ("input", "output", "profile")
+    user_fields: tuple[str, ...] = ()  # the first a row has becomes its user_id
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
     number: int
@@ -116,6 +134,13 @@ class TaskSpec:
     aliases: tuple[str, ...] = ()
     opt_in: bool = False  # left out of "every task" unless its files are present
     output_task_names: tuple[str, ...] = ()  # other "task" values its files may carry
+    family: str = "LaMP"  # LaMP or LongLaMP: "-t LongLaMP" names every task of a family
+    hub: HubSpec | None = None  # files from a Hugging Face dataset, not LaMP's server
+    number_fields: tuple[str, ...] = ()  # item fields that may be numbers (5.0 -> "5.0")
+    test_outputs: bool = False  # the test set's gold outputs are published too
+    # recency ranks by the items' dates ("date"), or by profile order, newest last, where
+    # items have none ("order": LongLaMP, as its official rec ranker does)
+    recency: str = "date"
 
     @property
     def dir_name(self) -> str:
@@ -156,6 +181,18 @@ class Registry:
     splits: tuple[str, ...]
     sets: tuple[str, ...]
     encoder: EncoderDefaults
+
+    def expand(self, names: Sequence[str]) -> list[str]:
+        """Task names with each family name (``LongLaMP``) replaced by its tasks."""
+        out: list[str] = []
+        for name in names:
+            family = [t.name for t in self.tasks.values() if _norm(t.family) == _norm(name)]
+            if family and not any(_norm(name) in {_norm(n) for n in (t.name, *t.aliases)}
+                                  for t in self.tasks.values()):  # fmt: skip
+                out += [n for n in family if n not in out]
+            elif name not in out:
+                out.append(name)
+        return out
 
     def task(self, name: str) -> TaskSpec:
         """Resolve ``LaMP-3``, ``LaMP_3``, ``lamp3`` or ``3`` to a task (and a task's aliases,
@@ -202,7 +239,7 @@ class Registry:
         task but the opt-in ones (LaMP-2N), which come only where ``data_dir`` holds their
         folder."""
         if tasks:
-            chosen = [self.task(t) for t in tasks]
+            chosen = [self.task(t) for t in self.expand(tasks)]
         else:
             chosen = [
                 t

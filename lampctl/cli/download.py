@@ -132,6 +132,21 @@ def download(
             help="Mirror to use instead of https://ciir.cs.umass.edu/downloads/LaMP/.",
         ),
     ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--source",
+            help="LongLaMP: a local copy of the Hugging Face dataset repo (as 'hf download "
+            "LongLaMP/LongLaMP --repo-type dataset --local-dir DIR' leaves it), for nodes "
+            "without network.",
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            "--revision", help="LongLaMP: the hub revision to read (default: the registry's)."
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print each url -> path and its state; fetch nothing.")
     ] = False,
@@ -170,7 +185,9 @@ def download(
     its size, JSON and shape check out, and its sha256 is recorded in MANIFEST.json (later
     commands reuse it while the file keeps its size and mtime, instead of reading it again). The
     deprecated news categorization (LaMP-2N, the first release's LaMP-2) is opt-in: it is
-    fetched only with --task LaMP-2N, into {split}/LaMP_2N/.
+    fetched only with --task LaMP-2N, into {split}/LaMP_2N/. LongLaMP (--task LongLaMP-2,
+    -3, -4, or LongLaMP for all) is opt-in too: read from its Hugging Face dataset (or
+    --source DIR) and converted into {split}/LongLaMP_N/.
 
     Examples:
 
@@ -187,12 +204,19 @@ def download(
       lampctl download --check-remote    (did the server's files change?)
 
       lampctl download --task LaMP-2N    (the deprecated news task, opt-in)
+
+      lampctl download --task LongLaMP --source ./LongLaMP    (a local copy of the hub repo)
     """
     from lampctl.api.downloading import download as fetch
 
     state = get_state(ctx, json_out, quiet)
+    if base_url is not None and _from_environment(ctx, "base_url") and tasks:
+        found = state.registry()  # a mirror set for LaMP does not stand in LongLaMP's way
+        if all(found.task(t).hub is not None for t in found.expand(tasks)):
+            base_url = None
     run = fetch(
         tasks or [], splits or [], sets or [], data_dir=data_dir, base_url=base_url,
+        source=source, revision=revision,
         apply_fixes=not no_fixes, dry_run=dry_run, jobs=jobs, force=force, verify=verify,
         check_remote=check_remote, retries=retries, timeout=timeout, config=state.config,
         display=lambda plan: RichTransfers(state, plan),
@@ -202,6 +226,11 @@ def download(
         return
     _show_outcomes(state, data_dir, run.outcomes, run.seconds)
     fail_with(run.errors)
+
+
+def _from_environment(ctx: typer.Context, name: str) -> bool:
+    found = ctx.get_parameter_source(name)
+    return found is not None and found.name == "ENVIRONMENT"
 
 
 def _show_plan(state: State, plan: list[PlannedFile]) -> None:

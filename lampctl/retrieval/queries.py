@@ -18,6 +18,8 @@ _QUOTED = re.compile(r'"([^"]*)"')
 def build_query(task: TaskSpec, text: str, question_id: str) -> str:
     """The query of a question, by the task's query rule."""
     rule = task.query
+    if rule.rule == "whole":  # LongLaMP review and topic writing: the whole input
+        return text
     if rule.rule == "after":
         marker = rule.marker or ""
         at = text.find(marker)
@@ -41,6 +43,8 @@ def item_text(task: TaskSpec, item: Mapping[str, Any], question_id: str, use_dat
     parts = []
     for field in task.profile_text:
         value = item.get(field)
+        if field in task.number_fields and _is_number(value):
+            value = str(value)  # a rating 5.0 reads "5.0", as the official f-string writes it
         if not isinstance(value, str):
             what = "has no" if value is None else f"has a non-string ({type(value).__name__})"
             raise InputError(
@@ -72,6 +76,10 @@ def item_texts(
         except (KeyError, TypeError):
             pass
     return [item_text(task, item, question_id, use_date) for item in profile]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 _DATE = re.compile(r"\d+(?:-\d+)*")

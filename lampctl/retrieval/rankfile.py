@@ -61,11 +61,12 @@ def prepare(
                 if ranker.needs_text
                 else []
             )
-            dates = (
-                [parse_date(item, question.id) for item in question.profile]
-                if ranker.needs_dates
-                else []
-            )
+            if not ranker.needs_dates:
+                dates = []
+            elif task.recency == "order":  # profile order, newest last: later is newer
+                dates = [(position,) for position in range(len(question.profile))]
+            else:
+                dates = [parse_date(item, question.id) for item in question.profile]
         except InputError as exc:
             if task.needs_build and looks_unbuilt(question):
                 raise InputError(

@@ -1,0 +1,354 @@
+"""Tasks whose files are a Hugging Face dataset (LongLaMP), converted into lampctl's layout.
+
+LongLaMP (Kumar et al. 2024) publishes each task as configs of the dataset repo
+``LongLaMP/LongLaMP`` (``abstract_generation_user``, ``..._temporal``, ...), each with splits
+``train``, ``val`` and ``test`` of parquet rows ``{input, output, profile}``. ``download``
+reads them from a local copy of the repo (``--source DIR``, as ``hf download LongLaMP/LongLaMP
+--repo-type dataset --local-dir DIR`` leaves it) or from the hub at the registry's revision,
+and writes, per task, split and set, what every other command reads:
+
+    {split}/LongLaMP_N/{set}_questions.json   [{"id", "input", "profile", "user_id"?}, ...]
+    {split}/LongLaMP_N/{set}_outputs.json     {"task": "LongLaMP_N", "golds": [{"id", "output"}]}
+
+(``_user`` configs are the ``user`` split, ``_temporal`` ones ``time``; ``val`` is ``dev``.)
+
+Ids: the rows carry none, so a question's id is ``{config}-{hub split}-{row number}``
+(``abstract_generation_user-val-0``), stable for a revision; a row's own ``id`` column wins
+where there is one. A profile item keeps its own ``id`` (abstract items have one), else gets
+``{question id}-{item number}``. ``user_id`` is the first of the registry's ``user_fields``
+the row has; without one, each row is its own user (as LaMP's user split is).
+
+The schema is the registry's (``hub.columns``, ``hub.item_fields``): every parquet file's
+schema is checked before anything is written, so a missing column, a file cut short or a
+folder that is not a dataset repo is one error and no file changes. Rows are streamed one
+record batch at a time, so memory stays near one batch beside the output being written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lampctl.catalog.tasks import HubSpec, Registry, TaskSpec
+from lampctl.download.manifest import Manifest
+from lampctl.download.transfer import FileOutcome
+from lampctl.errors import InputError
+from lampctl.io.data import atomic_writer, sha256_file
+
+BATCH_ROWS = 1024  # rows decoded at a time
+
+
+@dataclass(frozen=True)
+class HubJob:
+    """One (task, split, set): the config and hub split it comes from, and its two files."""
+
+    task: TaskSpec
+    split: str
+    set: str
+    config: str
+    hub_split: str
+    questions: Path
+    outputs: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.config}/{self.hub_split}"
+
+
+@dataclass(frozen=True)
+class PlannedHubFile:
+    """What a dry run shows of one file to convert (the shape of ``PlannedFile.as_dict``)."""
+
+    job: HubJob
+    kind: str  # questions | outputs
+    url: str  # hf://{repo}@{revision}/{config}/{hub split}, or the local folder's config
+
+    @property
+    def dest(self) -> Path:
+        return self.job.questions if self.kind == "questions" else self.job.outputs
+
+    @property
+    def state(self) -> str:
+        return "present" if self.dest.is_file() else "missing"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"task": self.job.task.name, "split": self.job.split, "set": self.job.set,
+                "kind": self.kind, "url": self.url, "path": str(self.dest),
+                "state": self.state, "fix": None}  # fmt: skip
+
+
+def hub_jobs(
+    registry: Registry,
+    tasks: Sequence[TaskSpec],
+    splits: Sequence[str],
+    sets: Sequence[str],
+    data_dir: Path,
+) -> list[HubJob]:
+    jobs = []
+    for task in tasks:
+        hub = task.hub
+        assert hub is not None
+        for split in splits or registry.splits:
+            for set_name in sets or registry.sets:
+                jobs.append(
+                    HubJob(
+                        task, split, set_name, hub.configs[split], hub.sets[set_name],
+                        registry.path("questions", data_dir, task, split, set_name),
+                        registry.path("outputs", data_dir, task, split, set_name),
+                    )
+                )  # fmt: skip
+    return jobs
+
+
+def fetch_snapshot(hub: HubSpec, configs: Sequence[str], revision: str | None) -> Path:
+    """The hub repo's files for ``configs`` at ``revision`` (default: the registry's), through
+    huggingface_hub's cache (``HF_HOME``); offline, the cached snapshot."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import (
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+    except ImportError:  # pragma: no cover - transformers depends on it
+        raise InputError(
+            "reading the hub needs huggingface_hub: pip install huggingface_hub"
+        ) from None
+    wanted = revision or hub.revision
+    patterns = ["README.md", *(f"{c}/*" for c in configs), *(f"data/{c}/*" for c in configs)]
+    try:
+        return Path(
+            snapshot_download(
+                hub.repo, repo_type="dataset", revision=wanted, allow_patterns=patterns
+            )
+        )
+    except RevisionNotFoundError:
+        raise InputError(f"{hub.repo}: no revision {wanted!r} on the hub") from None
+    except RepositoryNotFoundError:
+        raise InputError(f"{hub.repo}: no such dataset repo on the hub") from None
+    except LocalEntryNotFoundError:
+        raise InputError(
+            f"{hub.repo}@{wanted}: not reachable and not in the local cache; on a node without "
+            f"network, pass a local copy with --source DIR ('hf download {hub.repo} --repo-type "
+            "dataset --local-dir DIR' where there is network)"
+        ) from None
+    except HfHubHTTPError as exc:
+        raise InputError(f"{hub.repo}@{wanted}: {' '.join(str(exc).split())[:200]}") from None
+
+
+def source_files(source: Path, config: str, hub_split: str) -> list[Path]:
+    """The parquet files of one config's split in a dataset repo folder: as its README's
+    ``configs:`` block names them, else by the hub's conventional layouts
+    (``{config}/{split}-*.parquet``, ``{config}/{split}/*.parquet``, under ``data/`` too)."""
+    if not source.is_dir():
+        raise InputError(f"{source}: no such folder (--source names a dataset repo's folder)")
+    declared = _readme_configs(source)
+    if declared is not None and config in declared:
+        patterns = declared[config].get(hub_split, [])
+    else:
+        patterns = [
+            f"{root}{config}/{hub_split}{tail}"
+            for root in ("", "data/")
+            for tail in ("-*.parquet", "/*.parquet", ".parquet")
+        ]
+    found = sorted({p for pattern in patterns for p in source.glob(pattern) if p.is_file()})
+    if not found:
+        if declared is None and not any(source.glob("*/*.parquet")):
+            raise InputError(
+                f"{source}: not a Hugging Face dataset repo (no README.md with a configs: "
+                "block and no parquet files); pass the folder 'hf download ... --local-dir' made"
+            )
+        raise InputError(f"{source}: no parquet files for config {config!r}, split {hub_split!r}")
+    return found
+
+
+def _readme_configs(source: Path) -> dict[str, dict[str, list[str]]] | None:
+    """config -> split -> path patterns, from the README's YAML front matter (None without)."""
+    readme = source / "README.md"
+    if not readme.is_file():
+        return None
+    match = re.match(r"---\s*\n(.*?)\n---", readme.read_text(encoding="utf-8", errors="replace"),
+                     re.S)  # fmt: skip
+    if not match:
+        return None
+    import yaml
+
+    try:
+        front = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{readme}: unreadable front matter ({exc})") from None
+    configs = front.get("configs") if isinstance(front, dict) else None
+    if not isinstance(configs, list):
+        return None
+    out: dict[str, dict[str, list[str]]] = {}
+    for entry in configs:
+        if not isinstance(entry, dict) or "config_name" not in entry:
+            continue
+        files = entry.get("data_files") or []
+        if isinstance(files, str | dict):
+            files = [files]
+        splits: dict[str, list[str]] = {}
+        for item in files:
+            if isinstance(item, dict) and "split" in item:
+                paths = item.get("path", [])
+                splits[str(item["split"])] = [paths] if isinstance(paths, str) else list(paths)
+        out[str(entry["config_name"])] = splits
+    return out
+
+
+def check_schema(job: HubJob, files: Sequence[Path]) -> None:
+    """Every file has the registry's columns and profile-item fields; else one error naming
+    the config, the split and the fields the file has."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    hub = job.task.hub
+    assert hub is not None
+    for path in files:
+        try:
+            schema = pq.read_schema(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(f"{path}: not a readable parquet file ({_short(exc)})") from None
+        missing = [c for c in hub.columns if c not in schema.names]
+        if missing:
+            raise InputError(
+                f"{path}: {job.label} has no {missing[0]!r} column (its columns: "
+                f"{', '.join(schema.names)}); the registry's hub.columns name the ones read"
+            )
+        profile = schema.field(hub.columns[2]).type
+        item = getattr(profile, "value_type", None)
+        names = [item.field(i).name for i in range(item.num_fields)] if pa.types.is_struct(
+            item
+        ) else []  # fmt: skip
+        lacking = [f for f in hub.item_fields if f not in names]
+        if lacking:
+            raise InputError(
+                f"{path}: {job.label} profile items have no {lacking[0]!r} field (their "
+                f"fields: {', '.join(names) or 'none'}); the registry's hub.item_fields name "
+                "the ones read"
+            )
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:160]
+
+
+def _rows(files: Sequence[Path], columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path in files:
+        try:
+            parquet = pq.ParquetFile(path)
+            wanted = [c for c in parquet.schema_arrow.names if c in columns]
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
+                yield from batch.to_pylist()
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(f"{path}: not a readable parquet file ({_short(exc)})") from None
+
+
+def _source_digest(files: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{sha256_file(path)}\0".encode())
+    return digest.hexdigest()
+
+
+def convert(
+    job: HubJob,
+    files: Sequence[Path],
+    origin: str,
+    manifest: Manifest,
+    data_dir: Path,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> list[FileOutcome]:
+    """One config's split into the set's questions and outputs files, each written whole
+    (temp file, then rename) and recorded in the manifest with its sha256 and its source's;
+    skipped when both are there and were made from the same source files."""
+    hub = job.task.hub
+    assert hub is not None
+    started = time.perf_counter()
+    source = _source_digest(files)  # the parquet files' own sha256, hashed together
+    rels = [p.relative_to(data_dir).as_posix() for p in (job.questions, job.outputs)]
+    entries = [manifest.get(rel) or {} for rel in rels]
+    if not force and all(
+        path.is_file()
+        and entry.get("parquet_sha256") == source
+        and entry.get("size") == path.stat().st_size
+        for path, entry in zip((job.questions, job.outputs), entries, strict=True)
+    ):
+        return [
+            FileOutcome(rel, origin, "skipped", size=entry.get("size"), sha256=entry.get("sha256"))
+            for rel, entry in zip(rels, entries, strict=True)
+        ]
+    input_column, output_column, profile_column = hub.columns[:3]
+    user_fields = list(hub.user_fields)
+    job.questions.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with atomic_writer(job.questions) as questions, atomic_writer(job.outputs) as outputs:
+        questions.write("[")
+        outputs.write(json.dumps({"task": job.task.dir_name})[:-1] + ', "golds": [')
+        for number, row in enumerate(_rows(files, [*hub.columns, "id", *user_fields])):
+            qid = _row_id(row, job, number)
+            question = {"id": qid, "input": row[input_column],
+                        "profile": _profile(row[profile_column], qid, job)}  # fmt: skip
+            user = next((row[f] for f in user_fields if row.get(f) not in (None, "")), None)
+            if user is not None:
+                question["user_id"] = str(user)
+            if not isinstance(question["input"], str):
+                raise InputError(f"{files[0].parent}: {job.label} row {number} has no text input")
+            gold = row[output_column]
+            if not isinstance(gold, str):
+                raise InputError(f"{files[0].parent}: {job.label} row {number} has no text output")
+            separator = "," if number else ""
+            questions.write(separator + json.dumps(question, ensure_ascii=False))
+            outputs.write(separator + json.dumps({"id": qid, "output": gold}, ensure_ascii=False))
+            count = number + 1
+            if progress is not None and count % BATCH_ROWS == 0:
+                progress(BATCH_ROWS)
+        questions.write("]")
+        outputs.write("]}")
+    if progress is not None:
+        progress(count % BATCH_ROWS)
+    seconds = time.perf_counter() - started
+    out = []
+    for rel, path in zip(rels, (job.questions, job.outputs), strict=True):
+        stat = path.stat()
+        digest = sha256_file(path)
+        manifest.record(
+            rel,
+            {"url": origin, "sha256": digest, "size": stat.st_size,
+             "mtime_ns": stat.st_mtime_ns, "parquet_sha256": source, "rows": count},
+        )  # fmt: skip
+        out.append(FileOutcome(rel, origin, "downloaded", stat.st_size, stat.st_size, digest,
+                               round(seconds, 3)))  # fmt: skip
+    return out
+
+
+def _row_id(row: dict[str, Any], job: HubJob, number: int) -> str:
+    own = row.get("id")
+    if isinstance(own, str | int) and not isinstance(own, bool) and str(own):
+        return str(own)
+    return f"{job.config}-{job.hub_split}-{number}"
+
+
+def _profile(items: Any, qid: str, job: HubJob) -> list[dict[str, Any]]:
+    if not isinstance(items, list):
+        raise InputError(f"{job.label}: question {qid!r} has no profile list")
+    profile = []
+    for number, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InputError(f"{job.label}: question {qid!r} profile item {number} is not a record")
+        own = item.get("id")
+        fixed = dict(item)
+        fixed["id"] = str(own) if own not in (None, "") else f"{qid}-{number}"
+        profile.append(fixed)
+    return profile

@@ -1,0 +1,172 @@
+"""LongLaMP through the registry: download from a local copy of the hub repo (parquet files
+and a README configs: block, as 'hf download' leaves it), status, rank, evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from synth import LONGLAMP_CONFIGS, write_longlamp_repo
+
+pq = pytest.importorskip("pyarrow.parquet")
+
+TASKS = {"LongLaMP-2": "abstract_generation", "LongLaMP-3": "product_review",
+         "LongLaMP-4": "topic_writing"}  # fmt: skip
+SPLITS = {"user": "user", "time": "temporal"}
+SETS = {"train": "train", "dev": "val", "test": "test"}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return write_longlamp_repo(tmp_path_factory.mktemp("hub") / "LongLaMP", rows=7)
+
+
+@pytest.fixture
+def data(cli, repo, tmp_path) -> Path:
+    result = cli("download", "-t", "LongLaMP", "--source", repo, "--data-dir", tmp_path / "d")
+    assert result.exit_code == 0, result.output
+    return tmp_path / "d"
+
+
+def _parquet_rows(repo: Path, config: str, split: str) -> list[dict]:
+    rows = []
+    for path in sorted((repo / config).glob(f"{split}-*.parquet")):
+        rows += pq.read_table(path).to_pylist()
+    return rows
+
+
+def test_download_converts_every_config_into_the_layout(data, repo):
+    for task, base in TASKS.items():
+        for split, setting in SPLITS.items():
+            for set_name, hub_split in SETS.items():
+                config = f"{base}_{setting}"
+                folder = data / split / task.replace("-", "_")
+                questions = json.loads((folder / f"{set_name}_questions.json").read_text())
+                outputs = json.loads((folder / f"{set_name}_outputs.json").read_text())
+                rows = _parquet_rows(repo, config, hub_split)
+                # the reference, from the description: ids from config, split and row number;
+                # items keep their own id, else {question id}-{item number}
+                assert [q["id"] for q in questions] == [
+                    f"{config}-{hub_split}-{n}" for n in range(len(rows))
+                ]
+                for question, row in zip(questions, rows, strict=True):
+                    assert question["input"] == row["input"]
+                    for number, (item, raw) in enumerate(
+                        zip(question["profile"], row["profile"], strict=True)
+                    ):
+                        expected = dict(raw, id=raw.get("id") or f"{question['id']}-{number}")
+                        assert item == expected
+                assert outputs["task"] == task.replace("-", "_")
+                assert outputs["golds"] == [
+                    {"id": q["id"], "output": r["output"]}
+                    for q, r in zip(questions, rows, strict=True)
+                ]
+    manifest = json.loads((data / "MANIFEST.json").read_text())["files"]
+    entry = manifest["user/LongLaMP_2/dev_questions.json"]
+    assert entry["url"].endswith("/abstract_generation_user/val") and entry["rows"] == 7
+
+
+def test_a_rerun_is_skipped_and_a_changed_source_redone(cli, data, repo, tmp_path):
+    args = ("download", "-t", "LongLaMP-4", "--split", "user", "--set", "dev", "--source", repo,
+            "--data-dir", data)  # fmt: skip
+    again = cli.json(*args)
+    assert again["skipped"] == 2 and again["downloaded"] == 0
+    status = cli.json("status", "-t", "LongLaMP", "--data-dir", data)
+    rows = {(r["task"], r["split"], r["set"]): r for r in status["rows"]}
+    assert len(rows) == 18
+    assert rows[("LongLaMP-4", "user", "test")]["outputs"] == "present"  # test golds published
+    assert rows[("LongLaMP-4", "user", "dev")]["verified"] == "verified"
+
+
+def test_bad_sources_are_one_line_and_write_nothing(cli, repo, tmp_path):
+    import shutil
+
+    def copy(name: str) -> Path:
+        return Path(shutil.copytree(repo, tmp_path / name))
+
+    no_column = copy("nocol")
+    for path in (no_column / "topic_writing_user").glob("val-*.parquet"):
+        table = pq.read_table(path)
+        pq.write_table(table.drop_columns(["output"]), path)
+    cut = copy("cut")
+    victim = sorted((cut / "product_review_user").glob("train-*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    no_field = copy("nofield")
+    for path in (no_field / "abstract_generation_temporal").glob("test-*.parquet"):
+        rows = pq.read_table(path).to_pylist()
+        for row in rows:
+            row["profile"] = [{"title": i["title"]} for i in row["profile"]]
+        import pyarrow as pa
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    not_repo = tmp_path / "empty"
+    not_repo.mkdir()
+    cases = [
+        (no_column, "LongLaMP-4", "topic_writing_user/val has no 'output' column (its columns: "),
+        (cut, "LongLaMP-3", "not a readable parquet file"),
+        (no_field, "LongLaMP-2",
+         "abstract_generation_temporal/test profile items have no 'abstract' field (their "
+         "fields: title)"),
+        (not_repo, "LongLaMP-2", "not a Hugging Face dataset repo"),
+    ]  # fmt: skip
+    for source, task, message in cases:
+        out = tmp_path / f"out-{source.name}"
+        line = cli.error("download", "-t", task, "--source", source, "--data-dir", out)
+        assert message in line, line
+        assert not out.exists() or not any(out.rglob("*.json")), line
+
+
+def test_lamp_only_options_and_hub_options_are_kept_apart(cli, repo, tmp_path):
+    wrong = cli("download", "-t", "LaMP-3", "--source", repo, "--data-dir", tmp_path / "d")
+    assert wrong.exit_code == 2 and "name a LongLaMP task too" in wrong.err
+    assert "--source" in wrong.err
+    mirror = cli("download", "-t", "LongLaMP-2", "--base-url", "http://127.0.0.1:9/",
+                 "--data-dir", tmp_path / "d")  # fmt: skip
+    assert mirror.exit_code == 2 and "LaMP's file server" in mirror.err
+    both = cli("download", "-t", "LongLaMP-2", "--source", repo, "--revision", "abc",
+               "--data-dir", tmp_path / "d")  # fmt: skip
+    assert both.exit_code == 2 and "--revision" in both.err
+    assert not (tmp_path / "d").exists()
+
+
+def test_rank_uses_the_official_queries_and_corpus(cli, data):
+    from rank_bm25 import BM25Okapi
+
+    for task, query_of, text_of in (
+        ("LongLaMP-3", lambda q: q["input"],
+         lambda i: f"{i['overall']} {i['summary']} {i['description']} {i['reviewText']}"),
+        ("LongLaMP-2", lambda q: q["input"].split("items:", 1)[1].strip(),
+         lambda i: f"{i['title']} {i['abstract']}"),
+        ("LongLaMP-4", lambda q: q["input"], lambda i: f"{i['summary']} {i['content']}"),
+    ):  # fmt: skip
+        result = cli("rank", "-t", task, "--split", "user", "--set", "dev", "-r", "bm25",
+                     "--data-dir", data)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        folder = data / "user" / task.replace("-", "_")
+        ranking = json.loads((folder / "dev_questions_rank.json").read_text())
+        for question in json.loads((folder / "dev_questions.json").read_text()):
+            bm25 = BM25Okapi([text_of(i).split() for i in question["profile"]])
+            scores = bm25.get_scores(query_of(question).split())
+            order = sorted(range(len(scores)), key=lambda n: (-scores[n], n))
+            assert ranking[question["id"]] == [question["profile"][n]["id"] for n in order]
+
+
+def test_recency_is_profile_order_newest_last(cli, data):
+    result = cli("rank", "-t", "LongLaMP-4", "--split", "time", "--set", "test", "-r",
+                 "recency", "--data-dir", data)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    folder = data / "time/LongLaMP_4"
+    ranking = json.loads((folder / "test_questions_rank.json").read_text())
+    for question in json.loads((folder / "test_questions.json").read_text()):
+        assert ranking[question["id"]] == [i["id"] for i in question["profile"][::-1]]
+
+
+def test_the_family_name_and_config_names_resolve(cli):
+    from lampctl.catalog.bundled import cached_registry
+
+    found = cached_registry(None)
+    assert found.expand(["LongLaMP"]) == list(TASKS)
+    assert found.task("abstract_generation").name == "LongLaMP-2"
+    assert found.task("3").name == "LaMP-3"  # a bare number stays LaMP's
+    assert set(LONGLAMP_CONFIGS) == set(TASKS.values())
