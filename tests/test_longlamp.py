@@ -170,3 +170,80 @@ def test_the_family_name_and_config_names_resolve(cli):
     assert found.task("abstract_generation").name == "LongLaMP-2"
     assert found.task("3").name == "LaMP-3"  # a bare number stays LaMP's
     assert set(LONGLAMP_CONFIGS) == set(TASKS.values())
+
+
+def _predictions(data: Path, task: str, tmp_path: Path, empty: int = 1) -> tuple[Path, list]:
+    golds = json.loads((data / "user" / task.replace("-", "_") / "dev_outputs.json").read_text())
+    rows = [{"id": g["id"], "output": " ".join(g["output"].split()[::2])} for g in golds["golds"]]
+    for row in rows[:empty]:
+        row["output"] = ""
+    path = tmp_path / "predictions.json"
+    path.write_text(json.dumps({"task": task.replace("-", "_"), "golds": rows}))
+    return path, list(zip(rows, golds["golds"], strict=True))
+
+
+def test_evaluate_equals_sacrebleu_and_rouge_score(cli, data, tmp_path):
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    path, pairs = _predictions(data, "LongLaMP-3", tmp_path)
+    args = ("evaluate", "-t", "LongLaMP-3", "-p", path, "--split", "user", "--set", "dev",
+            "--data-dir", data, "--no-meteor")  # fmt: skip
+    found = cli.json(*args)
+    preds = [p["output"].strip() for p, _ in pairs]
+    golds = [g["output"].strip() for _, g in pairs]
+    assert found["bleu"] == pytest.approx(sacrebleu.corpus_bleu(preds, [golds]).score, abs=1e-9)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"])
+    for name, key in (("rouge-1", "rouge1"), ("rouge-2", "rouge2"), ("rouge-L", "rougeL"),
+                      ("rouge-LSum", "rougeLsum")):  # fmt: skip
+        mean = sum(scorer.score(g, p)[key].fmeasure for p, g in zip(preds, golds, strict=True))
+        assert found[name] == pytest.approx(mean / len(preds), abs=1e-12)
+    assert "meteor" not in found["metrics"] and found["outside_labels"] == 1  # one empty
+    # the official evaluate_data's drop, on request: the empty pair leaves the corpus
+    dropped = cli.json(*args, "--drop-empty")
+    kept = [(p, g) for p, g in zip(preds, golds, strict=True) if p]
+    bleu = sacrebleu.corpus_bleu([p for p, _ in kept], [[g for _, g in kept]]).score
+    assert dropped["bleu"] == pytest.approx(bleu, abs=1e-9) and dropped["dropped"] == 1
+    assert dropped["bleu"] != found["bleu"]
+    table = cli(*args, "--drop-empty", "--bootstrap", "20", "--by-user").out
+    assert "1 empty prediction (scored 0)" in table and "1 pair with an empty side" in table
+
+
+def test_meteor_without_nltk_data_is_one_line_naming_the_way(cli, data, tmp_path, monkeypatch):
+    import nltk
+
+    def nothing(resource, *args, **kwargs):
+        raise LookupError(resource)
+
+    monkeypatch.setattr(nltk.data, "find", nothing)
+    path, _ = _predictions(data, "LongLaMP-4", tmp_path)
+    line = cli.error("evaluate", "-t", "LongLaMP-4", "-p", path, "--split", "user", "--set",
+                     "dev", "--data-dir", data)  # fmt: skip
+    assert "python -m nltk.downloader wordnet punkt_tab" in line and "--no-meteor" in line
+
+
+def test_meteor_is_nltks_meteor_score_per_question(cli, data, tmp_path, monkeypatch):
+    """The plumbing, with NLTK's own meteor_score: WordNet itself is not installable offline,
+    so a WordNet without synonyms and whitespace words stand in for NLTK's data."""
+    from nltk.translate.meteor_score import meteor_score
+
+    from lampctl.scoring import generation
+
+    class NoSynonyms:
+        def synsets(self, *args, **kwargs):
+            return []
+
+    monkeypatch.setattr(generation, "meteor_ready", lambda: None)
+    monkeypatch.setattr(generation, "_wordnet", NoSynonyms)
+    monkeypatch.setattr(generation, "_word_tokenize", str.split)
+    path, pairs = _predictions(data, "LongLaMP-2", tmp_path)
+    found = cli.json("evaluate", "-t", "LongLaMP-2", "-p", path, "--split", "user", "--set",
+                     "dev", "--data-dir", data)  # fmt: skip
+    expected = [
+        meteor_score([g["output"].strip().split()], p["output"].strip().split(),
+                     wordnet=NoSynonyms(), alpha=0.9, beta=3, gamma=0.5)
+        for p, g in pairs
+    ]  # fmt: skip
+    assert found["meteor"] == pytest.approx(sum(expected) / len(expected), abs=1e-12)
+    assert list(found["metrics"]) == ["bleu", "rouge-1", "rouge-2", "rouge-L", "rouge-LSum",
+                                      "meteor"]  # fmt: skip

@@ -50,6 +50,8 @@ def evaluate(
     *,
     bootstrap: int = 0,
     seed: int = 0,
+    meteor: bool = True,
+    drop_empty: bool = False,
     config: Path | str | None = None,
 ) -> dict[str, Any]:
     """The official metrics of ``predictions`` against ``golds``, under the names ``lampctl
@@ -67,7 +69,8 @@ def evaluate(
     given = [_answers(predictions, "predictions"), _answers(golds, "golds")]
     for answers in given:
         check_task(found, answers, spec)
-    result = evaluate_task(spec, *given, Extras(bootstrap=bootstrap, seed=seed))
+    extras = Extras(bootstrap=bootstrap, seed=seed, meteor=meteor, drop_empty=drop_empty)
+    result = evaluate_task(spec, *given, extras)
     scores: dict[str, Any] = dict(result.metrics)
     if result.bootstrap:
         scores["bootstrap"] = result.bootstrap
@@ -94,6 +97,8 @@ def score_files(
     seed: int = 0,
     max_member_bytes: int | None = None,
     partial: bool = False,
+    meteor: bool = True,
+    drop_empty: bool = False,
     config: Path | str | None = None,
 ) -> list[Evaluation]:
     """What ``lampctl evaluate`` scores: one task's predictions file (golds from ``golds`` or
@@ -141,7 +146,8 @@ def score_files(
             if golds and gold is None:
                 raise InputError(f"{golds}: has no golds for {spec.name}")
             gold = gold or _data_golds(found, folder, spec, split, set_name)
-            extras = Extras(bootstrap=bootstrap, seed=seed, partial=partial)
+            extras = Extras(bootstrap=bootstrap, seed=seed, partial=partial, meteor=meteor,
+                            drop_empty=drop_empty)  # fmt: skip
             results.append(evaluate_task(spec, answers, gold, extras))
         return results
     if task is None:
@@ -167,6 +173,8 @@ def score_files(
         other=other,
         permutations=permutations,
         partial=partial,
+        meteor=meteor,
+        drop_empty=drop_empty,
     )
     return [evaluate_task(spec, answers, gold, extras)]
 

@@ -102,6 +102,21 @@ def evaluate(
             "the coverage; a prediction without a gold is still an error.",
         ),
     ] = False,
+    meteor: Annotated[
+        bool,
+        typer.Option(
+            "--meteor/--no-meteor",
+            help="LongLaMP: score METEOR (needs NLTK's wordnet and punkt_tab data).",
+        ),
+    ] = True,
+    drop_empty: Annotated[
+        bool,
+        typer.Option(
+            "--drop-empty",
+            help="LongLaMP: leave out pairs with an empty prediction or gold, as the official "
+            "evaluate_data does (default: an empty prediction scores 0 and is counted).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
@@ -109,8 +124,9 @@ def evaluate(
     """Score predictions with the official LaMP metrics, offline and deterministically.
 
     accuracy and macro F1 (LaMP-1, 2), MAE and RMSE (LaMP-3), rouge-1 and rouge-L F-measure
-    (LaMP-4 to 7; the exact mean over questions). Golds come from --golds or from the data dir
-    ({split}/LaMP_N/{set}_outputs.json).
+    (LaMP-4 to 7; the exact mean over questions); for LongLaMP, BLEU, rouge-1/2/L/LSum and
+    METEOR, as its generation_metrics.py computes them. Golds come from --golds or from the data
+    dir ({split}/LaMP_N/{set}_outputs.json).
 
     Examples:
 
@@ -131,7 +147,7 @@ def evaluate(
         predictions, task, golds=golds, split=split, set=set_name, data_dir=data_dir,
         by_user=by_user, questions=questions, compare_with=compare_with, bootstrap=bootstrap,
         permutations=permutations, seed=seed, max_member_bytes=max_member_bytes,
-        partial=partial, config=state.config,
+        partial=partial, meteor=meteor, drop_empty=drop_empty, config=state.config,
     )  # fmt: skip
     payload = {"command": "evaluate", "split": split, "set": set_name, "seed": seed}
     if len(results) == 1 and not is_bundle(predictions):
@@ -179,13 +195,18 @@ def _table(console: Console, results: list[Evaluation]) -> None:
     console.print(table)
     for r in results:
         notes = []
-        if r.outside_labels:
-            count = r.outside_labels
+        count = r.outside_labels
+        if count and "bleu" in r.metrics:  # LongLaMP: empty predictions
+            notes.append(f"{count} empty prediction{'s' if count != 1 else ''} (scored 0)")
+        elif count:
             if r.metrics.keys() >= {"MAE"}:
                 what = f"{count} unparsable or non-finite rating{'s' if count != 1 else ''}"
             else:
                 what = f"{count} prediction{'s' if count != 1 else ''} outside the labels"
             notes.append(f"{what} (scored as the official scorer scores unparsable ones)")
+        if r.dropped:
+            pairs = "pair" if r.dropped == 1 else "pairs"
+            notes.append(f"{r.dropped} {pairs} with an empty side left out (--drop-empty)")
         if r.by_user:
             notes.append(f"{r.by_user['users']} users")
         if r.coverage:

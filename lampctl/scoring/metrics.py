@@ -10,7 +10,8 @@ Hugging Face ``evaluate``), computed here without fetching anything:
   Unlike the official script, a prediction that parses to a non-finite number (``nan``,
   ``inf``, ``1e309``) counts as unparsable, so the metrics stay finite;
 - rouge (LaMP-4 to 7): rouge-1 and rouge-L F-measure from Google's ``rouge_score`` (no stemmer,
-  default tokenizer), reported as the exact mean over questions.
+  default tokenizer), reported as the exact mean over questions;
+- generation (LongLaMP): BLEU, ROUGE-1/2/L/LSum and METEOR (``lampctl.scoring.generation``).
 
 On top: a seeded bootstrap (median and 95% interval, the official ROUGE numbers are such a
 median), a per-user breakdown, and a paired approximate-randomization test between two systems.
@@ -39,16 +40,36 @@ class Scored:
     spec: EvaluationSpec
     system: np.ndarray  # classification: label index; rating: value; rouge: (n, 2) F-measures
     gold: np.ndarray  # classification: label index; rating: value; rouge: unused
-    outside: int  # predictions outside the labels / unparsable ratings (scored all the same)
+    outside: int  # predictions outside the labels / unparsable ratings / empty (generation)
+    meteor: bool = True  # generation: METEOR is scored
 
     def __len__(self) -> int:
         return len(self.system)
 
     def with_system(self, system: np.ndarray) -> Scored:
-        return Scored(self.spec, system, self.gold, self.outside)
+        return Scored(self.spec, system, self.gold, self.outside, self.meteor)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        names = self.spec.names
+        return names if self.meteor else tuple(n for n in names if n != "meteor")
 
 
-def score(spec: EvaluationSpec, predictions: Sequence[str], golds: Sequence[str]) -> Scored:
+def score(
+    spec: EvaluationSpec,
+    predictions: Sequence[str],
+    golds: Sequence[str],
+    meteor: bool = True,
+    drop_empty: bool = False,
+) -> Scored:
+    """Per-question values; ``meteor`` and ``drop_empty`` are the generation metric's
+    (``lampctl.scoring.generation``)."""
+    if spec.metric == "generation":
+        from lampctl.scoring import generation
+
+        rows = generation.score_rows(predictions, golds, meteor, drop_empty)
+        empty = sum(not str(p).strip() for p in predictions)
+        return Scored(spec, rows, np.zeros(0), empty, meteor)
     preds = [str(p).strip() for p in predictions]
     refs = [str(g).strip() for g in golds]
     if spec.metric == "classification":
@@ -97,6 +118,10 @@ def aggregate(scored: Scored, index: np.ndarray | None = None) -> dict[str, floa
     """The official metrics over all questions (or over ``index``, a bootstrap sample)."""
     system = scored.system if index is None else scored.system[index]
     names = scored.spec.names
+    if scored.spec.metric == "generation":
+        from lampctl.scoring import generation
+
+        return generation.aggregate(system, scored.meteor)
     if scored.spec.metric == "rouge":
         means = system.mean(axis=0) if len(system) else np.zeros(2)
         return {names[0]: float(means[0]), names[1]: float(means[1])}
@@ -137,7 +162,7 @@ def bootstrap(scored: Scored, samples: int, seed: int) -> dict[str, dict[str, fl
     questions (with replacement), as rouge_score's BootstrapAggregator reports ROUGE."""
     rng = np.random.default_rng(seed)
     n = len(scored)
-    draws: dict[str, list[float]] = {name: [] for name in scored.spec.names}
+    draws: dict[str, list[float]] = {name: [] for name in scored.names}
     for _ in range(samples):
         for name, value in aggregate(scored, rng.integers(0, n, n)).items():
             draws[name].append(value)
@@ -224,6 +249,7 @@ class Evaluation:
     compare: dict[str, dict[str, float]] | None = None
     compared_with: str | None = None
     coverage: dict[str, Any] | None = None  # with partial: what share of the golds is scored
+    dropped: int | None = None  # generation with drop_empty: pairs the official drop left out
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -240,6 +266,7 @@ class Evaluation:
             "compare": self.compare,
             "compared_with": self.compared_with,
             "coverage": self.coverage,
+            "dropped": self.dropped,
         }
 
 
@@ -261,6 +288,8 @@ class Extras:
     other: Answers | None = None
     permutations: int = 10000
     partial: bool = False  # score the predicted ids alone, and report the coverage
+    meteor: bool = True  # generation (LongLaMP): score METEOR (needs NLTK's data)
+    drop_empty: bool = False  # generation: the official drop of pairs with an empty side
 
 
 def evaluate_task(
@@ -271,7 +300,7 @@ def evaluate_task(
     if spec is None:
         raise InputError(f"{task.name} has no evaluation in the task registry")
     ids, preds, refs = aligned(predictions, golds, extras.partial)
-    scored = score(spec, preds, refs)
+    scored = score(spec, preds, refs, extras.meteor, extras.drop_empty)
     result = Evaluation(
         task=task.name,
         predictions=predictions.name,
@@ -281,6 +310,10 @@ def evaluate_task(
         higher_is_better=spec.higher_is_better,
         outside_labels=scored.outside,
     )
+    if spec.metric == "generation" and extras.drop_empty:
+        from lampctl.scoring.generation import dropped
+
+        result.dropped = dropped(scored.system)
     if extras.partial:
         result.coverage = coverage(ids, golds, extras.user_ids)
     if extras.bootstrap:
@@ -304,7 +337,7 @@ def evaluate_task(
             other_preds = [extras.other.outputs[i] for i in ids]
         else:
             _, other_preds, _ = aligned(extras.other, golds)
-        other = score(spec, other_preds, refs)
+        other = score(spec, other_preds, refs, extras.meteor, extras.drop_empty)
         result.compare = compare(scored, other, extras.permutations, extras.seed)
         result.compared_with = extras.other.name
     return result

@@ -1,0 +1,157 @@
+"""LongLaMP's long-form metrics, offline: what ``longLaMP/metrics/generation_metrics.py`` of the
+LongLaMP repository computes through Hugging Face ``evaluate``, from the libraries behind it.
+
+- ``bleu``: sacreBLEU's corpus score (0-100; its defaults: 13a tokens, exponential smoothing,
+  one reference per question), from per-question n-gram counts summed over the questions, so
+  a bootstrap sample or one user's questions are scored the same way;
+- ``rouge-1``, ``rouge-2``, ``rouge-L``, ``rouge-LSum``: Google's ``rouge_score`` F-measure,
+  no stemmer, as the exact mean over questions (``evaluate`` reports a bootstrap's median);
+- ``meteor``: NLTK's ``meteor_score`` per question (alpha 0.9, beta 3, gamma 0.5, words from
+  ``word_tokenize``), mean over questions. It needs NLTK's WordNet and punkt data; without
+  them the score is refused in one line that says how to get them (``meteor=False`` leaves it
+  out and scores the rest).
+
+Predictions and golds are stripped first. The official ``evaluate_data`` silently drops a
+pair whose prediction or gold is empty before stripping; here an empty prediction scores
+zero and is counted (``empty``), and ``drop_empty`` reproduces the official drop.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from lampctl.errors import InputError
+
+ROUGE = ("rouge-1", "rouge-2", "rouge-L", "rouge-LSum")
+ORDERS = 4  # BLEU's n-gram orders
+# Columns of a question's row: ROUGE F-measures, METEOR, kept (0 when dropped), then BLEU's
+# counts: matches per order, n-grams per order, hypothesis length, reference length.
+_KEPT = len(ROUGE) + 1
+_BLEU = _KEPT + 1
+WIDTH = _BLEU + 2 * ORDERS + 2
+
+
+def meteor_ready() -> str | None:
+    """None when NLTK and its WordNet and punkt data are there; else how to get them."""
+    try:
+        import nltk
+    except ImportError:
+        return "meteor needs NLTK: pip install 'lampctl[longlamp]' (or nltk)"
+    missing = []
+    for resource, name in (("corpora/wordnet", "wordnet"), ("tokenizers/punkt_tab", "punkt_tab")):
+        try:
+            nltk.data.find(resource)
+        except LookupError:
+            missing.append(name)
+    if missing:
+        return (
+            f"meteor needs NLTK's {' and '.join(missing)} data, which is not installed: run "
+            f"'python -m nltk.downloader {' '.join(missing)} omw-1.4' where there is network "
+            "(into a folder NLTK_DATA names, on shared scratch for offline nodes), or leave "
+            "meteor out (--no-meteor) to score the rest"
+        )
+    return None
+
+
+def score_rows(
+    predictions: Sequence[str],
+    golds: Sequence[str],
+    meteor: bool = True,
+    drop_empty: bool = False,
+) -> np.ndarray:
+    """One row of ``WIDTH`` numbers per question (see the columns above)."""
+    if meteor:
+        problem = meteor_ready()
+        if problem is not None:
+            raise InputError(problem)
+    from rouge_score import rouge_scorer
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"])
+    tokens = Tokenizer13a()
+    meteor_of = _meteor_scorer() if meteor else None
+    rows = np.zeros((len(predictions), WIDTH))
+    for row, (raw_prediction, raw_gold) in enumerate(zip(predictions, golds, strict=True)):
+        if drop_empty and (raw_prediction == "" or raw_gold == ""):
+            continue  # the official evaluate_data's drop: the row stays, weighed 0
+        prediction, gold = str(raw_prediction).strip(), str(raw_gold).strip()
+        found = scorer.score(gold, prediction)  # (target, prediction), as evaluate calls it
+        rows[row, : len(ROUGE)] = [found[k].fmeasure for k in ("rouge1", "rouge2", "rougeL",
+                                                                "rougeLsum")]  # fmt: skip
+        if meteor_of is not None:
+            rows[row, len(ROUGE)] = meteor_of(gold, prediction)
+        rows[row, _KEPT] = 1.0
+        rows[row, _BLEU:] = _bleu_counts(tokens(prediction).split(), tokens(gold).split())
+    return rows
+
+
+def _bleu_counts(hypothesis: list[str], reference: list[str]) -> list[int]:
+    """sacreBLEU's sufficient statistics for one segment with one reference: clipped matches
+    and hypothesis n-grams per order, then the two lengths."""
+    matches, totals = [], []
+    for n in range(1, ORDERS + 1):
+        hyp = Counter(tuple(hypothesis[i : i + n]) for i in range(len(hypothesis) - n + 1))
+        ref = Counter(tuple(reference[i : i + n]) for i in range(len(reference) - n + 1))
+        matches.append(sum(min(count, ref[gram]) for gram, count in hyp.items()))
+        totals.append(max(len(hypothesis) - n + 1, 0))
+    return [*matches, *totals, len(hypothesis), len(reference)]
+
+
+def _word_tokenize(text: str) -> list[str]:
+    from nltk import word_tokenize
+
+    return list(word_tokenize(text))
+
+
+def _wordnet() -> object:
+    from nltk.corpus import wordnet
+
+    return wordnet
+
+
+def _meteor_scorer() -> Callable[[str, str], float]:
+    """METEOR of one (gold, prediction), as ``evaluate``'s meteor calls NLTK for one
+    reference."""
+    from nltk.translate.meteor_score import meteor_score
+
+    wordnet = _wordnet()
+
+    def one(gold: str, prediction: str) -> float:
+        return float(
+            meteor_score([_word_tokenize(gold)], _word_tokenize(prediction), wordnet=wordnet,
+                         alpha=0.9, beta=3, gamma=0.5)
+        )  # fmt: skip
+
+    return one
+
+
+def aggregate(rows: np.ndarray, meteor: bool = True) -> dict[str, float]:
+    """The metrics over ``rows`` (all questions, a sample or one user's): BLEU from the
+    summed counts, the others the mean over the rows kept."""
+    from sacrebleu.metrics import BLEU
+
+    kept = rows[rows[:, _KEPT] > 0]
+    out: dict[str, float] = {}
+    counts = (
+        kept[:, _BLEU:].sum(axis=0).astype(np.int64)
+        if len(kept)
+        else np.zeros(WIDTH - _BLEU, dtype=np.int64)
+    )
+    correct, total = counts[:ORDERS].tolist(), counts[ORDERS : 2 * ORDERS].tolist()
+    sys_len, ref_len = int(counts[2 * ORDERS]), int(counts[2 * ORDERS + 1])
+    out["bleu"] = float(
+        BLEU.compute_bleu(correct, total, sys_len, ref_len, smooth_method="exp").score
+    ) if ref_len else 0.0  # fmt: skip
+    means = kept[:, : len(ROUGE) + 1].mean(axis=0) if len(kept) else np.zeros(len(ROUGE) + 1)
+    out.update({name: float(value) for name, value in zip(ROUGE, means, strict=False)})
+    if meteor:
+        out["meteor"] = float(means[len(ROUGE)])
+    return out
+
+
+def dropped(rows: np.ndarray) -> int:
+    """Questions left out by the official drop (``drop_empty``)."""
+    return int((rows[:, _KEPT] == 0).sum())
