@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from synth import LONGLAMP_CONFIGS, write_longlamp_repo
+from synth import LONGLAMP_CONFIGS, WORDS, write_longlamp_repo
 
 pq = pytest.importorskip("pyarrow.parquet")
 
@@ -247,3 +247,66 @@ def test_meteor_is_nltks_meteor_score_per_question(cli, data, tmp_path, monkeypa
     assert found["meteor"] == pytest.approx(sum(expected) / len(expected), abs=1e-12)
     assert list(found["metrics"]) == ["bleu", "rouge-1", "rouge-2", "rouge-L", "rouge-LSum",
                                       "meteor"]  # fmt: skip
+
+
+FRAMES = {  # LongLaMP's prompts.py, is_ranked=True, written out from its description
+    "LongLaMP-2": (lambda i, t: f'"{t}" is the abstract for the title "{i["title"]}"',
+                   ". Use the above abstracts as context to understand the style and language "
+                   "of the user and, ", "abstract"),
+    "LongLaMP-3": (lambda i, t: f'"{i["overall"]}" is a rating for the product with description '
+                   f'"{i["description"]}". "{i["summary"]}" is summary for "{t}" ',
+                   ". Following the given patterns ", "reviewText"),
+    "LongLaMP-4": (lambda i, t: f'"{i["summary"]}" is a summary for "{t}" ',
+                   ". Following the given patterns, ", "content"),
+}  # fmt: skip
+
+
+def test_prompts_are_the_official_strings(cli, data, tiny_bert):
+    from transformers import AutoTokenizer
+
+    tokenizers = {}
+    for name, limit in (("short", 24), ("long", 100_000)):  # the round trip cuts, or not
+        tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+        tokenizer.model_max_length = limit
+        tokenizer.save_pretrained(tiny_bert.parent / name)
+        tokenizers[name] = tokenizer
+    folder = data / "user/LongLaMP_2"
+    questions = json.loads((folder / "dev_questions.json").read_text())
+    words = [WORDS[n % len(WORDS)] for n in range(800)]  # past the 750-word cut
+    long = "  ".join(words)  # double spaces: the cut re-joins with one
+    questions[0]["profile"][-1]["abstract"] = long  # the newest: recency ranks it first
+    (folder / "dev_questions.json").write_text(json.dumps(questions))
+    cut_seen = False
+    for task, (frame, tail, field) in FRAMES.items():
+        name = "long" if task == "LongLaMP-2" else "short"  # the 750-word cut shows unmasked
+        tokenizer = tokenizers[name]
+        folder = data / "user" / task.replace("-", "_")
+        ranker = "recency" if task == "LongLaMP-2" else "bm25"
+        assert cli("rank", "-t", task, "--split", "user", "--set", "dev", "-r", ranker,
+                   "--data-dir", data, "--force").exit_code == 0  # fmt: skip
+        result = cli.json("prompts", "-t", task, "--split", "user", "--set", "dev", "-k", "2",
+                          "--data-dir", data, "--tokenizer", tiny_bert.parent / name)  # fmt: skip
+        (made,) = result["files"] if "files" in result else [result]
+        path = Path(made["output"])
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        ranking = json.loads((folder / "dev_questions_rank.json").read_text())
+        golds = {g["id"]: g["output"] for g in
+                 json.loads((folder / "dev_outputs.json").read_text())["golds"]}  # fmt: skip
+        for row, question in zip(rows, json.loads((folder / "dev_questions.json").read_text()),
+                                 strict=True):  # fmt: skip
+            by_id = {i["id"]: i for i in question["profile"]}
+            items = [by_id[i] for i in ranking[question["id"]][:2]]
+            parts = []
+            for item in items:
+                text = item[field]
+                if task == "LongLaMP-2":
+                    text = " ".join(text.split()[:750])
+                ids = tokenizer(text, max_length=None, truncation=True)["input_ids"]
+                text = tokenizer.batch_decode([ids], skip_special_tokens=True)[0]
+                parts.append(frame(item, text))
+            assert row["source"] == ", and ".join(parts) + tail + question["input"]
+            if any(item.get("abstract") == long for item in items):
+                cut_seen = True
+                assert row["source"].startswith(f'"{" ".join(words[:750])}" is the abstract')
+            assert row["target"] == golds[question["id"]]
+    assert cut_seen  # the long abstract was among some question's items

@@ -265,6 +265,10 @@ def _parse_prompt(where: str, raw: Any, origin: str) -> PromptSpec | None:
     for key in ("need_frame", "phrase", "joiner", "source", "insert_after"):
         if key in raw:
             text[key] = _need(where, raw, key, str, origin)
+    if "style" in raw:
+        text["style"] = _choice(where, raw, "style", "budget", ("budget", "ranked"), origin)
+    if "words" in raw:
+        text["words"] = _positive(where, raw, "words", origin)
     for key in ("need_tokens", "reserve"):
         if key in raw:
             value = _need(where, raw, key, int, origin)

@@ -64,6 +64,11 @@ class PromptSpec:
     joiner: str = ", and "
     source: str | None = None
     insert_after: str | None = None
+    # "budget": LaMP's prompts.py, items packed under a token budget. "ranked": LongLaMP's
+    # prompts.py with is_ranked=True and no max_len_prompt: the first k items whole, only
+    # ``field`` cut (to its first ``words`` words, then the tokenizer's round trip).
+    style: str = "budget"
+    words: int | None = None
 
     @property
     def item_fields(self) -> tuple[str, ...]:
@@ -206,6 +211,11 @@ class Registry:
             for spec in self.tasks.values():
                 if spec.number == int(match.group(1)) and not spec.opt_in:
                     return spec
+        family = [t.name for t in self.tasks.values() if _norm(t.family) == wanted]
+        if family:
+            raise ConfigError(
+                f"{name!r} names a family of tasks ({', '.join(family)}): name one of them here"
+            )
         known = ", ".join(self.tasks)
         raise ConfigError(f"unknown task {name!r} (known: {known})")
 

@@ -88,7 +88,12 @@ class PromptBuilder:
             self.tokens.prime_lengths([self.spec.phrase])
             self.phrase = self.tokens.length(self.spec.phrase)
         self.input_cap = int(START_FACTOR * max_length) + 1  # all min(len, int(f * max)) reads
+        self.numbers = task.number_fields
         self.tally = Tally()
+        # The ranked style's round trip: tok(text, max_length=None, truncation=True) cuts at
+        # the tokenizer's model_max_length (none when it is transformers' "unset" sentinel).
+        limit = int(getattr(tokenizer.full, "model_max_length", 0) or 0) if tokenizer else 0
+        self.round_trip = limit if 0 < limit < UNSET_MAX_LENGTH else UNSET_MAX_LENGTH
 
     def add(self, questions: Sequence[PromptQuestion]) -> list[str]:
         tally = self.tally
@@ -96,6 +101,8 @@ class PromptBuilder:
         tokens = self.tokens
         if tokens is None:
             return [q.input for q in questions]
+        if self.spec.style == "ranked":
+            return self._ranked(questions, tokens)
         spec, max_length = self.spec, self.max_length
         values_of = [
             [item_values(spec, item, q.id, self.name) for item in q.items] for q in questions
@@ -135,8 +142,48 @@ class PromptBuilder:
         tally.tokenizer_calls = tokens.calls
         return sources
 
+    def _ranked(self, questions: Sequence[PromptQuestion], tokens: CountingTokenizer) -> list[str]:
+        """LongLaMP's prompts (``create_prompt_generator(..., is_ranked=True)``): each of the
+        question's items framed whole, its long field cut to ``words`` words and put through
+        the tokenizer and back, joined by the joiner, then the task's tail and the input."""
+        spec, tally = self.spec, self.tally
+        values_of = [
+            [item_values(spec, item, q.id, self.name, self.numbers) for item in q.items]
+            for q in questions
+        ]
+        texts = [_first_words(v[spec.field], spec.words) for vs in values_of for v in vs]
+        kept = []
+        for text in texts:
+            _, ids, cut = tokens.truncate(text, self.round_trip)
+            kept.append(ids)
+            tally.hit_budget += cut
+        slots = tokens.decode(kept)
+        sources, offset = [], 0
+        for question, values in zip(questions, values_of, strict=True):
+            sources.append(assemble(spec, question.input, slots[offset : offset + len(values)],
+                                    values))  # fmt: skip
+            offset += len(values)
+        tokens.prime_lengths(sources)  # each source's length, for the stats (one batch)
+        for source in sources:
+            length = tokens.length(source)
+            tally.counted += 1
+            tally.total_tokens += length
+            tally.max_tokens = max(tally.max_tokens, length)
+            tally.over_max_length += length > self.max_length
+        tally.tokenizer_calls = tokens.calls
+        return sources
+
     def stats(self) -> PromptStats:
         return PromptStats.combine([self.tally])
+
+
+UNSET_MAX_LENGTH = 10**9  # transformers' VERY_LARGE_INTEGER stands for "no limit" above this
+
+
+def _first_words(text: str, words: int | None) -> str:
+    """The official abstract cut: its first ``words`` whitespace words, joined by one space
+    (every text, cut or not, is re-joined so, as ``' '.join(text.split()[:750])`` does)."""
+    return text if words is None else " ".join(text.split()[:words])
 
 
 def build_prompts(

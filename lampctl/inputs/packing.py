@@ -202,10 +202,20 @@ class Built:
 
 
 def item_values(
-    spec: PromptSpec, item: dict[str, Any], question_id: str, name: str
+    spec: PromptSpec,
+    item: dict[str, Any],
+    question_id: str,
+    name: str,
+    numbers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """The item's fields the frames use, as text (``numbers``: fields that may be numbers,
+    written as Python writes them: a rating 5.0 reads "5.0", as LongLaMP's f-strings do)."""
     values = {}
     for key in spec.item_fields:
+        value = item.get(key)
+        if key in numbers and isinstance(value, int | float) and not isinstance(value, bool):
+            values[key] = str(value)
+            continue
         if key not in item or item[key] is None:
             raise InputError(
                 f"{name}: question {question_id!r}, profile item {item.get('id')!r} has no "
