@@ -310,3 +310,58 @@ def test_prompts_are_the_official_strings(cli, data, tiny_bert):
                 assert row["source"].startswith(f'"{" ".join(words[:750])}" is the abstract')
             assert row["target"] == golds[question["id"]]
     assert cut_seen  # the long abstract was among some question's items
+
+
+def test_peft_data_rows_follow_the_registry_templates(cli, data):
+    folder = data / "user/LongLaMP_3"
+    assert cli("peft-data", "-t", "LongLaMP-3", "--split", "user", "--set", "dev",
+               "--data-dir", data).exit_code == 0  # fmt: skip
+    rows = [json.loads(line) for line in (folder / "dev_peft_file.jsonl").read_text().splitlines()]
+    expected = []
+    for question in json.loads((folder / "dev_questions.json").read_text()):
+        user = question.get("user_id", question["id"])  # each row its own user here
+        for number, item in enumerate(question["profile"]):
+            expected.append({
+                "user_id": user,
+                "id": f"{user}-{question['id']}-{number}",
+                "source": "Generate the review text written by a reviewer who has given an "
+                f"overall rating of {item['overall']} for a product with description "
+                f'"{item["description"]}". The summary of the review text is "{item["summary"]}".',
+                "target": item["reviewText"],
+            })  # fmt: skip
+    assert rows == expected
+    assert all(" rating of " in r["source"] and ".0 for a product" in r["source"] for r in rows)
+
+
+def test_merge_writes_the_sorted_list_the_official_scripts_read(cli, data):
+    folder = data / "time/LongLaMP_2"
+    assert cli("rank", "-t", "LongLaMP-2", "--split", "time", "--set", "train", "-r", "recency",
+               "--data-dir", data).exit_code == 0  # fmt: skip
+    assert cli("merge", "-t", "LongLaMP-2", "--split", "time", "--set", "train",
+               "--data-dir", data).exit_code == 0  # fmt: skip
+    merged = json.loads((folder / "train_questions_merged.json").read_text())
+    questions = json.loads((folder / "train_questions.json").read_text())
+    golds = json.loads((folder / "train_outputs.json").read_text())["golds"]
+    assert [m["input"] for m in merged] == [q["input"] for q in questions]
+    assert [m["output"] for m in merged] == [g["output"] for g in golds]
+    for m, q in zip(merged, questions, strict=True):
+        assert m["profile"] == q["profile"][::-1]  # ranked newest first, whole items
+
+
+def test_model_step_defaults_come_from_the_task(cli, data, tmp_path, tiny_bert):
+    from synth import write_tiny_t5
+
+    from lampctl.api.modelling import _with_task_defaults
+
+    assert _with_task_defaults("LongLaMP-4", None, {"max_new_tokens": None},
+                               ("max_new_tokens", "max_length")) == {
+        "max_new_tokens": 512, "max_length": 1024}  # fmt: skip
+    assert _with_task_defaults("LongLaMP-4", None, {"max_new_tokens": 9}, ("max_new_tokens",)) == {
+        "max_new_tokens": 9}  # fmt: skip
+    assert _with_task_defaults("LaMP-4", None, {}, ("max_new_tokens",)) == {}
+    t5 = write_tiny_t5(tmp_path / "t5")
+    sel = ("-t", "LongLaMP-4", "--split", "user", "--set", "dev", "--data-dir", data)
+    assert cli("rank", *sel, "-r", "bm25").exit_code == 0
+    assert cli("prompts", *sel, "-k", "1", "--tokenizer", t5).exit_code == 0
+    made = cli.json("generate", "-m", t5, *sel, "--num-beams", "1")
+    assert made["output"].endswith("_beams1_tokens512.json")

@@ -119,6 +119,21 @@ def _explicit(
     return explicit_files({option: path}, task=task_rule, selection=selection)
 
 
+def _with_task_defaults(
+    task: str | None, config: Path | str | None, given: dict[str, Any], keys: Sequence[str]
+) -> dict[str, Any]:
+    """``given`` options with the task's own defaults (its registry ``model_defaults``) for
+    those of ``keys`` not given: LongLaMP's long outputs need more new tokens than LaMP's."""
+    if task is None:
+        return given
+    defaults = registry(config).task(task).model_defaults
+    chosen = dict(given)
+    for key in keys:
+        if chosen.get(key) is None and key in defaults:
+            chosen[key] = defaults[key]
+    return chosen
+
+
 def _task_name(task: str | None, config: Path | str | None) -> str:
     """The official ``task`` value (``LaMP_4``) of the predictions file."""
     assert task is not None  # explicit_files(task="one") checked it
@@ -185,6 +200,7 @@ def peft_train(
     from lampctl.model.options import default_train_options
     from lampctl.model.training import train_adapters
 
+    hyperparameters = _with_task_defaults(task, config, hyperparameters, ("max_length",))
     options = default_train_options(**hyperparameters)
     rows_path = as_path(rows)
     if _explicit("rows", rows_path, task, split, set, task_rule="none"):
@@ -238,6 +254,7 @@ def peft_predict(
     from lampctl.model.predicting import predict_users
     from lampctl.retrieval.shards import Shard
 
+    decoding = _with_task_defaults(task, config, decoding, ("max_new_tokens", "max_length"))
     options = default_decode_options(**decoding)
     rows_path = as_path(rows)
     if _explicit("rows", rows_path, task, split, set, task_rule="one"):
@@ -287,6 +304,7 @@ def generate(
     from lampctl.model.options import default_decode_options
     from lampctl.model.predicting import generate_file
 
+    decoding = _with_task_defaults(task, config, decoding, ("max_new_tokens", "max_length"))
     options = default_decode_options(**decoding)
     prompts_path, output_path = as_path(prompts), as_path(output)
     if _explicit("prompts", prompts_path, task, split, set, task_rule="one"):

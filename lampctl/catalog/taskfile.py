@@ -47,6 +47,7 @@ _TASK_KEYS = {
     "number_fields",
     "test_outputs",
     "recency",
+    "model_defaults",
 }
 _HUB_KEYS = {"repo", "revision", "configs", "sets", "item_fields", "columns", "user_fields"}
 _EVAL_KEYS = {"metric", "labels", "scale"}
@@ -158,7 +159,16 @@ def _parse_task(name: str, raw: Any, splits: tuple[str, ...], origin: str) -> Ta
         number_fields=_names(where, raw, "number_fields", origin),
         test_outputs=bool(raw.get("test_outputs", False)),
         recency=_choice(where, raw, "recency", "date", ("date", "order"), origin),
+        model_defaults=_model_defaults(where, raw.get("model_defaults"), origin),
     )
+
+
+def _model_defaults(where: str, raw: Any, origin: str) -> dict[str, int]:
+    if raw is None:
+        return {}
+    where = f"{where}.model_defaults"
+    raw = _check_keys(where, raw, {"max_new_tokens", "max_length"}, origin)
+    return {key: _positive(where, raw, key, origin) for key in raw}
 
 
 def _parse_hub(where: str, raw: Any, splits: tuple[str, ...], origin: str) -> HubSpec | None:

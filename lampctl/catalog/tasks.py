@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lampctl.errors import ConfigError
@@ -146,6 +146,9 @@ class TaskSpec:
     # recency ranks by the items' dates ("date"), or by profile order, newest last, where
     # items have none ("order": LongLaMP, as its official rec ranker does)
     recency: str = "date"
+    # per-task defaults of the model step over configs/training.yaml's: max_new_tokens and
+    # max_length (LongLaMP's outputs run to hundreds of words)
+    model_defaults: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def dir_name(self) -> str:
