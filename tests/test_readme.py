@@ -12,6 +12,8 @@ stood in for, and only that:
   ``google/flan-t5-base``), as a compute node with a pre-filled cache has them;
 - the licensed Avocado corpus: zip files of RFC-822 emails at the README's path, with the
   served LaMP-6 id files pointing into them;
+- the LongLaMP dataset repo: a local copy in the hub's layout (parquet files and a README
+  with a ``configs:`` block) at ``~/LongLaMP``, as ``hf download --local-dir`` leaves it;
 - commands that are not lampctl's: ``pip`` and ``pytest`` (the suite is already installed and
   running), and ``sbatch``, which runs each task of the array in turn with SLURM's variables.
 
@@ -34,7 +36,13 @@ from pathlib import Path
 
 import pytest
 from lampserver import LampServer, official_mirror
-from synth import write_avocado_corpus, write_lamp6_ids, write_tiny_bert, write_tiny_t5
+from synth import (
+    write_avocado_corpus,
+    write_lamp6_ids,
+    write_longlamp_repo,
+    write_tiny_bert,
+    write_tiny_t5,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -44,7 +52,8 @@ PAGES = [
     *(
         ROOT / "docs" / f"{name}.md"
         for name in (
-            "data", "ranking", "inspecting", "prompts", "evaluate", "peft", "api", "clusters",
+            "data", "ranking", "inspecting", "prompts", "evaluate", "peft", "longlamp", "api",
+            "clusters",
             "layout", "development", "benchmarks", "reference",
         )
     ),
@@ -133,6 +142,7 @@ def project(tmp_path_factory):
     _hub_cache(base / "hf" / "hub", write_tiny_t5(base / "tiny-t5"), "google/flan-t5-base")
     home = base / "home"
     emails = write_avocado_corpus(home / "corpora/avocado-1.0.2/data/text", 2, 20, seed=4)
+    write_longlamp_repo(home / "LongLaMP", rows=3)  # as 'hf download ... --local-dir' leaves it
     files = official_mirror(questions=3, profile_max=4)
     _lamp6_ids(files, sorted(emails), base / "ids")
     server = LampServer(files).start()
