@@ -365,3 +365,36 @@ def test_model_step_defaults_come_from_the_task(cli, data, tmp_path, tiny_bert):
     assert cli("prompts", *sel, "-k", "1", "--tokenizer", t5).exit_code == 0
     made = cli.json("generate", "-m", t5, *sel, "--num-beams", "1")
     assert made["output"].endswith("_beams1_tokens512.json")
+
+
+def test_the_hub_is_read_at_the_revision_through_huggingface_hub(cli, repo, tmp_path,
+                                                                 monkeypatch):  # fmt: skip
+    import httpx
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError, RevisionNotFoundError
+
+    asked = []
+
+    def snapshot(repo_id, **options):
+        asked.append((repo_id, options))
+        if options["revision"] == "missing":
+            response = httpx.Response(404, request=httpx.Request("GET", "https://hf.co/x"))
+            raise RevisionNotFoundError("404", response=response)
+        if options["revision"] == "offline":
+            raise LocalEntryNotFoundError("no cache")
+        return str(repo)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    found = cli.json("download", "-t", "LongLaMP-4", "--revision", "v1", "--set", "dev",
+                     "--data-dir", tmp_path / "d")  # fmt: skip
+    assert found["downloaded"] == 4  # two splits, questions and outputs
+    ((repo_id, options),) = asked
+    assert repo_id == "LongLaMP/LongLaMP" and options["revision"] == "v1"
+    assert options["repo_type"] == "dataset"
+    assert set(options["allow_patterns"]) >= {"topic_writing_user/*", "topic_writing_temporal/*"}
+    assert found["files"][0]["url"].startswith("hf://LongLaMP/LongLaMP@v1/topic_writing_")
+    for revision, message in (("missing", "no revision 'missing' on the hub"),
+                              ("offline", "not reachable and not in the local cache")):  # fmt: skip
+        line = cli.error("download", "-t", "LongLaMP-4", "--revision", revision, "--data-dir",
+                         tmp_path / revision)  # fmt: skip
+        assert message in line and not (tmp_path / revision).exists()
