@@ -28,6 +28,9 @@ from lampctl.reporting import Reporter, SilentReporter
 from lampctl.settings import AVOCADO_ENV, DEFAULT_MAX_EMAIL_BYTES
 
 PROMPT = "Generate a subject for the following email: {body}"
+# LongLaMP-1 (its data/avocado/create_avocado_dataset.py): the subject and the body's first
+# content_length words; the output is the rest of the body's words.
+COMPLETION = "Complete the text of the following email. title: {subject}. text: {head}"
 
 NOT_FOUND = (
     "{where}. LaMP-6 is built from the Avocado Research Email Collection (LDC2015T03), which is "
@@ -146,7 +149,8 @@ class IdFile:
 
 
 def find_id_files(registry: Registry, task: TaskSpec, root: Path) -> list[IdFile]:
-    """The LaMP-6 id files of both splits under ``root`` (``*_ids.json`` or plain names)."""
+    """The task's id files of both splits under ``root`` (``*_ids.json`` or plain names);
+    LongLaMP-1 has no outputs id files (its outputs come from the bodies)."""
     found = []
     for split in registry.splits:
         for set_name in registry.sets:
@@ -162,7 +166,9 @@ def find_id_files(registry: Registry, task: TaskSpec, root: Path) -> list[IdFile
                 registry.path("outputs", root, task, split, set_name),
                 built_ok=True,
             )
-            questions = _load_id_questions(questions_path)
+            questions = _load_id_questions(questions_path, task.avocado == "completion")
+            if task.avocado == "completion":
+                outputs_path = None
             outputs = read_json(outputs_path, "outputs file") if outputs_path else None
             if outputs is not None and not (
                 isinstance(outputs, dict) and isinstance(outputs.get("golds"), list)
@@ -188,8 +194,8 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, str) and " " not in value.strip() and value.strip().endswith(".txt")
 
 
-def _load_id_questions(path: Path) -> list[dict[str, Any]]:
-    data = read_json(path, "LaMP-6 id file")
+def _load_id_questions(path: Path, completion: bool = False) -> list[dict[str, Any]]:
+    data = read_json(path, "Avocado id file")
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON list of questions")
     for index, question in enumerate(data):
@@ -199,6 +205,13 @@ def _load_id_questions(path: Path) -> list[dict[str, Any]]:
             raise InputError(
                 f"{path}: question {question['id']!r}: input {question.get('input')!r} is not "
                 "an Avocado email id (already built?)"
+            )
+        length = question.get("content_length")
+        if completion and not (isinstance(length, int) and not isinstance(length, bool)
+                               and length >= 0):  # fmt: skip
+            raise InputError(
+                f"{path}: question {question['id']!r} has no 'content_length' (the number of "
+                "body words its input shows)"
             )
         for position, item in enumerate(question.get("profile") or []):
             if not isinstance(item, dict) or not _is_id(item.get("text")):
@@ -322,19 +335,33 @@ def build_lamp6(
     workers: int = 2,
     max_email_bytes: int = DEFAULT_MAX_EMAIL_BYTES,
     reporter: Reporter | None = None,
+    task_name: str | None = None,
 ) -> BuildResult:
+    """Build an Avocado task (LaMP-6 by default; ``task_name``: LongLaMP-1 too) from the
+    corpus's zips and the task's id files."""
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
-    task = next((t for t in registry.tasks.values() if t.needs_build == "avocado"), None)
+    if task_name is not None:
+        task = registry.task(task_name)
+        if task.needs_build != "avocado":
+            raise InputError(f"{task.name} is not built from Avocado (it needs no build)")
+    else:
+        task = next((t for t in registry.tasks.values() if t.needs_build == "avocado"), None)
     if task is None:
         raise AvocadoError("the task registry has no task built from Avocado")
     archives = list_archives(avocado_dir)
     source = questions_dir or data_dir
     id_files = find_id_files(registry, task, source)
     if not id_files:
+        example = registry.path("id_questions", Path(), task, "user", "train").as_posix()
+        if task.avocado == "completion":
+            raise InputError(
+                f"{source}: no {task.name} id files (e.g. {example}). LongLaMP does not publish "
+                "them: put the files you were given there (or pass --questions-dir)"
+            )
         raise InputError(
-            f"{source}: no LaMP-6 id files (e.g. user/LaMP_6/train_questions_ids.json); "
-            "run 'lampctl download --task LaMP-6' or pass --questions-dir"
+            f"{source}: no {task.name} id files (e.g. {example}); "
+            f"run 'lampctl download --task {task.name}' or pass --questions-dir"
         )
     needed = needed_ids(id_files)
     index = index_archives(archives, needed, reporter)
@@ -380,7 +407,7 @@ def build_lamp6(
     outputs_to_write: list[tuple[Path, Any]] = []
     dropped_questions = dropped_items = 0
     for id_file in id_files:
-        questions, golds, lost_q, lost_i = _build_set(id_file, emails)
+        questions, golds, lost_q, lost_i = _build_set(id_file, emails, task)
         dropped_questions += lost_q
         dropped_items += lost_i
         built.setdefault(id_file.split, {})[id_file.set] = len(questions)
@@ -388,7 +415,7 @@ def build_lamp6(
         outputs_to_write.append((out_q, questions))
         if golds is not None:
             out_o = registry.path("outputs", data_dir, task, id_file.split, id_file.set)
-            outputs_to_write.append((out_o, {"task": f"LaMP_{task.number}", "golds": golds}))
+            outputs_to_write.append((out_o, {"task": task.dir_name, "golds": golds}))
     for path, data in outputs_to_write:
         if id_file_is(path, id_files):
             raise AvocadoError(f"{path}: refusing to overwrite the id file it was built from")
@@ -429,8 +456,10 @@ def id_file_is(path: Path, id_files: list[IdFile]) -> bool:
 
 
 def _build_set(
-    id_file: IdFile, emails: dict[str, tuple[str, str]]
+    id_file: IdFile, emails: dict[str, tuple[str, str]], task: TaskSpec | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, int, int]:
+    if task is not None and task.avocado == "completion":
+        return _build_completion(id_file, emails)
     questions = []
     subjects: dict[str, str] = {}
     dropped: set[str] = set()
@@ -460,3 +489,34 @@ def _build_set(
             elif gid not in dropped:
                 raise InputError(f"{id_file.outputs_path}: gold {gid!r} has no question")
     return questions, golds, len(dropped), lost_items
+
+
+def _build_completion(
+    id_file: IdFile, emails: dict[str, tuple[str, str]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, int, int]:
+    """LongLaMP-1's rule: the input is the subject and the body's first ``content_length``
+    words, the gold the rest of the body's words (bodies stripped, words re-joined with one
+    space, as the official script does); profile items get the body as ``text`` and the
+    subject as ``title``. The test set gets no golds, as the official script writes none."""
+    questions, golds = [], []
+    dropped = lost_items = 0
+    for question in id_file.questions:
+        email = emails.get(question["input"].strip())
+        if email is None:
+            dropped += 1
+            continue
+        subject, body = email[0], email[1].strip()
+        words = body.split()
+        length = question["content_length"]
+        profile = []
+        for item in question.get("profile") or []:
+            found = emails.get(item["text"].strip())
+            if found is None:
+                lost_items += 1
+                continue
+            profile.append({**item, "text": found[1].strip(), "title": found[0]})
+        built = {**question, "profile": profile}
+        built["input"] = COMPLETION.format(subject=subject, head=" ".join(words[:length]))
+        questions.append(built)
+        golds.append({"id": question["id"], "output": " ".join(words[length:])})
+    return questions, golds if id_file.set != "test" else None, dropped, lost_items

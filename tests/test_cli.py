@@ -74,7 +74,7 @@ def test_lampctl_error_is_one_line_exit_1(cli, tree):
     assert result.out == ""
     assert result.err.strip().splitlines() == [
         "Error: unknown task 'LaMP-9' (known: LaMP-1, LaMP-2, LaMP-3, LaMP-4, LaMP-5, LaMP-6, "
-        "LaMP-7, LaMP-2N)"
+        "LaMP-7, LaMP-2N, LongLaMP-1, LongLaMP-2, LongLaMP-3, LongLaMP-4)"
     ]
 
 

@@ -74,7 +74,8 @@ def test_a_rerun_is_skipped_and_a_changed_source_redone(cli, data, repo, tmp_pat
     assert again["skipped"] == 2 and again["downloaded"] == 0
     status = cli.json("status", "-t", "LongLaMP", "--data-dir", data)
     rows = {(r["task"], r["split"], r["set"]): r for r in status["rows"]}
-    assert len(rows) == 18
+    assert len(rows) == 24  # LongLaMP-1 too: not built here (it needs Avocado and id files)
+    assert rows[("LongLaMP-1", "user", "dev")]["questions"] == "missing"
     assert rows[("LongLaMP-4", "user", "test")]["outputs"] == "present"  # test golds published
     assert rows[("LongLaMP-4", "user", "dev")]["verified"] == "verified"
 
@@ -166,7 +167,7 @@ def test_the_family_name_and_config_names_resolve(cli):
     from lampctl.catalog.bundled import cached_registry
 
     found = cached_registry(None)
-    assert found.expand(["LongLaMP"]) == list(TASKS)
+    assert found.expand(["LongLaMP"]) == ["LongLaMP-1", *TASKS]
     assert found.task("abstract_generation").name == "LongLaMP-2"
     assert found.task("3").name == "LaMP-3"  # a bare number stays LaMP's
     assert set(LONGLAMP_CONFIGS) == set(TASKS.values())
@@ -398,3 +399,66 @@ def test_the_hub_is_read_at_the_revision_through_huggingface_hub(cli, repo, tmp_
         line = cli.error("download", "-t", "LongLaMP-4", "--revision", revision, "--data-dir",
                          tmp_path / revision)  # fmt: skip
         assert message in line and not (tmp_path / revision).exists()
+
+
+def test_longlamp1_is_built_from_avocado_by_the_completion_rule(cli, tmp_path):
+    import random
+
+    from synth import write_avocado_corpus
+
+    truth = write_avocado_corpus(tmp_path / "text", 2, 15, seed=3)
+    ids = sorted(truth)
+    rng = random.Random(5)
+    data = tmp_path / "d"
+    made = {}
+    for split in ("user", "time"):
+        folder = data / split / "LongLaMP_1"
+        folder.mkdir(parents=True)
+        for set_name in ("train", "dev", "test"):
+            questions = [
+                {"id": f"{split}{set_name}{n}", "input": rng.choice(ids),
+                 "content_length": rng.randint(0, 12),
+                 "profile": [{"text": rng.choice(ids), "id": f"{split}{set_name}{n}-{i}"}
+                             for i in range(rng.randint(1, 4))]}
+                for n in range(4)
+            ]  # fmt: skip
+            (folder / f"{set_name}_questions_ids.json").write_text(json.dumps(questions))
+            made[(split, set_name)] = questions
+    missing = cli.error("avocado", "build", "--avocado-dir", tmp_path / "text", "--task",
+                        "LongLaMP-1", "--data-dir", tmp_path / "none")  # fmt: skip
+    assert "LongLaMP does not publish them" in missing
+    result = cli("avocado", "build", "--avocado-dir", tmp_path / "text", "--task", "LongLaMP-1",
+                 "--data-dir", data)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for (split, set_name), questions in made.items():
+        folder = data / split / "LongLaMP_1"
+        built = json.loads((folder / f"{set_name}_questions.json").read_text())
+        for question, original in zip(built, questions, strict=True):
+            subject, body = truth[original["input"]]
+            words = body.split()
+            head = " ".join(words[: original["content_length"]])
+            assert question["input"] == (
+                f"Complete the text of the following email. title: {subject}. text: {head}"
+            )
+            assert [(i["title"], i["text"]) for i in question["profile"]] == [
+                truth[i["text"]] for i in original["profile"]
+            ]
+        outputs = folder / f"{set_name}_outputs.json"
+        if set_name == "test":
+            assert not outputs.exists()  # the official script writes no test golds
+            continue
+        golds = json.loads(outputs.read_text())
+        assert golds["task"] == "LongLaMP_1"
+        assert golds["golds"] == [
+            {"id": q["id"], "output": " ".join(truth[q["input"]][1].split()[q["content_length"] :])}
+            for q in questions
+        ]
+    no_length = data / "user/LongLaMP_1/dev_questions_ids.json"
+    broken = json.loads(no_length.read_text())
+    del broken[1]["content_length"]
+    no_length.write_text(json.dumps(broken))
+    line = cli.error("avocado", "build", "--avocado-dir", tmp_path / "text", "--task",
+                     "LongLaMP-1", "--data-dir", data)  # fmt: skip
+    assert "has no 'content_length'" in line and "userdev1" in line
+    nothing = cli.error("download", "-t", "LongLaMP-1", "--data-dir", tmp_path / "x")
+    assert "avocado build --task LongLaMP-1" in nothing

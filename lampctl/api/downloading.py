@@ -13,7 +13,7 @@ from typing import Any
 from lampctl import settings
 from lampctl.arguments import checked_arguments
 from lampctl.catalog.bundled import cached_registry as registry
-from lampctl.errors import OptionError
+from lampctl.errors import InputError, OptionError
 
 
 @dataclass
@@ -79,6 +79,15 @@ def download(
             found, load_download_registry(), folder, base_url, lamp_names, list(splits),
             list(sets), apply_fixes=apply_fixes, manifest=manifest,
         )  # fmt: skip
+    planned_tasks = {item.task.name for item in plan}
+    for name in tasks:  # named by itself (a family takes what it can): nothing to download?
+        spec = None if found.expand([name]) != [name] else found.task(name)
+        if spec is not None and spec.hub is None and spec.name not in planned_tasks:
+            raise InputError(
+                f"{spec.name} has no files to download: it is built from the licensed Avocado "
+                f"corpus and id files LongLaMP does not publish ('lampctl avocado build --task "
+                f"{spec.name}')"
+            )
     hub = _hub_plan(found, hub_tasks, list(splits), list(sets), folder, source, revision)
     if dry_run:
         return DownloadRun([*plan, *(f for work in hub for f in work.planned)])

@@ -48,6 +48,7 @@ _TASK_KEYS = {
     "test_outputs",
     "recency",
     "model_defaults",
+    "avocado",
 }
 _HUB_KEYS = {"repo", "revision", "configs", "sets", "item_fields", "columns", "user_fields"}
 _EVAL_KEYS = {"metric", "labels", "scale"}
@@ -160,6 +161,7 @@ def _parse_task(name: str, raw: Any, splits: tuple[str, ...], origin: str) -> Ta
         test_outputs=bool(raw.get("test_outputs", False)),
         recency=_choice(where, raw, "recency", "date", ("date", "order"), origin),
         model_defaults=_model_defaults(where, raw.get("model_defaults"), origin),
+        avocado=_choice(where, raw, "avocado", "subject", ("subject", "completion"), origin),
     )
 
 

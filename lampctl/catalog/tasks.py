@@ -149,6 +149,9 @@ class TaskSpec:
     # per-task defaults of the model step over configs/training.yaml's: max_new_tokens and
     # max_length (LongLaMP's outputs run to hundreds of words)
     model_defaults: Mapping[str, int] = field(default_factory=dict)
+    # what ``avocado build`` makes of an email (needs_build: avocado): "subject" (LaMP-6: the
+    # subject from the body) or "completion" (LongLaMP-1: the rest of the body from its start)
+    avocado: str = "subject"
 
     @property
     def dir_name(self) -> str:

@@ -41,6 +41,14 @@ def build(
         ),
     ],
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            "-t",
+            help="LaMP-6, or LongLaMP-1 (email completion, from id files you were given).",
+        ),
+    ] = "LaMP-6",
     questions_dir: Annotated[
         Path | None,
         typer.Option(
@@ -81,6 +89,8 @@ def build(
       lampctl avocado build --avocado-dir /corpora/avocado-1.0.2/data/text
 
       lampctl avocado build --avocado-dir text --questions-dir ids --skip-missing
+
+      lampctl avocado build --avocado-dir text --task LongLaMP-1
     """
     from lampctl.avocado import build_lamp6
 
@@ -89,7 +99,7 @@ def build(
         result = build_lamp6(
             state.registry(), data_dir, avocado_dir, questions_dir=questions_dir,
             skip_missing=skip_missing, workers=jobs or old_workers or usable_cpus(),
-            max_email_bytes=max_email_bytes, reporter=reporter,
+            max_email_bytes=max_email_bytes, reporter=reporter, task_name=task,
         )  # fmt: skip
 
     def human(console: Console) -> None:

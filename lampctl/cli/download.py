@@ -205,7 +205,7 @@ def download(
 
       lampctl download --task LaMP-2N    (the deprecated news task, opt-in)
 
-      lampctl download --task LongLaMP --source ./LongLaMP    (a local copy of the hub repo)
+      lampctl download --task LongLaMP --source ./LongLaMP    (a local copy)
     """
     from lampctl.api.downloading import download as fetch
 

@@ -92,7 +92,10 @@ class PromptBuilder:
         self.tally = Tally()
         # The ranked style's round trip: tok(text, max_length=None, truncation=True) cuts at
         # the tokenizer's model_max_length (none when it is transformers' "unset" sentinel).
-        limit = int(getattr(tokenizer.full, "model_max_length", 0) or 0) if tokenizer else 0
+        # (read only for that style: the full tokenizer is transformers', which LaMP's budget
+        # path does without once the tokenizer's verdict is cached)
+        ranked = tokenizer is not None and self.spec.style == "ranked"
+        limit = int(getattr(tokenizer.full, "model_max_length", 0) or 0) if ranked else 0
         self.round_trip = limit if 0 < limit < UNSET_MAX_LENGTH else UNSET_MAX_LENGTH
 
     def add(self, questions: Sequence[PromptQuestion]) -> list[str]:
