@@ -88,13 +88,12 @@ def score(
                 value = low if abs(low - g) > abs(high - g) else high
             values.append(value)
         return Scored(spec, np.array(values), np.array(gold_values), outside)
-    from rouge_score import rouge_scorer
+    from lampctl.scoring.fastrouge import fmeasures
 
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=False)
     pairs = np.empty((len(preds), 2))
     for row, (p, g) in enumerate(zip(preds, refs, strict=True)):
-        result = scorer.score(g, p)  # (target, prediction), as evaluate's rouge calls it
-        pairs[row] = (result["rouge1"].fmeasure, result["rougeL"].fmeasure)
+        # (target, prediction), as evaluate's rouge calls rouge_score; equal to it bit for bit
+        pairs[row] = fmeasures(g, p, orders=(1,), lsum=False)
     return Scored(spec, pairs, np.zeros(0), 0)
 
 
