@@ -462,3 +462,21 @@ def test_longlamp1_is_built_from_avocado_by_the_completion_rule(cli, tmp_path):
     assert "has no 'content_length'" in line and "userdev1" in line
     nothing = cli.error("download", "-t", "LongLaMP-1", "--data-dir", tmp_path / "x")
     assert "avocado build --task LongLaMP-1" in nothing
+
+
+def test_the_budgeted_mode_is_a_registry_switch_and_a_file_of_its_own(cli, data, tiny_bert,
+                                                                      tmp_path):  # fmt: skip
+    sel = ("-t", "LongLaMP-4", "--split", "user", "--set", "dev", "--data-dir", data)
+    assert cli("rank", *sel, "-r", "bm25").exit_code == 0
+    args = ("prompts", *sel, "-k", "2", "--tokenizer", tiny_bert, "--max-length", "64")
+    ranked = cli.json(*args)
+    overlay = tmp_path / "budget.yaml"
+    overlay.write_text("tasks:\n  LongLaMP-4:\n    prompt:\n      style: budget\n")
+    budget = cli.json("--config", overlay, *args)
+    (ranked_file,) = [f["output"] for f in ranked["files"]]
+    (budget_file,) = [f["output"] for f in budget["files"]]
+    assert "_k2_ranked_" in ranked_file and "_k2_len64_" in budget_file
+    for row in Path(budget_file).read_text().splitlines():
+        assert json.loads(row)["source"].count(" is a summary for ") <= 2
+    assert budget["files"][0]["hit_budget"] > 0  # items cut to the budget (LaMP's arithmetic)
+    assert budget["files"][0]["max_tokens"] < ranked["files"][0]["max_tokens"]

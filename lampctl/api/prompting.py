@@ -83,7 +83,11 @@ def prompt_jobs(
             s.questions,
             s.ranking,
             s.outputs,
-            s.questions.with_name(output_name(s.set, k, max_length, tokenizer)),
+            s.questions.with_name(
+                output_name(s.set, k, max_length, tokenizer, s.task.prompt.style)
+                if s.task.prompt is not None
+                else output_name(s.set, k, max_length, tokenizer)
+            ),
         )
         for s in ranked_sets(
             found,

@@ -108,7 +108,8 @@ class PromptBuilder:
             return self._ranked(questions, tokens)
         spec, max_length = self.spec, self.max_length
         values_of = [
-            [item_values(spec, item, q.id, self.name) for item in q.items] for q in questions
+            [item_values(spec, item, q.id, self.name, self.numbers) for item in q.items]
+            for q in questions
         ]
         inputs = [q.input for q in questions]
         cap = self.input_cap

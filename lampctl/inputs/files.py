@@ -68,6 +68,9 @@ def prompts_file(
         "revision": revision,
         "profile": tokenizer is not None,
     }
+    if task.prompt is not None and task.prompt.style != "budget":  # LongLaMP's ranked prompts
+        parameters["style"] = task.prompt.style  # (LaMP's records stay as they were)
+        parameters["max_length"] = None  # no budget: --max-length does not change them
     derived = DerivedOutput(output_path, sources, parameters)
     record = derived.up_to_date(force)
     if record is not None:
