@@ -27,13 +27,14 @@ record batch at a time, so memory stays near one batch beside the output being w
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from lampctl.catalog.tasks import HubSpec, Registry, TaskSpec
 from lampctl.download.manifest import Manifest
@@ -293,9 +294,13 @@ def convert(
     user_fields = list(hub.user_fields)
     job.questions.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with atomic_writer(job.questions) as questions, atomic_writer(job.outputs) as outputs:
-        questions.write("[")
-        outputs.write(json.dumps({"task": job.task.dir_name})[:-1] + ', "golds": [')
+    encode = msgspec.json.Encoder().encode  # compact UTF-8, several times json.dumps' speed
+    with (
+        atomic_writer(job.questions, "wb") as questions,
+        atomic_writer(job.outputs, "wb") as outputs,
+    ):
+        questions.write(b"[")
+        outputs.write(encode({"task": job.task.dir_name})[:-1] + b',"golds":[')
         for number, row in enumerate(_rows(files, [*hub.columns, "id", *user_fields])):
             qid = _row_id(row, job, number)
             question = {"id": qid, "input": row[input_column],
@@ -308,14 +313,14 @@ def convert(
             gold = row[output_column]
             if not isinstance(gold, str):
                 raise InputError(f"{files[0].parent}: {job.label} row {number} has no text output")
-            separator = "," if number else ""
-            questions.write(separator + json.dumps(question, ensure_ascii=False))
-            outputs.write(separator + json.dumps({"id": qid, "output": gold}, ensure_ascii=False))
+            separator = b"," if number else b""
+            questions.write(separator + encode(question))
+            outputs.write(separator + encode({"id": qid, "output": gold}))
             count = number + 1
             if progress is not None and count % BATCH_ROWS == 0:
                 progress(BATCH_ROWS)
-        questions.write("]")
-        outputs.write("]}")
+        questions.write(b"]")
+        outputs.write(b"]}")
     if progress is not None:
         progress(count % BATCH_ROWS)
     seconds = time.perf_counter() - started

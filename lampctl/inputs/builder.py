@@ -156,6 +156,8 @@ class PromptBuilder:
             for q in questions
         ]
         texts = [_first_words(v[spec.field], spec.words) for vs in values_of for v in vs]
+        if tokens.sliceable:  # every text's tokens in one batched call, as far as the cut
+            tokens.prime_texts(dict.fromkeys(texts, self.round_trip - tokens.special + 1))
         kept = []
         for text in texts:
             _, ids, cut = tokens.truncate(text, self.round_trip)
