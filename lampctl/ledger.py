@@ -381,7 +381,7 @@ def check_ranking_matches(ranking: Path, questions: Path, questions_sha256: str)
     if made_from and made_from != questions_sha256:
         raise InputError(
             f"{ranking}: stale: made from another version of {questions} (its record's sha256 "
-            "differs); rank again, or pass --allow-stale to use it anyway"
+            "differs); rank again, or pass allow_stale=True (--allow-stale) to use it anyway"
         )
 
 

@@ -110,7 +110,7 @@ def test_merge_refuses_a_ranking_made_from_other_questions(cli, tree):
     ranking = tree / "user/LaMP_5/dev_questions_rank.json"
     assert result.err.strip() == (
         f"Error: {ranking}: stale: made from another version of {questions} (its record's "
-        "sha256 differs); rank again, or pass --allow-stale to use it anyway"
+        "sha256 differs); rank again, or pass allow_stale=True (--allow-stale) to use it anyway"
     )
     assert not (tree / "user/LaMP_5/dev_questions_merged.json").exists()
     assert cli("merge", *ARGS, "--data-dir", tree, "--allow-stale").exit_code == 0

@@ -203,7 +203,7 @@ def _data_golds(
     path = found.path("outputs", data_dir, spec, split, set_name)
     if not path.exists():
         raise InputError(
-            f"{path}: gold outputs not found; pass --golds, or --split/--set/--data-dir "
-            "for the data dir's (test golds are not published)"
+            f"{path}: gold outputs not found; pass golds= (--golds), or split/set/data_dir "
+            "(--split/--set/--data-dir) for the data dir's (test golds are not published)"
         )
     return load_answers(path)

@@ -85,7 +85,10 @@ def _selection(
     """(task spec, folder of the set) of a data-dir selection: all three must be given."""
     if task is None or split is None or set is None:
         missing = next(n for n, v in (("task", task), ("split", split), ("set", set)) if v is None)
-        raise OptionError(missing, f"name one task, split and set, or pass {explicit}")
+        name = explicit.removeprefix("--")
+        raise OptionError(
+            missing, f"name one task, split and set, or pass {name}=PATH", mentions=(name,)
+        )
     found = registry(config)
     spec = found.task(task)
     found.check_split(split)
@@ -318,7 +321,7 @@ def generate(
             names = ", ".join(path.name for path in found[:3])
             raise InputError(
                 f"{folder}: {len(found)} prompts files for the {set} set ({names}); pass one "
-                "with --prompts"
+                "as prompts= (--prompts)"
             )
         prompts_path = found[0]
         task_name = spec.dir_name

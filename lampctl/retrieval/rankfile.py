@@ -167,7 +167,7 @@ def rank_file(
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     if top_k is not None and top_k < 1:
-        raise ConfigError(f"--top-k must be at least 1, got {top_k}")
+        raise ConfigError(f"top_k (--top-k) must be at least 1, got {top_k}")
     started = time.perf_counter()
     label = f"{task.name} {input_path.name}"
     with gc_paused():
