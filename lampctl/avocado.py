@@ -377,13 +377,8 @@ def _build_set(
         if email is None:
             dropped.add(str(question["id"]))
             continue
-        profile = []
-        for item in question.get("profile") or []:
-            found = emails.get(item["text"].strip())
-            if found is None:
-                lost_items += 1
-                continue
-            profile.append({**item, "text": found[1], "title": found[0]})
+        profile, lost = _profile_emails(question, emails, strip=False)
+        lost_items += lost
         qid = str(question["id"])
         subjects[qid] = email[0]
         questions.append({**question, "input": PROMPT.format(body=email[1]), "profile": profile})
@@ -416,15 +411,27 @@ def _build_completion(
         subject, body = email[0], email[1].strip()
         words = body.split()
         length = question["content_length"]
-        profile = []
-        for item in question.get("profile") or []:
-            found = emails.get(item["text"].strip())
-            if found is None:
-                lost_items += 1
-                continue
-            profile.append({**item, "text": found[1].strip(), "title": found[0]})
+        profile, lost = _profile_emails(question, emails, strip=True)
+        lost_items += lost
         built = {**question, "profile": profile}
         built["input"] = COMPLETION.format(subject=subject, head=" ".join(words[:length]))
         questions.append(built)
         golds.append({"id": question["id"], "output": " ".join(words[length:])})
     return questions, golds if id_file.set != "test" else None, dropped, lost_items
+
+
+def _profile_emails(
+    question: dict[str, Any], emails: dict[str, tuple[str, str]], strip: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """The question's profile items with their email's body as ``text`` (stripped, for
+    LongLaMP-1, as its script strips every body) and its subject as ``title``; and how many
+    items were lost to emails not found."""
+    profile, lost = [], 0
+    for item in question.get("profile") or []:
+        found = emails.get(item["text"].strip())
+        if found is None:
+            lost += 1
+            continue
+        body = found[1].strip() if strip else found[1]
+        profile.append({**item, "text": body, "title": found[0]})
+    return profile, lost
