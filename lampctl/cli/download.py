@@ -187,7 +187,8 @@ def download(
     deprecated news categorization (LaMP-2N, the first release's LaMP-2) is opt-in: it is
     fetched only with --task LaMP-2N, into {split}/LaMP_2N/. LongLaMP (--task LongLaMP-2,
     -3, -4, or LongLaMP for all) is opt-in too: read from its Hugging Face dataset (or
-    --source DIR) and converted into {split}/LongLaMP_N/.
+    --source DIR) and converted into {split}/LongLaMP_N/; LongLaMP-1 is built instead
+    ('lampctl avocado build --task LongLaMP-1').
 
     Examples:
 
