@@ -72,6 +72,17 @@ def test_a_rerun_is_skipped_and_a_changed_source_redone(cli, data, repo, tmp_pat
             "--data-dir", data)  # fmt: skip
     again = cli.json(*args)
     assert again["skipped"] == 2 and again["downloaded"] == 0
+    assert cli.json(*args, "--verify")["verified"] == 2  # hashed again, and equal
+    questions = data / "user/LongLaMP_4/dev_questions.json"
+    written = questions.read_bytes()
+    questions.write_bytes(written.replace(b"reddit", b"Reddit", 1))  # same size, edited
+    redone = cli.json(*args)
+    assert redone["downloaded"] == 2  # the set's two files are made together
+    notes = {f["rel"]: f["fixes"] for f in redone["files"]}
+    assert notes["user/LongLaMP_4/dev_questions.json"] == [
+        "changed since its conversion: converted again"]  # fmt: skip
+    assert notes["user/LongLaMP_4/dev_outputs.json"] == []
+    assert questions.read_bytes() == written
     status = cli.json("status", "-t", "LongLaMP", "--data-dir", data)
     rows = {(r["task"], r["split"], r["set"]): r for r in status["rows"]}
     assert len(rows) == 24  # LongLaMP-1 too: not built here (it needs Avocado and id files)

@@ -103,7 +103,7 @@ def download(
             with display(plan) if display else contextlib.nullcontext() as observer:
                 outcomes = Downloader(folder, options, observer, manifest).run(plan)
         for work in hub:
-            outcomes += work.run(manifest, folder, force)
+            outcomes += work.run(manifest, folder, force, verify)
     finally:
         lock.release()
     planned = [*plan, *(f for work in hub for f in work.planned)]
@@ -160,12 +160,13 @@ class _HubWork:
             for kind in ("questions", "outputs")
         ]
 
-    def run(self, manifest: Any, folder: Path, force: bool) -> list[Any]:
+    def run(self, manifest: Any, folder: Path, force: bool, verify: bool) -> list[Any]:
         from lampctl.download.hub import convert
 
         out = []
         for job, files in zip(self.jobs, self.files, strict=True):
-            out += convert(job, files, f"{self.origin}/{job.label}", manifest, folder, force)
+            origin = f"{self.origin}/{job.label}"
+            out += convert(job, files, origin, manifest, folder, force, verify=verify)
         return out
 
 

@@ -278,26 +278,29 @@ def convert(
     data_dir: Path,
     force: bool = False,
     progress: Callable[[int], None] | None = None,
+    verify: bool = False,
 ) -> list[FileOutcome]:
     """One config's split into the set's questions and outputs files, each written whole
     (temp file, then rename) and recorded in the manifest with its sha256 and its source's;
-    skipped when both are there and were made from the same source files."""
+    skipped when both are there, were made from the same source files, and are still what
+    was written: the same size and mtime, else (and always with ``verify``) the same sha256.
+    A file changed since is converted again from its source."""
     hub = job.task.hub
     assert hub is not None
     started = time.perf_counter()
     source = _source_digest(files)  # the parquet files' own sha256, hashed together
     rels = [p.relative_to(data_dir).as_posix() for p in (job.questions, job.outputs)]
     entries = [manifest.get(rel) or {} for rel in rels]
-    if not force and all(
-        path.is_file()
-        and entry.get("parquet_sha256") == source
-        and entry.get("size") == path.stat().st_size
+    states = [
+        _state(path, entry, source, verify)
         for path, entry in zip((job.questions, job.outputs), entries, strict=True)
-    ):
+    ]
+    if not force and all(state in ("skipped", "verified") for state in states):
         return [
-            FileOutcome(rel, origin, "skipped", size=entry.get("size"), sha256=entry.get("sha256"))
-            for rel, entry in zip(rels, entries, strict=True)
+            FileOutcome(rel, origin, state, size=entry.get("size"), sha256=entry.get("sha256"))
+            for rel, entry, state in zip(rels, entries, states, strict=True)
         ]
+    changed = {rel for rel, state in zip(rels, states, strict=True) if state == "changed"}
     input_column, output_column, profile_column = hub.columns[:3]
     user_fields = list(hub.user_fields)
     job.questions.parent.mkdir(parents=True, exist_ok=True)
@@ -341,9 +344,24 @@ def convert(
             {"url": origin, "sha256": digest, "size": stat.st_size,
              "mtime_ns": stat.st_mtime_ns, "parquet_sha256": source, "rows": count},
         )  # fmt: skip
+        note = ["changed since its conversion: converted again"] if rel in changed else []
         out.append(FileOutcome(rel, origin, "downloaded", stat.st_size, stat.st_size, digest,
-                               round(seconds, 3)))  # fmt: skip
+                               round(seconds, 3), note))  # fmt: skip
     return out
+
+
+def _state(path: Path, entry: dict[str, Any], source: str, verify: bool) -> str:
+    """skipped (as written: size and mtime), verified (hashed and equal), changed (hashed
+    and not), or missing / other source (to convert)."""
+    if not path.is_file() or entry.get("parquet_sha256") != source:
+        return "missing"
+    stat = path.stat()
+    if not verify and (entry.get("size"), entry.get("mtime_ns")) == (
+        stat.st_size,
+        stat.st_mtime_ns,
+    ):
+        return "skipped"
+    return "verified" if sha256_file(path) == entry.get("sha256") else "changed"
 
 
 def _row_id(row: dict[str, Any], job: HubJob, number: int) -> str:
