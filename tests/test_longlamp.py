@@ -219,6 +219,9 @@ def test_evaluate_equals_sacrebleu_and_rouge_score(cli, data, tmp_path):
     assert dropped["bleu"] != found["bleu"]
     table = cli(*args, "--drop-empty", "--bootstrap", "20", "--by-user").out
     assert "1 empty prediction (scored 0)" in table and "1 pair with an empty side" in table
+    same = cli.json(*args, "--compare", path, "--permutations", "50")["compare"]
+    assert set(same) == {"bleu", "rouge-1", "rouge-2", "rouge-L", "rouge-LSum"}
+    assert all(c["difference"] == 0 and c["p_value"] == 1 for c in same.values())
 
 
 def test_meteor_without_nltk_data_is_one_line_naming_the_way(cli, data, tmp_path, monkeypatch):
