@@ -94,6 +94,8 @@ def test_a_rerun_is_skipped_and_a_changed_source_redone(cli, data, repo, tmp_pat
 def test_bad_sources_are_one_line_and_write_nothing(cli, repo, tmp_path):
     import shutil
 
+    import pyarrow as pa
+
     def copy(name: str) -> Path:
         return Path(shutil.copytree(repo, tmp_path / name))
 
@@ -109,9 +111,12 @@ def test_bad_sources_are_one_line_and_write_nothing(cli, repo, tmp_path):
         rows = pq.read_table(path).to_pylist()
         for row in rows:
             row["profile"] = [{"title": i["title"]} for i in row["profile"]]
-        import pyarrow as pa
-
         pq.write_table(pa.Table.from_pylist(rows), path)
+    null_input = copy("nullinput")  # found only while converting, in the last set read
+    last = sorted((null_input / "topic_writing_temporal").glob("test-*.parquet"))[-1]
+    rows = pq.read_table(last).to_pylist()
+    rows[-1]["input"] = None  # the very last row of the run
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(last)), last)
     not_repo = tmp_path / "empty"
     not_repo.mkdir()
     cases = [
@@ -121,12 +126,20 @@ def test_bad_sources_are_one_line_and_write_nothing(cli, repo, tmp_path):
          "abstract_generation_temporal/test profile items have no 'abstract' field (their "
          "fields: title)"),
         (not_repo, "LongLaMP-2", "not a Hugging Face dataset repo"),
+        (null_input, "LongLaMP-4", "topic_writing_temporal/test row 6 has no text input"),
     ]  # fmt: skip
     for source, task, message in cases:
         out = tmp_path / f"out-{source.name}"
         line = cli.error("download", "-t", task, "--source", source, "--data-dir", out)
         assert message in line, line
         assert not out.exists() or not any(out.rglob("*.json")), line
+        assert not out.exists() or not list(out.glob(".*staging*"))  # nothing left behind
+    # earlier files stay as they were: a good run, then a bad one over it
+    good = tmp_path / "good"
+    assert cli("download", "-t", "LongLaMP-4", "--source", repo, "--data-dir", good).exit_code == 0
+    before = {p: p.read_bytes() for p in good.rglob("*.json")}
+    cli.error("download", "-t", "LongLaMP-4", "--source", null_input, "--data-dir", good)
+    assert {p: p.read_bytes() for p in good.rglob("*.json")} == before
 
 
 def test_lamp_only_options_and_hub_options_are_kept_apart(cli, repo, tmp_path):

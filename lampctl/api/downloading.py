@@ -102,8 +102,8 @@ def download(
         if plan:
             with display(plan) if display else contextlib.nullcontext() as observer:
                 outcomes = Downloader(folder, options, observer, manifest).run(plan)
-        for work in hub:
-            outcomes += work.run(manifest, folder, force, verify)
+        if hub:
+            outcomes += _convert_all(hub, manifest, folder, force, verify)
     finally:
         lock.release()
     planned = [*plan, *(f for work in hub for f in work.planned)]
@@ -160,14 +160,31 @@ class _HubWork:
             for kind in ("questions", "outputs")
         ]
 
-    def run(self, manifest: Any, folder: Path, force: bool, verify: bool) -> list[Any]:
+    def run(self, manifest: Any, folder: Path, force: bool, verify: bool, stage: Any) -> list[Any]:
         from lampctl.download.hub import convert
 
         out = []
         for job, files in zip(self.jobs, self.files, strict=True):
             origin = f"{self.origin}/{job.label}"
-            out += convert(job, files, origin, manifest, folder, force, verify=verify)
+            out += convert(job, files, origin, manifest, folder, force, verify=verify,
+                           stage=stage)  # fmt: skip
         return out
+
+
+def _convert_all(
+    hub: list[_HubWork], manifest: Any, folder: Path, force: bool, verify: bool
+) -> list[Any]:
+    """Every hub set converted into a staging folder, then all moved into place: a bad row
+    anywhere leaves every file of the data dir as it was."""
+    from lampctl.download.hub import Staging
+
+    stage = Staging.beside(folder)
+    try:
+        outcomes = [o for work in hub for o in work.run(manifest, folder, force, verify, stage)]
+        stage.commit(manifest)
+        return outcomes
+    finally:
+        stage.discard()
 
 
 def _hub_plan(

@@ -21,7 +21,9 @@ the row has; without one, each row is its own user (as LaMP's user split is).
 The schema is the registry's (``hub.columns``, ``hub.item_fields``): every parquet file's
 schema is checked before anything is written, so a missing column, a file cut short or a
 folder that is not a dataset repo is one error and no file changes. Rows are streamed one
-record batch at a time, so memory stays near one batch beside the output being written.
+record batch at a time, so memory stays near one batch beside the output being written, into
+a staging folder (``Staging``): a bad row found while converting leaves the data dir as it
+was too.
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ def _readme_configs(source: Path) -> dict[str, dict[str, list[str]]] | None:
     try:
         front = yaml.safe_load(match.group(1)) or {}
     except yaml.YAMLError as exc:
-        raise InputError(f"{readme}: unreadable front matter ({exc})") from None
+        raise InputError(f"{readme}: unreadable front matter ({_short(exc)})") from None
     configs = front.get("configs") if isinstance(front, dict) else None
     if not isinstance(configs, list):
         return None
@@ -279,12 +281,15 @@ def convert(
     force: bool = False,
     progress: Callable[[int], None] | None = None,
     verify: bool = False,
+    stage: Staging | None = None,
 ) -> list[FileOutcome]:
     """One config's split into the set's questions and outputs files, each written whole
-    (temp file, then rename) and recorded in the manifest with its sha256 and its source's;
-    skipped when both are there, were made from the same source files, and are still what
-    was written: the same size and mtime, else (and always with ``verify``) the same sha256.
-    A file changed since is converted again from its source."""
+    and recorded in the manifest with its sha256 and its source's; skipped when both are
+    there, were made from the same source files, and are still what was written: the same
+    size and mtime, else (and always with ``verify``) the same sha256. A file changed since
+    is converted again from its source. With ``stage``, the files are written into its folder
+    and moved into place (and recorded) by its ``commit``, once every set has converted: a
+    bad row found in the last set leaves the data dir as it was."""
     hub = job.task.hub
     assert hub is not None
     started = time.perf_counter()
@@ -303,12 +308,13 @@ def convert(
     changed = {rel for rel, state in zip(rels, states, strict=True) if state == "changed"}
     input_column, output_column, profile_column = hub.columns[:3]
     user_fields = list(hub.user_fields)
-    job.questions.parent.mkdir(parents=True, exist_ok=True)
+    stage = stage or Staging(None)
+    targets = [stage.place(data_dir, path) for path in (job.questions, job.outputs)]
     count = 0
     encode = msgspec.json.Encoder().encode  # compact UTF-8, several times json.dumps' speed
     with (
-        atomic_writer(job.questions, "wb") as questions,
-        atomic_writer(job.outputs, "wb") as outputs,
+        atomic_writer(targets[0], "wb") as questions,
+        atomic_writer(targets[1], "wb") as outputs,
     ):
         questions.write(b"[")
         outputs.write(encode({"task": job.task.dir_name})[:-1] + b',"golds":[')
@@ -336,18 +342,69 @@ def convert(
         progress(count % BATCH_ROWS)
     seconds = time.perf_counter() - started
     out = []
-    for rel, path in zip(rels, (job.questions, job.outputs), strict=True):
+    for rel, path, final in zip(rels, targets, (job.questions, job.outputs), strict=True):
         stat = path.stat()
         digest = sha256_file(path)
-        manifest.record(
-            rel,
-            {"url": origin, "sha256": digest, "size": stat.st_size,
-             "mtime_ns": stat.st_mtime_ns, "parquet_sha256": source, "rows": count},
-        )  # fmt: skip
+        entry = {"url": origin, "sha256": digest, "size": stat.st_size,
+                 "mtime_ns": stat.st_mtime_ns, "parquet_sha256": source, "rows": count}  # fmt: skip
+        stage.done(manifest, rel, path, final, entry)
         note = ["changed since its conversion: converted again"] if rel in changed else []
         out.append(FileOutcome(rel, origin, "downloaded", stat.st_size, stat.st_size, digest,
                                round(seconds, 3), note))  # fmt: skip
     return out
+
+
+class Staging:
+    """Where converted files wait until every set has converted (``folder``; None: written in
+    place at once). ``commit`` renames each into place (one file system: the folder is in the
+    data dir) and records it in the manifest; ``discard`` removes what is left."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.waiting: list[tuple[str, Path, Path, dict[str, Any]]] = []
+
+    @classmethod
+    def beside(cls, data_dir: Path) -> Staging:
+        """A staging folder named for this process (a killed run's is removed by the next)."""
+        import shutil
+
+        from lampctl.io.data import left_by_dead_writer, owner_tag
+
+        if data_dir.is_dir():
+            for old in data_dir.glob(f".*{STAGING}"):
+                if left_by_dead_writer(old.name[1:]):
+                    shutil.rmtree(old, ignore_errors=True)
+        return cls(data_dir / f".{owner_tag()}{STAGING}")
+
+    def place(self, data_dir: Path, final: Path) -> Path:
+        if self.folder is None:
+            return final
+        return self.folder / final.relative_to(data_dir)
+
+    def done(self, manifest: Manifest, rel: str, path: Path, final: Path,
+             entry: dict[str, Any]) -> None:  # fmt: skip
+        if self.folder is None:
+            manifest.record(rel, entry)
+        else:
+            self.waiting.append((rel, path, final, entry))
+
+    def commit(self, manifest: Manifest) -> None:
+        import os
+
+        for rel, path, final, entry in self.waiting:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, final)
+            manifest.record(rel, {**entry, "mtime_ns": final.stat().st_mtime_ns})
+        self.waiting.clear()
+
+    def discard(self) -> None:
+        import shutil
+
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+STAGING = "hub-staging"
 
 
 def _state(path: Path, entry: dict[str, Any], source: str, verify: bool) -> str:
