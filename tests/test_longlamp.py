@@ -507,3 +507,19 @@ def test_the_budgeted_mode_is_a_registry_switch_and_a_file_of_its_own(cli, data,
         assert json.loads(row)["source"].count(" is a summary for ") <= 2
     assert budget["files"][0]["hit_budget"] > 0  # items cut to the budget (LaMP's arithmetic)
     assert budget["files"][0]["max_tokens"] < ranked["files"][0]["max_tokens"]
+
+
+def test_readme_configs_in_both_of_the_hubs_spellings(tmp_path):
+    from lampctl.download.hub import _readme_configs
+
+    (tmp_path / "README.md").write_text(
+        "---\nconfigs:\n- config_name: a\n  data_files:\n  - split: train\n    path: a/train-*\n"
+        "- config_name: b\n  data_files:\n    train: b/tr.parquet\n    val: [b/v1.parquet, "
+        "b/v2.parquet]\n---\n# card\n"
+    )
+    assert _readme_configs(tmp_path) == {
+        "a": {"train": ["a/train-*"]},
+        "b": {"train": ["b/tr.parquet"], "val": ["b/v1.parquet", "b/v2.parquet"]},
+    }
+    (tmp_path / "README.md").write_text("# a card without front matter\n")
+    assert _readme_configs(tmp_path) is None

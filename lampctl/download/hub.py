@@ -195,7 +195,9 @@ def _readme_configs(source: Path) -> dict[str, dict[str, list[str]]] | None:
         if not isinstance(entry, dict) or "config_name" not in entry:
             continue
         files = entry.get("data_files") or []
-        if isinstance(files, str | dict):
+        if isinstance(files, dict) and "split" not in files:  # {split: path(s)}, the short form
+            files = [{"split": split, "path": paths} for split, paths in files.items()]
+        elif isinstance(files, str | dict):
             files = [files]
         splits: dict[str, list[str]] = {}
         for item in files:
