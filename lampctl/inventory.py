@@ -301,9 +301,11 @@ def _adapters_since(predictions: Path) -> str:
     stem = predictions.name.split("_predictions_", 1)[0]
     slug = predictions.name.split("_predictions_", 1)[1].rsplit("_beams", 1)[0]
     adapters = predictions.with_name(f"{stem}_adapters") / slug
+    from lampctl.model.adapter_files import RECORD
+
     written = predictions.stat().st_mtime
     if adapters.is_dir() and any(
-        record.stat().st_mtime > written for record in adapters.glob("*/lampctl_adapter.json")
+        record.stat().st_mtime > written for record in adapters.glob(f"*/{RECORD}")
     ):
         return "stale: adapters retrained since"
     return "up to date"

@@ -153,6 +153,9 @@ def test_lamp_only_options_and_hub_options_are_kept_apart(cli, repo, tmp_path):
                "--data-dir", tmp_path / "d")  # fmt: skip
     assert both.exit_code == 2 and "--revision" in both.err
     assert not (tmp_path / "d").exists()
+    wrong_split = cli.error("download", "-t", "LongLaMP-2", "--split", "temporal", "--source",
+                            repo, "--data-dir", tmp_path / "d")  # fmt: skip
+    assert "unknown split 'temporal'" in wrong_split
 
 
 def test_rank_uses_the_official_queries_and_corpus(cli, data):

@@ -166,8 +166,7 @@ class _HubWork:
         out = []
         for job, files in zip(self.jobs, self.files, strict=True):
             origin = f"{self.origin}/{job.label}"
-            out += convert(job, files, origin, manifest, folder, force, verify=verify,
-                           stage=stage)  # fmt: skip
+            out += convert(job, files, origin, manifest, folder, stage, force, verify)
         return out
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,18 +94,16 @@ def hub_jobs(
     data_dir: Path,
 ) -> list[HubJob]:
     jobs = []
-    for task in tasks:
+    for task, split, set_name in registry.combinations([t.name for t in tasks], splits, sets):
         hub = task.hub
         assert hub is not None
-        for split in splits or registry.splits:
-            for set_name in sets or registry.sets:
-                jobs.append(
-                    HubJob(
-                        task, split, set_name, hub.configs[split], hub.sets[set_name],
-                        registry.path("questions", data_dir, task, split, set_name),
-                        registry.path("outputs", data_dir, task, split, set_name),
-                    )
-                )  # fmt: skip
+        jobs.append(
+            HubJob(
+                task, split, set_name, hub.configs[split], hub.sets[set_name],
+                registry.path("questions", data_dir, task, split, set_name),
+                registry.path("outputs", data_dir, task, split, set_name),
+            )
+        )  # fmt: skip
     return jobs
 
 
@@ -280,18 +278,16 @@ def convert(
     origin: str,
     manifest: Manifest,
     data_dir: Path,
+    stage: Staging,
     force: bool = False,
-    progress: Callable[[int], None] | None = None,
     verify: bool = False,
-    stage: Staging | None = None,
 ) -> list[FileOutcome]:
-    """One config's split into the set's questions and outputs files, each written whole
-    and recorded in the manifest with its sha256 and its source's; skipped when both are
-    there, were made from the same source files, and are still what was written: the same
-    size and mtime, else (and always with ``verify``) the same sha256. A file changed since
-    is converted again from its source. With ``stage``, the files are written into its folder
-    and moved into place (and recorded) by its ``commit``, once every set has converted: a
-    bad row found in the last set leaves the data dir as it was."""
+    """One config's split into the set's questions and outputs files, written into
+    ``stage``'s folder, which moves them into place (and records them in the manifest with
+    their sha256 and their source's) once every set has converted: a bad row found in the
+    last set leaves the data dir as it was. Skipped when both files are there, were made from
+    the same source files, and are still what was written: the same size and mtime, else
+    (and always with ``verify``) the same sha256. A file changed since is converted again."""
     hub = job.task.hub
     assert hub is not None
     started = time.perf_counter()
@@ -310,16 +306,25 @@ def convert(
     changed = {rel for rel, state in zip(rels, states, strict=True) if state == "changed"}
     input_column, output_column, profile_column = hub.columns[:3]
     user_fields = list(hub.user_fields)
-    stage = stage or Staging(None)
     targets = [stage.place(data_dir, path) for path in (job.questions, job.outputs)]
     count = 0
     encode = msgspec.json.Encoder().encode  # compact UTF-8, several times json.dumps' speed
+    digests = [hashlib.sha256(), hashlib.sha256()]  # hashed as written, not read back
     with (
-        atomic_writer(targets[0], "wb") as questions,
-        atomic_writer(targets[1], "wb") as outputs,
+        atomic_writer(targets[0], "wb") as questions_file,
+        atomic_writer(targets[1], "wb") as outputs_file,
     ):
-        questions.write(b"[")
-        outputs.write(encode({"task": job.task.dir_name})[:-1] + b',"golds":[')
+
+        def questions(data: bytes) -> None:
+            questions_file.write(data)
+            digests[0].update(data)
+
+        def outputs(data: bytes) -> None:
+            outputs_file.write(data)
+            digests[1].update(data)
+
+        questions(b"[")
+        outputs(encode({"task": job.task.dir_name})[:-1] + b',"golds":[')
         for number, row in enumerate(_rows(files, [*hub.columns, "id", *user_fields])):
             qid = _row_id(row, job, number)
             question = {"id": qid, "input": row[input_column],
@@ -333,23 +338,21 @@ def convert(
             if not isinstance(gold, str):
                 raise InputError(f"{files[0].parent}: {job.label} row {number} has no text output")
             separator = b"," if number else b""
-            questions.write(separator + encode(question))
-            outputs.write(separator + encode({"id": qid, "output": gold}))
+            questions(separator + encode(question))
+            outputs(separator + encode({"id": qid, "output": gold}))
             count = number + 1
-            if progress is not None and count % BATCH_ROWS == 0:
-                progress(BATCH_ROWS)
-        questions.write(b"]")
-        outputs.write(b"]}")
-    if progress is not None:
-        progress(count % BATCH_ROWS)
+        questions(b"]")
+        outputs(b"]}")
     seconds = time.perf_counter() - started
     out = []
-    for rel, path, final in zip(rels, targets, (job.questions, job.outputs), strict=True):
+    for rel, path, final, hashed in zip(
+        rels, targets, (job.questions, job.outputs), digests, strict=True
+    ):
         stat = path.stat()
-        digest = sha256_file(path)
+        digest = hashed.hexdigest()
         entry = {"url": origin, "sha256": digest, "size": stat.st_size,
                  "mtime_ns": stat.st_mtime_ns, "parquet_sha256": source, "rows": count}  # fmt: skip
-        stage.done(manifest, rel, path, final, entry)
+        stage.done(rel, path, final, entry)
         note = ["changed since its conversion: converted again"] if rel in changed else []
         out.append(FileOutcome(rel, origin, "downloaded", stat.st_size, stat.st_size, digest,
                                round(seconds, 3), note))  # fmt: skip
@@ -357,11 +360,11 @@ def convert(
 
 
 class Staging:
-    """Where converted files wait until every set has converted (``folder``; None: written in
-    place at once). ``commit`` renames each into place (one file system: the folder is in the
-    data dir) and records it in the manifest; ``discard`` removes what is left."""
+    """Where converted files wait until every set has converted (``folder``). ``commit``
+    renames each into place (one file system: the folder is in the data dir) and records it
+    in the manifest; ``discard`` removes what is left."""
 
-    def __init__(self, folder: Path | None) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.waiting: list[tuple[str, Path, Path, dict[str, Any]]] = []
 
@@ -379,16 +382,10 @@ class Staging:
         return cls(data_dir / f".{owner_tag()}{STAGING}")
 
     def place(self, data_dir: Path, final: Path) -> Path:
-        if self.folder is None:
-            return final
         return self.folder / final.relative_to(data_dir)
 
-    def done(self, manifest: Manifest, rel: str, path: Path, final: Path,
-             entry: dict[str, Any]) -> None:  # fmt: skip
-        if self.folder is None:
-            manifest.record(rel, entry)
-        else:
-            self.waiting.append((rel, path, final, entry))
+    def done(self, rel: str, path: Path, final: Path, entry: dict[str, Any]) -> None:
+        self.waiting.append((rel, path, final, entry))
 
     def commit(self, manifest: Manifest) -> None:
         import os
@@ -402,8 +399,7 @@ class Staging:
     def discard(self) -> None:
         import shutil
 
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 STAGING = "hub-staging"
