@@ -214,9 +214,18 @@ def write_tiny_bert(
     return folder
 
 
-def write_tiny_t5(folder: Path, width: int = 16, layers: int = 2, seed: int = 0) -> Path:
+def write_tiny_t5(
+    folder: Path,
+    width: int = 16,
+    layers: int = 2,
+    seed: int = 0,
+    init: float = 5.0,
+    dropout: float = 0.1,
+) -> Path:
     """A small random T5 (seq2seq) with the tiny BERT's WordPiece tokenizer, saved like a
-    checkpoint: what ``peft train`` and ``generate`` load, built offline."""
+    checkpoint: what ``peft train`` and ``generate`` load, built offline. ``init`` is T5's
+    ``initializer_factor``: 5 makes outputs differ (below); 1, T5's own, is a model whose
+    activations are of ordinary size. ``dropout`` is its ``dropout_rate``."""
     import torch
     from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
@@ -232,7 +241,7 @@ def write_tiny_t5(folder: Path, width: int = 16, layers: int = 2, seed: int = 0)
         decoder_start_token_id=tokenizer.pad_token_id,
         # Larger random weights and an untied head: T5's own small init makes a tiny random
         # model answer [PAD] to everything, and tests need outputs that differ.
-        initializer_factor=5.0, tie_word_embeddings=False,
+        initializer_factor=init, tie_word_embeddings=False, dropout_rate=dropout,
     )  # fmt: skip
     T5ForConditionalGeneration(config).eval().save_pretrained(folder)
     return folder

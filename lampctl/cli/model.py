@@ -16,6 +16,8 @@ from lampctl.cli._common import (
     State,
     TsvOpt,
     emit,
+    fail_with,
+    first_errors,
     folding_table,
     get_state,
     note_finished,
@@ -134,6 +136,14 @@ def train(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     force: Annotated[bool, typer.Option("--force", help="Retrain up-to-date users.")] = False,
+    pack: Annotated[
+        int | None,
+        typer.Option(
+            "--pack", min=1,
+            help="Users trained at once over one base model (default: 8 on CPU, 32 on GPU, "
+            "fewer if memory holds fewer); adapters are the same whatever K.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     tsv_out: TsvOpt = False,
     quiet: QuietOpt = False,
@@ -152,6 +162,8 @@ def train(
       lampctl peft train -m ./qwen --rows dev_peft_file.jsonl --epochs 3
 
       lampctl peft train -m ./t5 -t 7 -s time --set train --shard 3/16
+
+      lampctl peft train -m ./t5 -t 3 -s time --set dev --pack 16 --json | jq .pack
     """
     from lampctl.api.modelling import peft_train
 
@@ -166,10 +178,11 @@ def train(
         run = peft_train(
             model, task, split, set_name, rows=rows, adapters=adapters, variant=variant,
             data_dir=data_dir, users=users, shard=shard, revision=revision, device=device,
-            precision=precision, force=force, config=state.config, reporter=reporter,
-            on_file=note_finished, **hyperparameters,
+            precision=precision, force=force, pack=pack, config=state.config,
+            reporter=reporter, on_file=note_finished, **hyperparameters,
         )  # fmt: skip
     _show_training(state, run)
+    fail_with([r.error for r in run.failed if r.error])
 
 
 def _show_training(state: State, run: Any) -> None:
@@ -180,13 +193,16 @@ def _show_training(state: State, run: Any) -> None:
             steps = str(r.steps) if r.status == "trained" else ""
             table.add_row(r.user_id, str(r.rows), r.status, steps, loss, f"{r.seconds:.1f}")
         console.print(table)
+        up_to_date = len(run.results) - run.trained - len(run.failed)
+        failed = f", {len(run.failed)} failed" if run.failed else ""
         console.print(
-            f"{run.trained} trained, {len(run.results) - run.trained} up to date; adapters in "
+            f"{run.trained} trained, {up_to_date} up to date{failed}; adapters in "
             f"{run.adapters}",
             markup=False,
         )
 
-    emit(state, {"command": "peft train", **run.as_dict()}, human)
+    errors = [r.error for r in run.failed if r.error]
+    emit(state, {"command": "peft train", **run.as_dict(), "error": first_errors(errors)}, human)
 
 
 def predict(

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from lampctl.model.training import UserRows
 
 RECORD = "lampctl_adapter.json"
+# How the adapter was trained: a record without it (or with another) is retrained. Each user
+# draws from its own generators (lampctl.model.packing), so packing does not change it.
+TRAINING = "per-user streams"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
@@ -37,6 +40,7 @@ def adapter_record(base: str, kind: str, options: TrainOptions, user: UserRows) 
         "base_model": base,
         "kind": kind,
         "options": options.as_record(),
+        "training": TRAINING,
     }
 
 
@@ -69,11 +73,12 @@ def adapter_state(folder: Path, wanted: Callable[[str], dict[str, Any]]) -> str:
 
 
 def save_adapter(
-    model: Any, folder: Path, record: dict[str, Any], weights: dict | None = None
+    folder: Path, record: dict[str, Any], weights: dict[str, Any], config: Any
 ) -> None:
-    """``model``'s adapter (``weights``: its peft state dict, if already known) and its record
-    into ``folder``, whole or not at all: written to a temp folder beside it, synced, then
-    renamed into place (an older folder is moved aside first and removed after)."""
+    """An adapter (``weights``: tensors named as peft names them; ``config``: its peft
+    ``LoraConfig``) and its record into ``folder``, whole or not at all: written to a temp
+    folder beside it, synced, then renamed into place (an older folder is moved aside first
+    and removed after)."""
     from lampctl.io.data import owner_tag, process_umask
 
     parent = folder.parent
@@ -83,7 +88,7 @@ def save_adapter(
         parent.mkdir(parents=True, exist_ok=True)
         if temp.exists():
             shutil.rmtree(temp)
-        _write_adapter(model, temp, weights)
+        _write_adapter(temp, weights, config)
         files = {name: sha256_file(temp / name) for name in ADAPTER_FILES}
         (temp / RECORD).write_text(
             json.dumps({"lampctl": __version__, **record, "files": files}, indent=1) + "\n",
@@ -118,27 +123,18 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _write_adapter(model: Any, folder: Path, weights: dict | None = None) -> None:
+def _write_adapter(folder: Path, weights: dict[str, Any], config: Any) -> None:
     """The two files ``PeftModel.save_pretrained`` writes that loading needs: the adapter's
-    weights (safetensors, as peft names them) and its config (in inference mode); without
-    the model card peft also writes, which costs more than the weights on small models."""
-    import copy
-
-    from peft import get_peft_model_state_dict
+    weights (safetensors, as peft names them) and its config; without the model card peft
+    also writes, which costs more than the weights on small models."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True)
-    if weights is None:
-        weights = get_peft_model_state_dict(model)
     save_file(
         {name: tensor.detach().contiguous() for name, tensor in weights.items()},
         str(folder / "adapter_model.safetensors"),
         metadata={"format": "pt"},
     )
-    config = copy.copy(model.peft_config["default"])
-    config.inference_mode = True
-    if isinstance(config.target_modules, (set, frozenset)):  # a set's order varies by process
-        config.target_modules = sorted(config.target_modules)
     config.save_pretrained(str(folder))
 
 

@@ -30,7 +30,7 @@ from lampctl.model.adapter_files import (
     remove_dead_temp_folders,
     save_adapter,
 )
-from lampctl.model.loading import BaseModel, quiet_libraries, training_batch
+from lampctl.model.loading import BaseModel, quiet_libraries
 from lampctl.model.options import TrainOptions
 from lampctl.reporting import Reporter
 
@@ -42,6 +42,7 @@ class UserRows:
     user: str
     pairs: Pairs
     ids: tuple[str, ...] = ()  # each row's id, as the file gives it
+    problem: str | None = None  # why this user cannot be trained (read with per_user=True)
 
     @functools.cached_property
     def sha256(self) -> str:
@@ -49,9 +50,10 @@ class UserRows:
         return hashlib.sha256(json.dumps(self.pairs, ensure_ascii=False).encode()).hexdigest()
 
 
-def read_user_rows(path: Path, need_target: bool = True) -> list[UserRows]:
+def read_user_rows(path: Path, need_target: bool = True, per_user: bool = False) -> list[UserRows]:
     """Every user's (source, target) pairs from a ``peft-data`` file, in file order; a row
-    without a string source (or target, when ``need_target``) is an ``InputError``."""
+    without a string source (or target, when ``need_target``) is an ``InputError``, or with
+    ``per_user`` that user's ``problem`` (the others are read on)."""
     from lampctl.peftdata.rows import read_users
 
     users: list[UserRows] = []
@@ -61,14 +63,18 @@ def read_user_rows(path: Path, need_target: bool = True) -> list[UserRows]:
             raise InputError(f"{path}: user {user!r} appears in two places (not grouped by user)")
         seen.add(user)
         check_user_id(path, user)
-        pairs = []
+        pairs, problem = [], None
         for row in rows:
             source, target = row.get("source"), row.get("target")
             if not isinstance(source, str) or (need_target and not isinstance(target, str)):
                 what = "source" if not isinstance(source, str) else "target"
-                raise InputError(f"{path}: row {row.get('id')!r} of user {user!r} has no {what}")
+                problem = f"{path}: row {row.get('id')!r} of user {user!r} has no {what}"
+                if not per_user:
+                    raise InputError(problem)
+                break
             pairs.append((source, target if isinstance(target, str) else ""))
-        users.append(UserRows(user, pairs, tuple(str(row.get("id")) for row in rows)))
+        ids = tuple(str(row.get("id")) for row in rows)
+        users.append(UserRows(user, pairs, ids, problem))
     return users
 
 
@@ -106,28 +112,21 @@ def choose(
     return [u for u in users if u.user in keep]
 
 
-# --------------------------------------------------------------------------- the adapters
-
-
-# --------------------------------------------------------------------------- training
-
-
-def lora_config(options: TrainOptions, kind: str) -> Any:
+def lora_config(options: TrainOptions, kind: str, base_name: str | None = None) -> Any:
+    """The peft ``LoraConfig`` saved beside each adapter (what ``PeftModel`` loads)."""
     from peft import LoraConfig, TaskType
 
-    return LoraConfig(
+    config = LoraConfig(
         task_type=TaskType.SEQ_2_SEQ_LM if kind == "seq2seq" else TaskType.CAUSAL_LM,
         r=options.r,
         lora_alpha=options.alpha,
         lora_dropout=options.dropout,
         target_modules=list(options.targets or ()),
+        base_model_name_or_path=base_name,
+        inference_mode=True,
     )
-
-
-@dataclass(frozen=True)
-class UserTraining:
-    steps: int
-    loss: float | None  # the mean loss of the last epoch
+    config.target_modules = sorted(config.target_modules)  # peft makes a set: order varies
+    return config
 
 
 def schedule_steps(rows: int, options: TrainOptions) -> tuple[int, int]:
@@ -136,111 +135,16 @@ def schedule_steps(rows: int, options: TrainOptions) -> tuple[int, int]:
     return total, math.ceil(total * options.warmup_ratio)
 
 
-class FreshAdapters:
-    """One LoRA injected into the base model once, set back to its seeded start for each user.
-
-    A fresh ``get_peft_model`` per user (the reference's way, fixed) walks and rewraps the
-    whole model each time; its result depends only on the seed, so the start is made once and
-    copied back before each user, with the random generators' state as it was right after it
-    (the dropout masks): each user's adapter is the one a fresh ``get_peft_model`` after
-    ``torch.manual_seed(seed)`` would train (tested against such a loop)."""
-
-    def __init__(self, base: BaseModel, options: TrainOptions) -> None:
-        import torch
-        from peft import get_peft_model
-
-        self.base, self.options = base, options
-        torch.manual_seed(options.seed)  # the adapter's initial weights and the dropout masks
-        try:
-            self.model = get_peft_model(base.model, lora_config(options, base.kind))
-        except ValueError as exc:  # peft: no module of the model matches the targets
-            names = ",".join(options.targets or ())
-            raise OptionError(
-                "targets",
-                f"the LoRA targets {names} are not modules of {base.name} ({base.kind}): name "
-                f"its attention projections with --targets ({' '.join(str(exc).split())[:120]})",
-            ) from None
-        self.trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        self.start = {n: p.detach().clone() for n, p in self.trainable}
-        self.rng = torch.get_rng_state()
-        cuda = base.device.startswith("cuda")
-        self.cuda_rng = torch.cuda.get_rng_state(base.device) if cuda else None
-        self.weights = live_adapter_weights(self.model, self.trainable)
-        # Training mode for the whole run (dropout), set once: transformers' train() and eval()
-        # walk every module (and run kernelize) on each call, a cost to pay once per run
-        # rather than twice per user (about a tenth of a small user's time on a tiny model).
-        self.model.train()
-
-    def train(self, pairs: Pairs, step: Callable[[], None] | None = None) -> UserTraining:
-        """A fresh adapter trained on ``pairs``: AdamW, linear warmup and decay, clipping,
-        each epoch's rows in a permutation from a generator seeded with the seed."""
-        import torch
-        from transformers import get_linear_schedule_with_warmup
-
-        options, model = self.options, self.model
-        with torch.no_grad():
-            for name, parameter in self.trainable:
-                parameter.copy_(self.start[name])
-        torch.set_rng_state(self.rng)
-        if self.cuda_rng is not None:
-            torch.cuda.set_rng_state(self.cuda_rng, self.base.device)
-        params = [p for _, p in self.trainable]
-        optimizer = torch.optim.AdamW(
-            params, lr=options.learning_rate, weight_decay=options.weight_decay
-        )
-        total, warmup = schedule_steps(len(pairs), options)
-        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
-        order = torch.Generator().manual_seed(options.seed)
-        losses: list[float] = []
-        for _ in range(options.epochs):
-            losses = []
-            permutation = torch.randperm(len(pairs), generator=order).tolist()
-            for start in range(0, len(pairs), options.batch_size):
-                chosen = [pairs[i] for i in permutation[start : start + options.batch_size]]
-                loss = model(**training_batch(self.base, chosen, options.max_length)).loss
-                loss.backward()
-                if options.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(params, options.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
-                if step is not None:
-                    step()
-        return UserTraining(total, sum(losses) / len(losses) if losses else None)
-
-    def save(self, folder: Path, record: dict[str, Any]) -> None:
-        save_adapter(self.model, folder, record, self.weights)
-
-    def close(self) -> None:
-        """Take the adapter off: the base model is as it was loaded (in eval mode)."""
-        self.model.eval()
-        self.base.model = self.model.unload()
-
-
-def live_adapter_weights(model: Any, trainable: Sequence[tuple[str, Any]]) -> dict | None:
-    """peft's saved state dict of ``model``'s adapter, taken once, when each of its tensors is
-    a view of a trainable parameter (plain LoRA): training updates those in place, so the dict
-    always holds the current weights and saving each user skips peft's walk of the model.
-    None when peft's dict holds anything else; each save then asks peft again."""
-    from peft import get_peft_model_state_dict
-
-    weights = get_peft_model_state_dict(model)
-    live = {(p.data_ptr(), p.shape) for _, p in trainable}
-    if all((t.data_ptr(), t.shape) in live for t in weights.values()):
-        return weights
-    return None
-
-
 @dataclass(frozen=True)
 class TrainResult:
     user_id: str
     rows: int
-    status: str  # trained | up to date
+    status: str  # trained | up to date | failed
     adapter: str
     steps: int = 0
     loss: float | None = None
     seconds: float = 0.0
+    error: str | None = None  # why a failed user failed
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -258,10 +162,15 @@ class TrainRun:
     base_model: str
     device: str | None
     results: list[TrainResult]
+    pack: int = 0  # users trained at once (0: none trained)
 
     @property
     def trained(self) -> int:
         return sum(r.status == "trained" for r in self.results)
+
+    @property
+    def failed(self) -> list[TrainResult]:
+        return [r for r in self.results if r.status == "failed"]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -269,10 +178,16 @@ class TrainRun:
             "adapters": self.adapters,
             "base_model": self.base_model,
             "device": self.device,
+            "pack": self.pack,
             "trained": self.trained,
-            "up_to_date": len(self.results) - self.trained,
+            "up_to_date": sum(r.status == "up to date" for r in self.results),
+            "failed": len(self.failed),
             "users": [r.as_dict() for r in self.results],
         }
+
+
+DEFAULT_PACK = {"cpu": 8, "cuda": 32, "mps": 8}  # users at once when --pack is not given
+MEMORY_MARGIN = 1.25  # what a step holds beyond autograd's saved tensors (gradients, temps)
 
 
 def train_adapters(
@@ -287,18 +202,23 @@ def train_adapters(
     device: str = "auto",
     precision: str = "fp32",
     force: bool = False,
+    pack: int | None = None,
     reporter: Reporter | None = None,
     on_file: Callable[[str], None] | None = None,
     users_file: Path | None = None,
 ) -> TrainRun:
-    """One adapter per user of ``rows`` in ``adapters/{user_id}/``; users whose adapter is
-    complete and up to date (same rows, base model and options) are skipped, and the base
-    model is not loaded at all when every user is."""
+    """One adapter per user of ``rows`` in ``adapters/{user_id}/``, ``pack`` users at a time
+    (None: chosen from the device and its free memory); users whose adapter is complete and
+    up to date (same rows, base model and options) are skipped, and the base model is not
+    loaded at all when every user is. A user whose rows are broken, or whose loss stops being
+    finite, fails alone: it is in the results as failed, with why."""
     from lampctl.io.outputs import check_outputs, check_writable, local_folder
     from lampctl.model.loading import load_base_model, model_identity, require_peft
     from lampctl.reporting import SilentReporter
 
     reporter = reporter or SilentReporter()
+    if pack is not None and (isinstance(pack, bool) or not isinstance(pack, int) or pack < 1):
+        raise OptionError("pack", f"must be a whole number of at least 1, not {pack!r}")
     require_peft()
     check_adapters_dir(adapters)
     check_outputs(
@@ -306,11 +226,11 @@ def train_adapters(
         input_folders={"model": local_folder(model)}, output_folders={"adapters": adapters},
     )  # fmt: skip
     check_writable([adapters / "user"])  # a file of the folder to fill
-    every = read_user_rows(rows)
+    every = read_user_rows(rows, per_user=True)
     if not every:
         raise InputError(f"{rows}: holds no training rows (an empty peft-data file)")
     chosen = choose(every, users, shard, rows)
-    empty = [u.user for u in chosen if not u.pairs]
+    empty = [u.user for u in chosen if not u.pairs and u.problem is None]
     if empty:
         raise InputError(f"{rows}: user {empty[0]!r} has no training rows")
     identity = model_identity(model, revision)
@@ -323,28 +243,134 @@ def train_adapters(
     todo, results = [], {}
     for user in chosen:
         folder = adapters / user.user
-        if not force and adapter_state(folder, wanted(user)) == "up to date":
+        if user.problem is not None:
+            results[user.user] = TrainResult(
+                user.user, len(user.ids), "failed", str(folder), error=user.problem
+            )
+        elif not force and adapter_state(folder, wanted(user)) == "up to date":
             results[user.user] = TrainResult(user.user, len(user.pairs), "up to date", str(folder))
         else:
             todo.append(user)
-    base = None
+    base, size = None, 0
     if todo:
         base = load_base_model(model, revision, device, precision)
+        trained = options.with_targets(base.kind)
         with quiet_libraries():  # checks the targets before the first line
-            fresh = FreshAdapters(base, options.with_targets(base.kind))
-        reporter.log(f"training {len(todo)} adapter(s) on {base.name} ({base.kind}, {base.device})")
-        _train_users(fresh, todo, adapters, wanted, force, reporter, results, on_file)
+            packed, size = _packed_adapters(base, trained, todo, pack, reporter)
+        reporter.log(
+            f"training {len(todo)} adapter(s) on {base.name} ({base.kind}, {base.device}), "
+            f"{size} at a time"
+        )
+        try:
+            _train_packed(packed, todo, adapters, wanted, force, reporter, results, on_file)
+        finally:
+            packed.close()
     return TrainRun(
         str(rows),
         str(adapters),
         identity,
         base.device if base is not None else None,
         [results[u.user] for u in chosen],
+        size,
     )
 
 
-def _train_users(
-    fresh: FreshAdapters,
+def free_memory(device: str) -> int:
+    """Bytes free for a pack on ``device``: CUDA's free memory, or the system's available
+    memory (``MemAvailable``, within a cgroup's limit when one is set)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    available = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            left = int(limit) - used
+            available = left if available is None else min(available, left)
+    except (OSError, ValueError):
+        pass
+    if available is None:
+        import os
+
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return available
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def _longest_row(base: BaseModel, users: Sequence[UserRows], max_length: int) -> tuple:
+    """An encoded row as long as the longest of ``users`` (sources and targets apart): the
+    step a pack's memory is planned for."""
+    from lampctl.model.packing import encode_rows
+
+    pairs = [pair for user in users for pair in user.pairs]
+    longest = sorted(pairs, key=lambda p: len(p[0]) + len(p[1]), reverse=True)[:16]
+    longest += sorted(pairs, key=lambda p: len(p[1]), reverse=True)[:8]
+    encoded = encode_rows(base, longest, max_length)
+    ids = max((e[0] for e in encoded), key=len)
+    labels = max((e[1] for e in encoded), key=len)
+    if base.kind == "causal":
+        return max(encoded, key=lambda e: len(e[0]))
+    return ids, labels
+
+
+def _packed_adapters(
+    base: BaseModel,
+    options: TrainOptions,
+    users: Sequence[UserRows],
+    requested: int | None,
+    reporter: Reporter,
+) -> tuple[Any, int]:
+    """The pack for ``users``: ``requested`` slots (a one-line ``OptionError`` naming the
+    memory when that many do not fit), or the device's default backed off to what fits."""
+    from lampctl.model.packing import PackedAdapters
+
+    kind = base.device.split(":")[0]
+    size = requested or DEFAULT_PACK.get(kind, 8)
+    if len(users) < size:
+        if requested is not None:
+            reporter.log(f"--pack {requested} is more than the {len(users)} users to train: "
+                         f"training all {len(users)} at once")  # fmt: skip
+        size = len(users)
+    packed = PackedAdapters(base, options, 1)  # one slot, to measure a user's share
+    if size == 1:
+        return packed, size
+    row = _longest_row(base, users, options.max_length)
+    step = options.batch_size * packed.row_activation_bytes(row)
+    per_user = MEMORY_MARGIN * (packed.slot_bytes() + step)
+    free = free_memory(base.device)
+    packed.close()
+    fits = max(1, int(free // per_user))
+    if fits >= size:
+        return PackedAdapters(base, options, size), size
+    tokens = len(row[0]) + (len(row[1]) if base.kind == "seq2seq" else 0)
+    if requested is not None:
+        raise OptionError(
+            "pack",
+            f"{size} users at once need about {_size(size * per_user)} on {base.device} (each: "
+            f"its adapter, gradients and AdamW moments, and a step of {options.batch_size} rows "
+            f"of up to {tokens} tokens), but {_size(free)} is free; --pack {fits} fits",
+        )
+    reporter.log(f"{base.device} has room for {fits} users at once ({_size(per_user)} each)")
+    return PackedAdapters(base, options, fits), fits
+
+
+def _train_packed(
+    packed: Any,
     users: list[UserRows],
     adapters: Path,
     wanted: Callable[[UserRows], Callable[[str], dict[str, Any]]],
@@ -353,31 +379,63 @@ def _train_users(
     results: dict[str, TrainResult],
     on_file: Callable[[str], None] | None = None,
 ) -> None:
-    """Each user's adapter trained and saved, one after another, on one injected LoRA."""
-    try:
-        for number, user in enumerate(users, 1):
+    """Every user trained in the pack's slots: a slot whose user is done is saved and given
+    to the next user at once."""
+    from lampctl.model.packing import encode_rows
+
+    options, base = packed.options, packed.base
+    queue = list(reversed(users))
+    steps = sum(schedule_steps(len(u.pairs), options)[0] for u in users)
+    started: dict[int, float] = {}
+    records: dict[int, dict[str, Any]] = {}
+    reporter.start(f"{len(users)} users, {packed.size} at a time", steps, unit="steps")
+    config = lora_config(options, base.kind, getattr(base.model, "name_or_path", None))
+
+    def fill(slot: int) -> None:
+        while queue:
+            user = queue.pop()
+            loaded = wanted(user)(base.kind)
             folder = adapters / user.user
-            loaded = wanted(user)(fresh.base.kind)  # the kind is known now
             if not force and (  # a twin run may have finished it meanwhile
                 adapter_state(folder, lambda _kind, loaded=loaded: loaded) == "up to date"
             ):
                 results[user.user] = TrainResult(
                     user.user, len(user.pairs), "up to date", str(folder)
                 )
+                reporter.advance(schedule_steps(len(user.pairs), options)[0])
                 continue
-            started = time.perf_counter()
-            steps, _ = schedule_steps(len(user.pairs), fresh.options)
-            reporter.start(f"user {user.user} ({number}/{len(users)})", steps, unit="steps")
-            with quiet_libraries():
-                done = fresh.train(user.pairs, reporter.advance)
-                fresh.save(folder, loaded)
-            if on_file is not None:  # an interrupted run says what it kept
-                on_file(str(folder))
-            results[user.user] = TrainResult(
-                user.user, len(user.pairs), "trained", str(folder), done.steps,
-                None if done.loss is None else round(done.loss, 6),
-                round(time.perf_counter() - started, 3),
-            )  # fmt: skip
-    finally:
+            packed.fill(slot, user, encode_rows(base, user.pairs, options.max_length))
+            started[slot], records[slot] = time.perf_counter(), loaded
+            return
+
+    for slot in range(packed.size):
+        fill(slot)
+    while any(state is not None for state in packed.states):
         with quiet_libraries():
-            fresh.close()
+            done = packed.step()
+        reporter.advance(len(done))
+        for slot, state in enumerate(packed.states):
+            if state is None or not (state.done or state.error):
+                continue
+            user, folder = state.user, adapters / state.user.user
+            seconds = round(time.perf_counter() - started[slot], 3)
+            if state.error is not None:
+                error = f"user {user.user!r}: {state.error}; its adapter is not saved"
+                results[user.user] = TrainResult(
+                    user.user, len(user.pairs), "failed", str(folder), state.step, None,
+                    seconds, error,
+                )  # fmt: skip
+                reporter.advance(state.total - state.step)
+                reporter.log(f"Error: {error}")
+            else:
+                record = {**records[slot], "losses": [round(x, 7) for x in state.curve]}
+                save_adapter(folder, record, packed.weights(slot), config)
+                if on_file is not None:  # an interrupted run says what it kept
+                    on_file(str(folder))
+                loss = sum(state.losses) / len(state.losses) if state.losses else None
+                results[user.user] = TrainResult(
+                    user.user, len(user.pairs), "trained", str(folder), state.total,
+                    None if loss is None else round(loss, 6), seconds,
+                )  # fmt: skip
+            packed.free(slot)
+            fill(slot)
