@@ -242,7 +242,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=24, help="most profile items of a user")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=128, help="the reference's: 128")
+    parser.add_argument("--packs", default="1,8,32", help="--pack values to train with")
+    parser.add_argument("--train-only", action="store_true", help="skip the prediction runs")
     args = parser.parse_args()
+    packs = [int(k) for k in args.packs.split(",")]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="bench-peft-train-") as scratch:
         work = Path(scratch)
@@ -267,7 +270,25 @@ def main() -> None:
 
         ref_train = timed([sys.executable, "-c", REFERENCE_TRAIN, str(model), str(rows),
                            str(work / "ref_adapters"), str(args.epochs)])  # fmt: skip
-        ours_train = timed(train(rows, work / "ad"))
+        one = subset(rows, 1, work / "one.jsonl")
+        ref_train_one = timed([sys.executable, "-c", REFERENCE_TRAIN, str(model), str(one),
+                               str(work / "ref_one_adapters"), str(args.epochs)])  # fmt: skip
+        packed = {}
+        for k in packs:  # whole runs, then one user: the fixed cost and each further user's
+            packed[k] = (timed(train(rows, work / f"ad{k}", "--pack", str(k))),
+                         timed(train(one, work / f"one{k}", "--pack", str(k))))  # fmt: skip
+        (work / "ad").symlink_to(work / f"ad{packs[0]}")
+        ours_train = packed[packs[0]][0]
+        differences = {k: adapter_difference(work / f"ad{packs[0]}", work / f"ad{k}")
+                       for k in packs[1:]}  # fmt: skip
+        half = subset(rows, args.users // 2, work / "half.jsonl")
+        train_peaks = {
+            (k, n): peak_memory(train(part, work / f"peak{k}_{n}", "--pack", str(k)))
+            for k in packs[-1:] for n, part in ((args.users, rows), (args.users // 2, half))
+        }  # fmt: skip
+        print_training(args, packs, ref_train, ref_train_one, packed, differences, train_peaks)
+        if args.train_only:
+            return
         ref_predict = timed([sys.executable, "-c", REFERENCE_PREDICT, str(model), str(eval_rows),
                              str(work / "ad"), str(work / "ref_preds.json"),
                              str(args.max_new_tokens)])  # fmt: skip
@@ -280,11 +301,8 @@ def main() -> None:
                          str(one_eval), str(work / "ad"), str(work / "ref_one.json"),
                          str(args.max_new_tokens)])  # fmt: skip
         ours_one = timed(predict(one_eval, work / "one.json"))
-        half = subset(rows, args.users // 2, work / "half.jsonl")
         half_eval = subset(eval_rows, args.users // 2, work / "half_eval.jsonl")
         peaks = {
-            f"train, {args.users} users": peak_memory(train(rows, work / "p1")),
-            f"train, {args.users // 2} users": peak_memory(train(half, work / "p2")),
             f"predict, {args.users} users": peak_memory(predict(eval_rows, work / "q1.json")),
             f"predict, {args.users // 2} users": peak_memory(predict(half_eval, work / "q2.json")),
         }
@@ -298,7 +316,7 @@ def main() -> None:
         trainer_out = json.loads((work / "ref_trainer.json").read_text())["golds"]
         same_trainer = sum(ours.get(g["id"]) == g["output"] for g in trainer_out)
     rows = [
-        ("train (a) Trainer per user", ref_train, ours_train),
+        (f"train (a) Trainer per user, --pack {packs[0]}", ref_train, ours_train),
         ("predict (a) Trainer.predict per user", ref_trainer, ours_predict),
         ("predict (a') generate per user", ref_predict, ours_predict),
     ]
@@ -315,6 +333,42 @@ def main() -> None:
           f"{len(trainer_out)}")  # fmt: skip
     for name, peak in peaks.items():
         print(f"peak memory, lampctl {name:<20} {peak / 2**20:7.0f} MB")
+
+
+def adapter_difference(alone: Path, packed: Path) -> float:
+    """The largest difference of any user's packed adapter from its lone one, over the
+    largest weight of that adapter."""
+    from safetensors.torch import load_file
+
+    worst = 0.0
+    for folder in alone.iterdir():
+        if folder.name.startswith("."):
+            continue
+        want = load_file(str(folder / "adapter_model.safetensors"))
+        got = load_file(str(packed / folder.name / "adapter_model.safetensors"))
+        scale = max(float(t.abs().max()) for t in want.values())
+        worst = max(worst, max(float((got[k] - t).abs().max()) for k, t in want.items()) / scale)
+    return worst
+
+
+def print_training(args, packs, ref_train, ref_one, packed, differences, peaks) -> None:
+    further = args.users - 1
+    ref_each = (ref_train - ref_one) / further
+    print(f"train (a) reference, Trainer per user: {ref_train:.1f}s; one user {ref_one:.1f}s; "
+          f"each further user {ref_each:.3f}s")  # fmt: skip
+    print(f"{'lampctl peft train':<24}{'seconds':>9}{'ratio':>8}{'one user':>10}"
+          f"{'further user':>14}{'ratio':>8}")  # fmt: skip
+    for k in packs:
+        whole, one = packed[k]
+        each = (whole - one) / further
+        each_ratio = f"{ref_each / each:.1f}x" if each > 0 else "noise"
+        print(f"{'--pack ' + str(k):<24}{whole:>8.1f}s{ref_train / whole:>7.1f}x{one:>9.1f}s"
+              f"{each:>13.3f}s{each_ratio:>8}")  # fmt: skip
+    for k, difference in differences.items():
+        print(f"adapters of --pack {k} vs --pack {packs[0]}: largest difference "
+              f"{difference:.2e} of the adapter's largest weight")  # fmt: skip
+    for (k, users), peak in peaks.items():
+        print(f"peak memory, lampctl train --pack {k}, {users} users: {peak / 2**20:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -250,7 +250,7 @@ def test_packing_in_float32_differs_by_rounding_only(tmp_path, calm_t5, llama, k
 
 
 def test_dropout_masks_follow_the_row_not_the_padding_or_the_pack():
-    from lampctl.model.packing import PackRows, row_key
+    from lampctl.model.dropout import PackRows, row_key
 
     rows = PackRows()
     keys = [row_key(11, 0, 0), row_key(11, 0, 1), row_key(12, 0, 0)]

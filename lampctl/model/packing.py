@@ -36,11 +36,10 @@ order. docs/peft.md gives the measured differences.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +47,7 @@ import torch
 from torch import nn
 
 from lampctl.errors import ModelLoadError, OptionError
+from lampctl.model.dropout import PackRows, row_key
 
 ADAM_BETAS = (0.9, 0.999)  # torch's AdamW defaults, which the Trainer keeps
 ADAM_EPS = 1e-8
@@ -61,138 +61,6 @@ def user_seed(seed: int, user: str) -> int:
     """The seed of one user's generator: a function of ``--seed`` and the user id only."""
     digest = hashlib.sha256(f"{seed}\0{user}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-# --------------------------------------------------------------------------- keyed dropout
-
-_MASK32 = 0xFFFFFFFF
-# odd multipliers that spread a coordinate over 32 bits, one per dimension (cycled)
-_SPREAD = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1)
-
-
-def _signed(value: int) -> int:
-    value &= _MASK32
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def _shift(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """A logical right shift of int32 values (torch's ``>>`` keeps the sign)."""
-    return (x >> bits) & ((1 << (32 - bits)) - 1)
-
-
-def mix(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer hash (lowbias32) of each int32 element; multiplication wraps."""
-    x = x ^ _shift(x, 16)
-    x = x * _signed(0x7FEB352D)
-    x = x ^ _shift(x, 15)
-    x = x * _signed(0x846CA68B)
-    return x ^ _shift(x, 16)
-
-
-def mix_int(value: int) -> int:
-    """``mix`` on one Python int (the same bits)."""
-    x = value & _MASK32
-    x ^= x >> 16
-    x = (x * 0x7FEB352D) & _MASK32
-    x ^= x >> 15
-    x = (x * 0x846CA68B) & _MASK32
-    return x ^ (x >> 16)
-
-
-def row_key(seed: int, step: int, row: int) -> int:
-    """The key of one row of one user's step (signed int32, as tensors hold it)."""
-    key = mix_int(seed & _MASK32)
-    key = mix_int(key ^ (seed >> 32))
-    key = mix_int(key ^ step)
-    return _signed(mix_int(key ^ (row * 0x9E3779B1)))
-
-
-def keyed_mask(keys: torch.Tensor, call: int, shape: Sequence[int], p: float) -> torch.Tensor:
-    """Dropout's keep mask (bool) for an input of ``shape`` whose rows have ``keys``: element
-    (b, i, j, ...) is a hash of its row's key, the call number and its coordinates."""
-    key = mix(keys ^ _signed(call * 0x632BE5AB)).view(-1, *([1] * (len(shape) - 1)))
-    for dim in range(1, len(shape)):
-        view = [1] * len(shape)
-        view[dim] = shape[dim]
-        coordinate = torch.arange(shape[dim], dtype=torch.int32, device=keys.device).view(view)
-        key = mix(key ^ (coordinate * _signed(_SPREAD[(dim - 1) % len(_SPREAD)])))
-    return _shift(key, 8) >= round(p * (1 << 24))
-
-
-class PackRows:
-    """The batch being stepped: each row's slot and dropout key, and the dropout calls so far."""
-
-    def __init__(self) -> None:
-        self.slots: torch.Tensor | None = None
-        self.keys: torch.Tensor | None = None
-        self.calls = 0
-
-    def dropout(self, x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-        if not training or p == 0.0:
-            return x
-        if self.keys is None or x.dim() < 2 or x.shape[0] != self.keys.numel():
-            rows = "no pack step" if self.keys is None else f"a batch of {self.keys.numel()}"
-            raise ModelLoadError(
-                f"the model applies dropout to an input of shape {tuple(x.shape)} in {rows}; "
-                "packed training needs each row to stay one training row (rows first)"
-            )
-        self.calls += 1
-        if p >= 1.0:
-            return torch.zeros_like(x)
-        keep = keyed_mask(self.keys, self.calls, x.shape, p)
-        return x * (keep.to(x.dtype) / (1.0 - p))
-
-    @contextlib.contextmanager
-    def step(self, slots: Sequence[int], keys: Sequence[int], device: str) -> Iterator[None]:
-        """Within: the rows' slots are set and every dropout of the model is keyed by row."""
-        import torch.nn.functional as functional
-
-        self.slots = torch.tensor(list(slots), device=device)
-        self.keys = torch.tensor(list(keys), dtype=torch.int32, device=device)
-        self.calls = 0
-        saved = {name: getattr(functional, name) for name in _REFUSED + ("dropout",)}
-        saved_torch = torch.dropout, functional.scaled_dot_product_attention
-
-        def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002 (torch's names)
-            return self.dropout(input, p, training)
-
-        def attention(*args: Any, **kwargs: Any) -> torch.Tensor:
-            if kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0):
-                _refuse("scaled_dot_product_attention with dropout_p")
-            return saved_torch[1](*args, **kwargs)
-
-        functional.dropout = dropout
-        for name in _REFUSED:
-            setattr(functional, name, _refuser(name))
-        torch.dropout = _refuser("torch.dropout")
-        functional.scaled_dot_product_attention = attention
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                setattr(functional, name, value)
-            torch.dropout, functional.scaled_dot_product_attention = saved_torch
-            self.slots = self.keys = None
-
-
-_REFUSED = ("dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")
-
-
-def _refuse(what: str) -> None:
-    raise ModelLoadError(
-        f"the model draws dropout through {what}, which packed training cannot key per user; "
-        "train this model with --dropout 0 and its own dropout off in its config"
-    )
-
-
-def _refuser(name: str) -> Any:
-    def refuse(input: torch.Tensor, p: float = 0.5, train: bool = True, *args: Any, **kw: Any):  # noqa: A002
-        training = kw.get("training", train)
-        if training and p:
-            _refuse(name)
-        return input
-
-    return refuse
 
 
 # --------------------------------------------------------------------------- the layers
