@@ -421,6 +421,105 @@ def step_peft(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     }
 
 
+def gpu_utilisation(device: str) -> Callable[[], dict[str, Any]]:
+    """Starts sampling the GPU's utilisation (nvidia-smi, every 0.2 s); the returned call
+    stops and gives the mean and peak (None off a GPU or without nvidia-smi)."""
+    import shutil
+    import threading
+
+    samples: list[int] = []
+    stop = threading.Event()
+    index = device.split(":")[1] if ":" in device else "0"
+    tool = shutil.which("nvidia-smi") if device.startswith("cuda") else None
+
+    def sample() -> None:
+        while tool and not stop.is_set():
+            done = subprocess.run(
+                [tool, "-i", index, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if done.returncode == 0 and done.stdout.strip().isdigit():
+                samples.append(int(done.stdout.strip()))
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+
+    def finish() -> dict[str, Any]:
+        stop.set()
+        thread.join()
+        if not samples:
+            return {"gpu_util_mean": None, "gpu_util_peak": None}
+        return {"gpu_util_mean": round(sum(samples) / len(samples), 1),
+                "gpu_util_peak": max(samples)}  # fmt: skip
+
+    return finish
+
+
+def step_peft_pack(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """peft train --pack K for K = 1, 8, 32 on the same users (flan-t5-base shapes, bf16):
+    users per minute, the GPU's utilisation while it trains, and each packed adapter's largest
+    difference from --pack 1's."""
+    import random
+
+    from safetensors.torch import load_file
+
+    model_dir = folder / "t5"
+    if not model_dir.is_dir():
+        write_t5(model_dir, args.smoke)
+    rng = random.Random(8)
+    users = 3 if args.smoke else 64
+    packs = (1, 2, 3) if args.smoke else (1, 8, 32)
+    rows = []
+    for user in range(users):
+        for i in range(rng.randint(4, 24) if not args.smoke else 4):
+            source = " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 160)))
+            target = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
+            rows.append({"user_id": f"u{user}", "id": f"{user}-{i}", "source": source,
+                         "target": target})  # fmt: skip
+    train_file = folder / "pack_rows.jsonl"
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    precision = "fp32" if args.smoke else "bf16"
+    out: dict[str, Any] = {"users": users, "training_rows": len(rows), "precision": precision}
+    for k in packs:
+        adapters = folder / f"pack{k}"
+        finish = gpu_utilisation(args.devices_one)
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "lampctl", "--json", "peft", "train", "-m", str(model_dir),
+             "--device", args.devices_one, "--precision", precision, "--rows", str(train_file),
+             "--adapters", str(adapters), "--epochs", "1", "--pack", str(k)],
+            capture_output=True, text=True, timeout=args.step_timeout, cwd=ROOT,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        utilisation = finish()
+        if done.returncode != 0:
+            raise RuntimeError((done.stderr or done.stdout).strip()[-500:])
+        run = json.loads(done.stdout)
+        trained = [u for u in run["users"] if u["status"] == "trained"]
+        in_slots = sum(u["seconds"] for u in trained)
+        entry = {
+            "pack": run["pack"], "trained": run["trained"], "seconds": round(seconds, 2),
+            "users_per_minute": round(60 * users / seconds, 1), **utilisation,
+            "user_seconds_in_slots": round(in_slots, 2),
+        }  # fmt: skip
+        if k != packs[0]:
+            worst = 0.0
+            for user in range(users):
+                want = load_file(str(folder / f"pack{packs[0]}" / f"u{user}" /
+                                     "adapter_model.safetensors"))  # fmt: skip
+                got = load_file(str(adapters / f"u{user}" / "adapter_model.safetensors"))
+                scale = max(float(t.abs().max()) for t in want.values())
+                worst = max(worst, max(float((got[n] - t).abs().max()) for n, t in want.items())
+                            / scale)  # fmt: skip
+            entry["largest_difference_from_pack1"] = worst
+        out[f"pack{k}"] = entry
+    first = out[f"pack{packs[0]}"]["seconds"]
+    out["speedup"] = {f"pack{k}": round(first / out[f"pack{k}"]["seconds"], 2) for k in packs}
+    out["note"] = "whole processes (start and model load included), the same users each time"
+    return out
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -477,7 +576,7 @@ def print_table(report: dict[str, Any]) -> None:
             f"{'-' if share is None else f'{share:.0%}':>6} "
             f"{own.get('padding_share', '-'):>8}"
         )
-    for name in ("encoder_tests", "agreement", "rank_all", "workers", "peft"):
+    for name in ("encoder_tests", "agreement", "rank_all", "workers", "peft", "peft_pack"):
         print(f"{name}: {json.dumps(report.get(name), default=str)[:400]}")
 
 
@@ -539,6 +638,7 @@ def main() -> None:
         )
         run_step(report, "workers", budget, 60, lambda: step_workers(args, model_dir, tree))
         run_step(report, "peft", budget, 60, lambda: step_peft(args, folder))
+        run_step(report, "peft_pack", budget, 90, lambda: step_peft_pack(args, folder))
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     args.out.write_text(json.dumps(report, indent=1, default=str))
     print_table(report)

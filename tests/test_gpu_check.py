@@ -33,6 +33,7 @@ def test_gpu_check_smoke_runs_every_step(tmp_path):
         "rank_all",
         "workers",
         "peft",
+        "peft_pack",
     )
     for step in steps:
         assert isinstance(report[step], dict), step
@@ -52,4 +53,8 @@ def test_gpu_check_smoke_runs_every_step(tmp_path):
     peft = report["peft"]
     assert peft["train_trained"] == peft["users"] == 3 and peft["predict_without_adapter"] == 0
     assert peft["predict_seconds"] > 0 and peft["per_user_loop_seconds"] > 0
+    pack = report["peft_pack"]
+    assert [pack[f"pack{k}"]["pack"] for k in (1, 2, 3)] == [1, 2, 3]
+    assert all(pack[f"pack{k}"]["trained"] == 3 for k in (1, 2, 3))
+    assert pack["pack3"]["largest_difference_from_pack1"] < 1e-4
     assert "precision" in done.stdout and "forward limit" in done.stdout

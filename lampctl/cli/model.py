@@ -139,7 +139,8 @@ def train(
     pack: Annotated[
         int | None,
         typer.Option(
-            "--pack", min=1,
+            "--pack",
+            min=1,
             help="Users trained at once over one base model (default: 8 on CPU, 32 on GPU, "
             "fewer if memory holds fewer); adapters are the same whatever K.",
         ),
@@ -163,7 +164,7 @@ def train(
 
       lampctl peft train -m ./t5 -t 7 -s time --set train --shard 3/16
 
-      lampctl peft train -m ./t5 -t 3 -s time --set dev --pack 16 --json | jq .pack
+      lampctl peft train -m ./t5 -t 3 -s time --set dev --pack 16 --json
     """
     from lampctl.api.modelling import peft_train
 
@@ -196,8 +197,7 @@ def _show_training(state: State, run: Any) -> None:
         up_to_date = len(run.results) - run.trained - len(run.failed)
         failed = f", {len(run.failed)} failed" if run.failed else ""
         console.print(
-            f"{run.trained} trained, {up_to_date} up to date{failed}; adapters in "
-            f"{run.adapters}",
+            f"{run.trained} trained, {up_to_date} up to date{failed}; adapters in {run.adapters}",
             markup=False,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -47,6 +48,13 @@ class TrainOptions:
             raise OptionError("warmup_ratio", "must be in [0, 1]")
         if self.learning_rate <= 0:
             raise OptionError("learning_rate", "must be above 0")
+
+
+def schedule_steps(rows: int, options: TrainOptions) -> tuple[int, int]:
+    """(optimizer steps, warmup steps) of a user with ``rows`` training rows: the Trainer's
+    ``ceil(rows / batch_size) * epochs`` and ``ceil(total * warmup_ratio)``."""
+    total = math.ceil(rows / options.batch_size) * options.epochs
+    return total, math.ceil(total * options.warmup_ratio)
 
 
 @dataclass(frozen=True)

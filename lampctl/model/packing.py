@@ -48,6 +48,7 @@ from torch import nn
 
 from lampctl.errors import ModelLoadError, OptionError
 from lampctl.model.dropout import PackRows, row_key
+from lampctl.model.options import schedule_steps
 
 ADAM_BETAS = (0.9, 0.999)  # torch's AdamW defaults, which the Trainer keeps
 ADAM_EPS = 1e-8
@@ -198,8 +199,6 @@ class PackedAdapters:
 
     def fill(self, slot: int, user: Any, rows: list[Encoded]) -> SlotState:
         """``user`` into ``slot``: a fresh adapter from the user's generator, zero moments."""
-        from lampctl.model.training import schedule_steps
-
         generator = torch.Generator().manual_seed(user_seed(self.options.seed, user.user))
         with torch.no_grad():
             for layer in self.layers.values():

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from lampctl.model.adapter_files import (
     save_adapter,
 )
 from lampctl.model.loading import BaseModel, quiet_libraries
-from lampctl.model.options import TrainOptions
+from lampctl.model.options import TrainOptions, schedule_steps
 from lampctl.reporting import Reporter
 
 Pairs = list[tuple[str, str]]
@@ -127,12 +126,6 @@ def lora_config(options: TrainOptions, kind: str, base_name: str | None = None) 
     )
     config.target_modules = sorted(config.target_modules)  # peft makes a set: order varies
     return config
-
-
-def schedule_steps(rows: int, options: TrainOptions) -> tuple[int, int]:
-    """(optimizer steps, warmup steps): the Trainer's ``ceil(total * warmup_ratio)``."""
-    total = math.ceil(rows / options.batch_size) * options.epochs
-    return total, math.ceil(total * options.warmup_ratio)
 
 
 @dataclass(frozen=True)
