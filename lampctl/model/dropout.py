@@ -61,14 +61,24 @@ def row_key(seed: int, step: int, row: int) -> int:
 
 def keyed_mask(keys: torch.Tensor, call: int, shape: Sequence[int], p: float) -> torch.Tensor:
     """Dropout's keep mask (bool) for an input of ``shape`` whose rows have ``keys``: element
-    (b, i, j, ...) is a hash of its row's key, the call number and its coordinates."""
-    key = mix(keys ^ _signed(call * 0x632BE5AB)).view(-1, *([1] * (len(shape) - 1)))
-    for dim in range(1, len(shape)):
-        view = [1] * len(shape)
+    (b, i, ..., j) is a hash of its row's key, the call number and its coordinates. Each
+    coordinate but the last is hashed in (on tensors without the last dimension, so cheap);
+    the last is spread by an odd constant and finished with two multiplications and a
+    shift, the only work done on every element; the top bits then decide."""
+    rank = len(shape)
+    key = mix(keys ^ _signed(call * 0x632BE5AB)).view(-1, *([1] * (rank - 1)))
+    for dim in range(1, rank):
+        view = [1] * rank
         view[dim] = shape[dim]
         coordinate = torch.arange(shape[dim], dtype=torch.int32, device=keys.device).view(view)
-        key = mix(key ^ (coordinate * _signed(_SPREAD[(dim - 1) % len(_SPREAD)])))
-    return _shift(key, 8) >= round(p * (1 << 24))
+        coordinate = coordinate * _signed(_SPREAD[(dim - 1) % len(_SPREAD)])
+        if dim < rank - 1:
+            key = mix(key ^ coordinate)
+            continue
+        key = (key ^ coordinate) * _signed(0x7FEB352D)
+        key = (key ^ _shift(key, 15)) * _signed(0x846CA68B)
+    # a uniform int32 is at least this with probability 1 - p
+    return key >= round(p * (1 << 32)) - (1 << 31)
 
 
 class PackRows:
@@ -92,7 +102,7 @@ class PackRows:
         if p >= 1.0:
             return torch.zeros_like(x)
         keep = keyed_mask(self.keys, self.calls, x.shape, p)
-        return x * (keep.to(x.dtype) / (1.0 - p))
+        return x * keep * (1.0 / (1.0 - p))
 
     @contextlib.contextmanager
     def step(self, slots: Sequence[int], keys: Sequence[int], device: str) -> Iterator[None]:
