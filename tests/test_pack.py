@@ -307,6 +307,48 @@ def test_a_pack_that_does_not_fit_is_one_line_and_an_automatic_one_backs_off(
     assert run.pack == 1 and run.trained == 3
 
 
+def test_a_step_larger_than_memory_runs_in_chunks_to_the_same_adapters(
+    cli, tmp_path, calm_t5, monkeypatch
+):
+    from lampctl.model import packing, training
+
+    rows = write_jsonl(tmp_path / "rows.jsonl", peft_rows({"a": 3, "b": 6, "c": 4}))
+    args = ("peft", "train", "-m", calm_t5, "--rows", rows, "--epochs", "2", "--batch-size",
+            "2", "--pack", "3")  # fmt: skip
+    assert cli(*args, "--adapters", tmp_path / "whole").exit_code == 0
+    monkeypatch.setattr(packing.PackedAdapters, "slot_bytes", lambda self: 100)
+    monkeypatch.setattr(packing.PackedAdapters, "row_activation_bytes", lambda self, row: 1000)
+    monkeypatch.setattr(training, "free_memory", lambda device: 6700)  # 3 slots and 5 rows
+    result = cli(*args, "--adapters", tmp_path / "chunked")
+    assert result.exit_code == 0, result.output
+    assert "each step runs in forwards of 5 rows" in result.err
+    for user in "abc":
+        got, want = _saved(tmp_path / "chunked" / user), _saved(tmp_path / "whole" / user)
+        assert _difference(got, want) <= 1e-4
+
+
+def test_running_out_of_memory_mid_pack_is_one_line(cli, tmp_path, calm_t5, monkeypatch):
+    from lampctl.model import packing
+
+    rows = write_jsonl(tmp_path / "rows.jsonl", peft_rows({"a": 1, "b": 6, "c": 6, "d": 6}))
+    real, steps = packing.PackedAdapters.step, []
+
+    def runs_out(self):
+        steps.append(1)
+        if len(steps) == 2:  # after user a (one step) is saved
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self)
+
+    monkeypatch.setattr(packing.PackedAdapters, "step", runs_out)
+    result = cli("peft", "train", "-m", calm_t5, "--rows", rows, "--adapters", tmp_path / "ad",
+                 "--epochs", "1", "--batch-size", "2", "--pack", "4")  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.err.strip().splitlines()[-1:]
+    assert "out of memory on cpu in a step of 3 users' rows" in line
+    assert "Tried to allocate 2.00 GiB" in line and "rerun with --pack 1" in line
+    assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["a"]
+
+
 def test_a_broken_user_fails_alone_and_the_pack_finishes(cli, tmp_path, calm_t5, monkeypatch):
     records = peft_rows({"a": 2, "b": 3, "c": 2, "d": 4})
     broken = next(r for r in records if r["user_id"] == "b")
@@ -326,18 +368,18 @@ def test_a_broken_user_fails_alone_and_the_pack_finishes(cli, tmp_path, calm_t5,
     # A loss that stops being finite mid-pack: that user fails, its neighbours are saved.
     from lampctl.model import packing
 
-    real = packing.PackedAdapters._losses
+    real = packing.PackedAdapters._row_losses
 
-    def poisoned(self, inputs, labels, spans):
-        losses = real(self, inputs, labels, spans)
-        for place, (slot, _, _) in enumerate(spans):
+    def poisoned(self, inputs, labels):
+        sums = real(self, inputs, labels)
+        for n, slot in enumerate(self.rows.slots.tolist()):
             state = self.states[slot]
             if state is not None and state.user.user == "c" and state.step == 1:
-                losses = losses.clone()
-                losses[place] = float("nan")
-        return losses
+                sums = sums.clone()
+                sums[n] = float("nan")
+        return sums
 
-    monkeypatch.setattr(packing.PackedAdapters, "_losses", poisoned)
+    monkeypatch.setattr(packing.PackedAdapters, "_row_losses", poisoned)
     result = cli(*args, "--adapters", tmp_path / "again")
     assert result.exit_code == 1, result.output
     assert "user 'c': the loss is nan at step 2; its adapter is not saved" in result.err

@@ -197,7 +197,7 @@ def peft_train(
 ) -> Any:
     """Train one LoRA adapter per user of a ``peft-data`` rows file; returns a ``TrainRun``.
 
-    ``pack`` users train at once over one base model (None: 8 on a CPU, 32 on a GPU, fewer
+    ``pack`` users train at once over one base model (None: 32, or fewer
     when memory holds fewer); each user's adapter is the same whatever the packing.
 
     ``hyperparameters`` (r, alpha, dropout, targets, learning_rate, weight_decay, epochs,

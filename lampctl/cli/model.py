@@ -141,8 +141,8 @@ def train(
         typer.Option(
             "--pack",
             min=1,
-            help="Users trained at once over one base model (default: 8 on CPU, 32 on GPU, "
-            "fewer if memory holds fewer); adapters are the same whatever K.",
+            help="Users trained at once over one base model (default 32, fewer if memory "
+            "holds fewer); adapters are the same whatever K.",
         ),
     ] = None,
     json_out: JsonOpt = False,

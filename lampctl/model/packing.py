@@ -54,7 +54,6 @@ ADAM_BETAS = (0.9, 0.999)  # torch's AdamW defaults, which the Trainer keeps
 ADAM_EPS = 1e-8
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 IGNORE = -100
-Span = tuple[int, int, int]  # a slot, its first row in the step's batch, the row after its last
 Encoded = tuple[list[int], list[int]]  # a row's input ids and label ids
 
 
@@ -144,8 +143,9 @@ ATTENTION_DROPOUT = (
 class PackedAdapters:
     """K adapter slots over one base model, stepped together (see the module's docstring)."""
 
-    def __init__(self, base: Any, options: Any, slots: int) -> None:
+    def __init__(self, base: Any, options: Any, slots: int, chunk: int | None = None) -> None:
         self.base, self.options, self.size = base, options, slots
+        self.chunk = chunk or options.batch_size * slots  # rows per forward: the whole step
         self.rows = PackRows()
         self.r = options.r
         self.scaling = options.alpha / options.r
@@ -239,33 +239,42 @@ class PackedAdapters:
 
     def step(self) -> dict[int, float]:
         """One optimizer step of every busy slot; returns slot -> that step's loss. A slot
-        whose loss is not finite gets its ``error`` set and no update."""
+        whose loss is not finite gets its ``error`` set and no update.
+
+        The step's rows (each busy user's next batch) are sorted by length and run in chunks
+        of at most ``chunk`` rows (as many as memory holds), each chunk's forward and backward
+        on its own, so a step's activations are a chunk's whatever K is. A row's loss is
+        divided by its user's target tokens in the whole batch, so the gradients summed over
+        the chunks are each user's mean loss's."""
         busy = [(k, s) for k, s in enumerate(self.states) if s is not None and not s.done]
-        pairs: list[Encoded] = []
-        slots: list[int] = []
-        keys: list[int] = []
-        spans: list[Span] = []
-        for k, state in busy:
+        rows: list[tuple[Encoded, int, int]] = []  # (row, place in busy, key)
+        tokens: list[int] = []
+        for i, (_, state) in enumerate(busy):
             chosen = self._next_rows(state)
             seed = user_seed(self.options.seed, state.user.user)
-            spans.append((k, len(pairs), len(pairs) + len(chosen)))
+            first = len(rows)
             for place, index in enumerate(chosen):
-                pairs.append(state.rows[index])
-                slots.append(k)
-                keys.append(row_key(seed, state.step, place))
-        inputs, labels = padded_batch(self.base, pairs)
-        with self.rows.step(slots, keys, self.base.device):
-            losses = self._losses(inputs, labels, spans)
-        finite = torch.isfinite(losses.detach()).tolist()
-        kept = [i for i, ok in enumerate(finite) if ok]
-        if kept:
-            losses[kept].sum().backward()
-        values = losses.detach().tolist()
+                rows.append((state.rows[index], i, row_key(seed, state.step, place)))
+            tokens.append(sum(target_tokens(row, self.base.kind) for row, _, _ in rows[first:]))
+        order = sorted(range(len(rows)), key=lambda n: len(rows[n][0][0]) + len(rows[n][0][1]))
+        values = [0.0] * len(busy)
+        device = self.base.device
+        for start in range(0, len(order), self.chunk):
+            chunk = [rows[n] for n in order[start : start + self.chunk]]
+            inputs, labels = padded_batch(self.base, [row for row, _, _ in chunk])
+            slots = [busy[i][0] for _, i, _ in chunk]
+            with self.rows.step(slots, [key for _, _, key in chunk], device):
+                sums = self._row_losses(inputs, labels)
+            weights = torch.tensor([1.0 / max(1, tokens[i]) for _, i, _ in chunk], device=device)
+            weighted = sums * weights.to(sums.dtype)
+            weighted.sum().backward()
+            for (_, i, _), value in zip(chunk, weighted.detach().tolist(), strict=True):
+                values[i] += value
         lrs = [0.0] * self.size
         counts = [1] * self.size
         out: dict[int, float] = {}
         for i, (k, state) in enumerate(busy):
-            if not finite[i]:
+            if not math.isfinite(values[i]):
                 state.error = f"the loss is {values[i]} at step {state.step + 1}"
                 continue
             state.step += 1
@@ -278,10 +287,8 @@ class PackedAdapters:
         self._update(lrs, counts)
         return out
 
-    def _losses(
-        self, inputs: dict[str, torch.Tensor], labels: torch.Tensor, spans: list[Span]
-    ) -> torch.Tensor:
-        """Each busy slot's loss: the mean over its rows' target tokens."""
+    def _row_losses(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """Each row's loss summed over its target tokens."""
         model = self.base.model
         if self.base.kind == "seq2seq":
             decoder = model.prepare_decoder_input_ids_from_labels(labels=labels)
@@ -291,16 +298,11 @@ class PackedAdapters:
             labels = labels[:, 1:]
         if logits.dtype in (torch.float16, torch.bfloat16):  # the loss in float32 at least
             logits = logits.float()
-        tokens = nn.functional.cross_entropy(
+        losses = nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
             ignore_index=IGNORE, reduction="none",
         ).view(labels.shape)  # fmt: skip
-        counted = (labels != IGNORE).sum(dim=1)
-        per_slot = []
-        for _, first, end in spans:
-            count = counted[first:end].sum().clamp(min=1)
-            per_slot.append(tokens[first:end].sum() / count)
-        return torch.stack(per_slot)
+        return losses.sum(dim=1)
 
     @torch.no_grad()
     def _update(self, lrs: list[float], counts: list[int]) -> None:
@@ -362,7 +364,7 @@ class PackedAdapters:
         inputs, labels = padded_batch(self.base, [row])
         with self.rows.step([0], [0], self.base.device):
             with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
-                loss = self._losses(inputs, labels, [(0, 0, 1)])
+                loss = self._row_losses(inputs, labels)
         del loss
         for layer in self.layers.values():
             layer.lora_a.grad = layer.lora_b.grad = None
@@ -375,6 +377,13 @@ def linear_schedule(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return step / max(1, warmup)
     return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def target_tokens(row: Encoded, kind: str) -> int:
+    """The tokens of a row its loss counts: its labels that are not ignored (a causal row's
+    first label predicts nothing)."""
+    labels = row[1] if kind == "seq2seq" else row[1][1:]
+    return sum(label != IGNORE for label in labels)
 
 
 def encode_rows(base: Any, pairs: Sequence[tuple[str, str]], max_length: int) -> list[Encoded]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lampctl.errors import InputError, OptionError, OutputError
+from lampctl.errors import InputError, ModelLoadError, OptionError, OutputError
 from lampctl.model.adapter_files import (
     adapter_record,
     adapter_state,
@@ -179,7 +179,7 @@ class TrainRun:
         }
 
 
-DEFAULT_PACK = {"cpu": 8, "cuda": 32, "mps": 8}  # users at once when --pack is not given
+DEFAULT_PACK = 32  # users at once when --pack is not given (fewer when memory holds fewer)
 MEMORY_MARGIN = 1.25  # what a step holds beyond autograd's saved tensors (gradients, temps)
 
 
@@ -329,11 +329,11 @@ def _packed_adapters(
     reporter: Reporter,
 ) -> tuple[Any, int]:
     """The pack for ``users``: ``requested`` slots (a one-line ``OptionError`` naming the
-    memory when that many do not fit), or the device's default backed off to what fits."""
+    memory when that many do not fit), or the device's default backed off to what fits; each
+    step runs in chunks of as many rows as the memory left holds (at least one batch)."""
     from lampctl.model.packing import PackedAdapters
 
-    kind = base.device.split(":")[0]
-    size = requested or DEFAULT_PACK.get(kind, 8)
+    size = requested or DEFAULT_PACK
     if len(users) < size:
         if requested is not None:
             reporter.log(f"--pack {requested} is more than the {len(users)} users to train: "
@@ -343,23 +343,44 @@ def _packed_adapters(
     if size == 1:
         return packed, size
     row = _longest_row(base, users, options.max_length)
-    step = options.batch_size * packed.row_activation_bytes(row)
-    per_user = MEMORY_MARGIN * (packed.slot_bytes() + step)
-    free = free_memory(base.device)
+    state = MEMORY_MARGIN * packed.slot_bytes()
+    activations = MEMORY_MARGIN * packed.row_activation_bytes(row)
     packed.close()
-    fits = max(1, int(free // per_user))
-    if fits >= size:
-        return PackedAdapters(base, options, size), size
-    tokens = len(row[0]) + (len(row[1]) if base.kind == "seq2seq" else 0)
-    if requested is not None:
+    free = free_memory(base.device)
+    batch = options.batch_size
+
+    def need(k: int) -> float:  # k slots, and a forward of one user's batch
+        return k * state + batch * activations
+
+    fits = max([k for k in range(1, size + 1) if need(k) <= free] or [1])
+    if fits < size and requested is not None:
+        tokens = len(row[0]) + (len(row[1]) if base.kind == "seq2seq" else 0)
         raise OptionError(
             "pack",
-            f"{size} users at once need about {_size(size * per_user)} on {base.device} (each: "
-            f"its adapter, gradients and AdamW moments, and a step of {options.batch_size} rows "
-            f"of up to {tokens} tokens), but {_size(free)} is free; --pack {fits} fits",
+            f"{size} users at once need about {_size(need(size))} on {base.device} (their "
+            f"adapters, gradients and AdamW moments, and a forward of {batch} rows of up to "
+            f"{tokens} tokens), but {_size(free)} is free; --pack {fits} fits",
         )
-    reporter.log(f"{base.device} has room for {fits} users at once ({_size(per_user)} each)")
-    return PackedAdapters(base, options, fits), fits
+    if fits < size:
+        reporter.log(f"{base.device} has room for {fits} users at once ({_size(free)} free)")
+        size = fits
+    rows = int((free - size * state) // activations) if activations else size * batch
+    chunk = max(batch, min(size * batch, rows))
+    if chunk < size * batch:
+        reporter.log(f"each step runs in forwards of {chunk} rows ({_size(free)} free)")
+    return PackedAdapters(base, options, size, chunk), size
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's out-of-memory errors: CUDA's own class, and the CPU allocator's RuntimeError."""
+    import torch
+
+    text = str(exc)
+    return (
+        isinstance(exc, torch.OutOfMemoryError)
+        or "can't allocate memory" in text
+        or ("out of memory" in text.lower())
+    )
 
 
 def _train_packed(
@@ -374,6 +395,8 @@ def _train_packed(
 ) -> None:
     """Every user trained in the pack's slots: a slot whose user is done is saved and given
     to the next user at once."""
+    import torch
+
     from lampctl.model.packing import encode_rows
 
     options, base = packed.options, packed.base
@@ -405,7 +428,17 @@ def _train_packed(
         fill(slot)
     while any(state is not None for state in packed.states):
         with quiet_libraries():
-            done = packed.step()
+            try:
+                done = packed.step()
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                if not _out_of_memory(exc):
+                    raise
+                busy = sum(state is not None for state in packed.states)
+                raise ModelLoadError(
+                    f"out of memory on {base.device} in a step of {busy} users' rows "
+                    f"({' '.join(str(exc).split())[:160]}); the adapters saved so far are "
+                    f"kept: rerun with --pack {max(1, busy // 2)}"
+                ) from None
         reporter.advance(len(done))
         for slot, state in enumerate(packed.states):
             if state is None or not (state.done or state.error):
