@@ -454,7 +454,7 @@ def _train_packed(
                 reporter.advance(state.total - state.step)
                 reporter.log(f"Error: {error}")
             else:
-                record = {**records[slot], "losses": [round(x, 7) for x in state.curve]}
+                record = {**records[slot], "losses": list(state.curve)}
                 save_adapter(folder, record, packed.weights(slot), config)
                 if on_file is not None:  # an interrupted run says what it kept
                     on_file(str(folder))
