@@ -145,25 +145,32 @@ def test_batched_predictions_equal_per_user_adapters(
     assert len(set(want.values())) > 1  # the adapters answer differently
 
 
-def test_prediction_needs_no_peft(tmp_path, t5):
-    """peft predict reads adapters itself: it runs where peft cannot be imported."""
+def test_the_model_step_needs_no_peft(tmp_path, t5):
+    """peft train writes peft's files and peft predict reads them, each where peft cannot be
+    imported; peft's own PeftModel loads what was written, to the same outputs."""
     train = _write(tmp_path / "t.jsonl", _rows({"a": 2, "b": 2}))
-    lampctl.peft_train(str(t5), rows=train, adapters=tmp_path / "ad", epochs=1)
     path = _write(tmp_path / "t_eval.jsonl", _rows({"a": 1, "b": 2}, seed=3))
     script = (
         "import sys; sys.modules['peft'] = None\n"  # import peft now raises ImportError
         "from lampctl.cli import main\n"
-        "sys.argv = ['lampctl', '--quiet', 'peft', 'predict', '-m', sys.argv[1], '-t', '4',"
-        " '--rows', sys.argv[2], '--adapters', sys.argv[3], '-o', sys.argv[4],"
-        " '--num-beams', '1', '--max-new-tokens', '3']\n"
+        "sys.argv = ['lampctl', '--quiet', *sys.argv[1:]]\n"
         "main()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(t5), str(path), str(tmp_path / "ad"),
-         str(tmp_path / "p.json")], capture_output=True, text=True,
+    commands = (
+        ("peft", "train", "-m", t5, "--rows", train, "--adapters", tmp_path / "ad",
+         "--epochs", "1"),
+        ("peft", "predict", "-m", t5, "-t", "4", "--rows", path, "--adapters", tmp_path / "ad",
+         "-o", tmp_path / "p.json", "--num-beams", "1", "--max-new-tokens", "6"),
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert len(json.loads((tmp_path / "p.json").read_text())["golds"]) == 3
+    for command in commands:
+        done = subprocess.run([sys.executable, "-c", script, *map(str, command)],
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    answers = json.loads((tmp_path / "p.json").read_text())["golds"]
+    assert len(answers) == 3
+    want = _reference_predictions(t5, "seq2seq", tmp_path / "ad", _rows({"a": 1, "b": 2}, seed=3),
+                                  1, torch.float32)  # fmt: skip
+    assert [a["output"] for a in answers] == [want[a["id"]] for a in answers]
 
 
 def test_adapters_predict_refuses_are_one_line(cli, tmp_path, t5):

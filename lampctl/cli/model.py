@@ -26,8 +26,8 @@ from lampctl.settings import DEFAULT_DATA_DIR
 
 peft_app = typer.Typer(
     name="peft",
-    help="One LoRA adapter per user: train them (needs the 'train' extra: pip install "
-    "'lampctl[train]'), then predict with them.",
+    help="One LoRA adapter per user (peft's files): train them, many users at once, then "
+    "predict with them.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )

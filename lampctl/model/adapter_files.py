@@ -73,12 +73,12 @@ def adapter_state(folder: Path, wanted: Callable[[str], dict[str, Any]]) -> str:
 
 
 def save_adapter(
-    folder: Path, record: dict[str, Any], weights: dict[str, Any], config: Any
+    folder: Path, record: dict[str, Any], weights: dict[str, Any], config: dict[str, Any]
 ) -> None:
-    """An adapter (``weights``: tensors named as peft names them; ``config``: its peft
-    ``LoraConfig``) and its record into ``folder``, whole or not at all: written to a temp
-    folder beside it, synced, then renamed into place (an older folder is moved aside first
-    and removed after)."""
+    """An adapter (``weights``: tensors named as peft names them; ``config``: its
+    ``adapter_config.json``) and its record into ``folder``, whole or not at all: written to
+    a temp folder beside it, synced, then renamed into place (an older folder is moved aside
+    first and removed after)."""
     from lampctl.io.data import owner_tag, process_umask
 
     parent = folder.parent
@@ -123,19 +123,19 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _write_adapter(folder: Path, weights: dict[str, Any], config: Any) -> None:
-    """The two files ``PeftModel.save_pretrained`` writes that loading needs: the adapter's
-    weights (safetensors, as peft names them) and its config; without the model card peft
-    also writes, which costs more than the weights on small models."""
+def _write_adapter(folder: Path, weights: dict[str, Any], config: dict[str, Any]) -> None:
+    """The two files of a peft adapter that loading needs: the weights (safetensors, named as
+    peft names them) and the config; without the model card peft also writes."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True)
     save_file(
         {name: tensor.detach().contiguous() for name, tensor in weights.items()},
-        str(folder / "adapter_model.safetensors"),
+        str(folder / ADAPTER_FILES[1]),
         metadata={"format": "pt"},
     )
-    config.save_pretrained(str(folder))
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    (folder / ADAPTER_FILES[0]).write_text(text, encoding="utf-8")
 
 
 def remove_dead_temp_folders(parent: Path) -> None:

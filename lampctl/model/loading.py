@@ -24,17 +24,6 @@ from lampctl.settings import PRECISIONS
 IGNORE = -100  # label of a token left out of the loss (the loss functions' ignore_index)
 
 
-def require_peft() -> None:
-    """peft is the ``train`` extra: a clear line instead of an ImportError."""
-    try:
-        import peft  # noqa: F401
-    except ImportError:
-        raise ModelLoadError(
-            "this command needs the 'peft' package: pip install 'lampctl[train]' (or pip "
-            "install peft)"
-        ) from None
-
-
 def model_identity(name: str, revision: str | None) -> str:
     """What a record keeps of the base model: a local folder by its resolved path, a hub id
     with its revision."""

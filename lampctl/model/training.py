@@ -111,21 +111,31 @@ def choose(
     return [u for u in users if u.user in keep]
 
 
-def lora_config(options: TrainOptions, kind: str, base_name: str | None = None) -> Any:
-    """The peft ``LoraConfig`` saved beside each adapter (what ``PeftModel`` loads)."""
-    from peft import LoraConfig, TaskType
-
-    config = LoraConfig(
-        task_type=TaskType.SEQ_2_SEQ_LM if kind == "seq2seq" else TaskType.CAUSAL_LM,
-        r=options.r,
-        lora_alpha=options.alpha,
-        lora_dropout=options.dropout,
-        target_modules=list(options.targets or ()),
-        base_model_name_or_path=base_name,
-        inference_mode=True,
-    )
-    config.target_modules = sorted(config.target_modules)  # peft makes a set: order varies
-    return config
+def adapter_config(options: TrainOptions, kind: str, base_name: str | None = None) -> dict:
+    """The ``adapter_config.json`` of a plain LoRA adapter, with the keys and values peft's
+    ``LoraConfig.save_pretrained`` writes for one (peft fills any key it adds later with its
+    default), so ``PeftModel.from_pretrained`` loads the adapter as it loads its own."""
+    return {
+        "peft_type": "LORA",
+        "task_type": "SEQ_2_SEQ_LM" if kind == "seq2seq" else "CAUSAL_LM",
+        "base_model_name_or_path": base_name,
+        "revision": None,
+        "inference_mode": True,
+        "r": options.r,
+        "lora_alpha": options.alpha,
+        "lora_dropout": options.dropout,
+        "target_modules": sorted(options.targets or ()),
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "init_lora_weights": True,
+        "use_rslora": False,
+        "use_dora": False,
+        "modules_to_save": None,
+        "layers_to_transform": None,
+        "layers_pattern": None,
+        "rank_pattern": {},
+        "alpha_pattern": {},
+    }
 
 
 @dataclass(frozen=True)
@@ -206,13 +216,12 @@ def train_adapters(
     loaded at all when every user is. A user whose rows are broken, or whose loss stops being
     finite, fails alone: it is in the results as failed, with why."""
     from lampctl.io.outputs import check_outputs, check_writable, local_folder
-    from lampctl.model.loading import load_base_model, model_identity, require_peft
+    from lampctl.model.loading import load_base_model, model_identity
     from lampctl.reporting import SilentReporter
 
     reporter = reporter or SilentReporter()
     if pack is not None and (isinstance(pack, bool) or not isinstance(pack, int) or pack < 1):
         raise OptionError("pack", f"must be a whole number of at least 1, not {pack!r}")
-    require_peft()
     check_adapters_dir(adapters)
     check_outputs(
         {}, {"rows": rows, "users": users_file},
@@ -405,7 +414,7 @@ def _train_packed(
     started: dict[int, float] = {}
     records: dict[int, dict[str, Any]] = {}
     reporter.start(f"{len(users)} users, {packed.size} at a time", steps, unit="steps")
-    config = lora_config(options, base.kind, getattr(base.model, "name_or_path", None))
+    config = adapter_config(options, base.kind, getattr(base.model, "name_or_path", None))
 
     def fill(slot: int) -> None:
         while queue:
