@@ -429,3 +429,23 @@ def write_longlamp_repo(
     front.append("---")
     (root / "README.md").write_text("\n".join(front) + "\n\n# LongLaMP (a test copy)\n")
     return root
+
+
+def kill_when_folder_appears(command: list[str], folder: Path, poll: float = 0.02) -> None:
+    """Runs ``command`` (without LAMPCTL_ settings) and kills it with SIGKILL as soon as
+    ``folder`` exists (or after 300 s, or when it ends by itself): a run cut off mid-way."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMPCTL_")}
+    killed = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not folder.is_dir() and time.monotonic() < deadline:
+        if killed.poll() is not None:
+            break
+        time.sleep(poll)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from synth import peft_rows, write_jsonl, write_tiny_causal, write_tiny_t5
+from synth import kill_when_folder_appears, peft_rows, write_jsonl, write_tiny_causal, write_tiny_t5
 
 pytest.importorskip("peft")
 
@@ -334,16 +332,8 @@ def test_a_killed_training_finishes_with_the_same_adapters(tmp_path, t5):
     rows = _write(tmp_path / "rows.jsonl", _rows({"a": 6, "b": 6, "c": 6}))
     command = [sys.executable, "-m", "lampctl", "peft", "train", "-m", str(t5), "--rows",
                str(rows), "--epochs", "15", "--batch-size", "2", "--pack", "1"]  # fmt: skip
+    kill_when_folder_appears([*command, "--adapters", str(tmp_path / "ad")], tmp_path / "ad" / "a")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMPCTL_")}
-    killed = subprocess.Popen([*command, "--adapters", str(tmp_path / "ad")], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not (tmp_path / "ad" / "a").is_dir() and time.monotonic() < deadline:
-        if killed.poll() is not None:
-            break
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
     subprocess.run([*command, "--adapters", str(tmp_path / "ad")], env=env, check=True,
                    capture_output=True)  # fmt: skip
     subprocess.run([*command, "--adapters", str(tmp_path / "clean")], env=env, check=True,

@@ -12,14 +12,12 @@ import hashlib
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from synth import peft_rows, write_jsonl, write_tiny_causal, write_tiny_t5
+from synth import kill_when_folder_appears, peft_rows, write_jsonl, write_tiny_causal, write_tiny_t5
 
 pytest.importorskip("peft")
 
@@ -391,16 +389,8 @@ def test_a_killed_pack_finishes_with_the_same_adapters(tmp_path, calm_t5):
     rows = write_jsonl(tmp_path / "rows.jsonl", peft_rows({"a": 2, "b": 9, "c": 5, "d": 14}))
     command = [sys.executable, "-m", "lampctl", "peft", "train", "-m", str(calm_t5), "--rows",
                str(rows), "--epochs", "12", "--batch-size", "2", "--pack", "3"]  # fmt: skip
+    kill_when_folder_appears([*command, "--adapters", str(tmp_path / "ad")], tmp_path / "ad" / "a")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMPCTL_")}
-    killed = subprocess.Popen([*command, "--adapters", str(tmp_path / "ad")], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not (tmp_path / "ad" / "a").is_dir() and time.monotonic() < deadline:
-        if killed.poll() is not None:
-            break
-        time.sleep(0.02)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
     kept = sorted(p.name for p in (tmp_path / "ad").iterdir() if not p.name.startswith("."))
     assert "d" not in kept  # killed mid-pack, with users left to train
     subprocess.run([*command, "--adapters", str(tmp_path / "ad")], env=env, check=True,
