@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # test data
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_encoder import questions_of  # noqa: E402
+from bench_peft_train import adapter_difference  # noqa: E402
 from bench_precision import kendall_tau  # noqa: E402
 from synth import (  # noqa: E402
     WORDS,
@@ -462,8 +463,6 @@ def step_peft_pack(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     difference from --pack 1's."""
     import random
 
-    from safetensors.torch import load_file
-
     model_dir = folder / "t5"
     if not model_dir.is_dir():
         write_t5(model_dir, args.smoke)
@@ -504,15 +503,8 @@ def step_peft_pack(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             "user_seconds_in_slots": round(in_slots, 2),
         }  # fmt: skip
         if k != packs[0]:
-            worst = 0.0
-            for user in range(users):
-                want = load_file(str(folder / f"pack{packs[0]}" / f"u{user}" /
-                                     "adapter_model.safetensors"))  # fmt: skip
-                got = load_file(str(adapters / f"u{user}" / "adapter_model.safetensors"))
-                scale = max(float(t.abs().max()) for t in want.values())
-                worst = max(worst, max(float((got[n] - t).abs().max()) for n, t in want.items())
-                            / scale)  # fmt: skip
-            entry["largest_difference_from_pack1"] = worst
+            alone = folder / f"pack{packs[0]}"
+            entry["largest_difference_from_pack1"] = adapter_difference(alone, adapters)
         out[f"pack{k}"] = entry
     first = out[f"pack{packs[0]}"]["seconds"]
     out["speedup"] = {f"pack{k}": round(first / out[f"pack{k}"]["seconds"], 2) for k in packs}

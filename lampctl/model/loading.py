@@ -1,11 +1,8 @@
 """The base model and its tokenizer, loaded once per process, and the batches fed to them.
 
 A model is seq2seq (T5 family: ``config.is_encoder_decoder``) or causal (Llama, Qwen,
-Mistral...). Training batches follow the LaMP authors' PEFT code for seq2seq (sources and
-targets truncated to ``max_length``, padded, padding left out of the loss) and the usual
-recipe for causal models: the prompt and the target in one sequence, only the target's tokens
-(and the closing EOS) in the loss. Generation pads causal prompts on the left and keeps only
-the new tokens.
+Mistral...). Training rows are encoded and padded by ``lampctl.model.packing``; generation
+pads causal prompts on the left and keeps only the new tokens.
 """
 
 from __future__ import annotations
@@ -143,46 +140,6 @@ def model_fingerprint(name: str, revision: str | None = None) -> str:
             info = path.stat()
             entries.append(f"{path.relative_to(folder)}\t{info.st_size}\t{info.st_mtime_ns}")
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
-
-
-def training_batch(base: BaseModel, pairs: Sequence[tuple[str, str]], max_length: int) -> dict:
-    """Tensors for one step on (source, target) pairs, on the model's device."""
-    import torch
-
-    tokenizer = base.tokenizer
-    pad = tokenizer.pad_token_id
-    if base.kind == "seq2seq":
-        inputs = tokenizer(
-            [s for s, _ in pairs], max_length=max_length, truncation=True, padding=True,
-            return_tensors="pt", return_token_type_ids=False,
-        )  # fmt: skip
-        targets = tokenizer(
-            [t for _, t in pairs], max_length=max_length, truncation=True, padding=True,
-            return_tensors="pt", return_token_type_ids=False,
-        )  # fmt: skip
-        labels = targets["input_ids"].masked_fill(targets["attention_mask"] == 0, IGNORE)
-        batch = {**inputs, "labels": labels}
-    else:
-        sequences, label_rows = [], []
-        for source, target in pairs:
-            prompt = tokenizer(source, max_length=max_length, truncation=True)["input_ids"]
-            answer = tokenizer(
-                target, max_length=max_length, truncation=True, add_special_tokens=False
-            )["input_ids"]
-            if base.eos_id is not None:
-                answer = [*answer, base.eos_id]
-            sequences.append(prompt + answer)
-            label_rows.append([IGNORE] * len(prompt) + answer)
-        width = max(len(s) for s in sequences)
-        ids = torch.full((len(pairs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(pairs), width), dtype=torch.long)
-        labels = torch.full((len(pairs), width), IGNORE, dtype=torch.long)
-        for row, (sequence, label) in enumerate(zip(sequences, label_rows, strict=True)):
-            ids[row, : len(sequence)] = torch.tensor(sequence)
-            mask[row, : len(sequence)] = 1
-            labels[row, : len(label)] = torch.tensor(label)
-        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-    return {key: value.to(base.device) for key, value in batch.items()}
 
 
 def source_lengths(base: BaseModel, sources: Sequence[str], max_length: int) -> list[int]:

@@ -48,12 +48,12 @@ from torch import nn
 
 from lampctl.errors import ModelLoadError, OptionError
 from lampctl.model.dropout import PackRows, row_key
+from lampctl.model.loading import IGNORE
 from lampctl.model.options import schedule_steps
 
 ADAM_BETAS = (0.9, 0.999)  # torch's AdamW defaults, which the Trainer keeps
 ADAM_EPS = 1e-8
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
-IGNORE = -100
 Encoded = tuple[list[int], list[int]]  # a row's input ids and label ids
 
 
@@ -109,6 +109,12 @@ def target_modules(model: nn.Module, targets: Sequence[str]) -> list[tuple[str, 
     return [(n, m) for n, m in model.named_modules() if n and pattern.fullmatch(n)]
 
 
+def _put_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """``module`` in the place of ``model``'s submodule ``name``."""
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
 # --------------------------------------------------------------------------- the trainer
 
 
@@ -118,11 +124,11 @@ class SlotState:
 
     user: Any  # UserRows
     rows: list[Encoded]
+    seed: int  # user_seed(--seed, the user id): its generator's and its dropout keys'
     generator: torch.Generator
     total: int
     warmup: int
     step: int = 0
-    epoch: int = 0
     order: list[int] = field(default_factory=list)
     position: int = 0
     losses: list[float] = field(default_factory=list)  # this epoch's
@@ -147,8 +153,6 @@ class PackedAdapters:
         self.base, self.options, self.size = base, options, slots
         self.chunk = chunk or options.batch_size * slots  # rows per forward: the whole step
         self.rows = PackRows()
-        self.r = options.r
-        self.scaling = options.alpha / options.r
         model = base.model
         found = target_modules(model, options.targets or ())
         if not found:
@@ -164,11 +168,10 @@ class PackedAdapters:
                     "targets", f"{name} of {base.name} is a {type(module).__name__}, not Linear"
                 )
         self.layers: dict[str, PackLora] = {}
+        scaling = options.alpha / options.r
         for name, module in found:
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            layer = PackLora(name, module, slots, self.r, self.scaling, options.dropout, self.rows)
-            setattr(parent, child, layer)
+            layer = PackLora(name, module, slots, options.r, scaling, options.dropout, self.rows)
+            _put_module(model, name, layer)
             self.layers[name] = layer
         self.attention = self._eager_attention_if_dropout(model)
         self.states: list[SlotState | None] = [None] * slots
@@ -188,9 +191,7 @@ class PackedAdapters:
         """The LoRA layers taken off: the base model as it was loaded (in eval mode)."""
         model = self.base.model
         for name, layer in self.layers.items():
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, layer.base_layer)
+            _put_module(model, name, layer.base_layer)
         if self.attention is not None:
             model.set_attn_implementation(self.attention)
         model.eval()
@@ -199,7 +200,8 @@ class PackedAdapters:
 
     def fill(self, slot: int, user: Any, rows: list[Encoded]) -> SlotState:
         """``user`` into ``slot``: a fresh adapter from the user's generator, zero moments."""
-        generator = torch.Generator().manual_seed(user_seed(self.options.seed, user.user))
+        seed = user_seed(self.options.seed, user.user)
+        generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for layer in self.layers.values():
                 start = torch.empty(layer.lora_a.shape[1:])
@@ -209,7 +211,7 @@ class PackedAdapters:
                 for moment in layer.moments:
                     moment[slot].zero_()
         total, warmup = schedule_steps(len(rows), self.options)
-        state = SlotState(user, rows, generator, total, warmup)
+        state = SlotState(user, rows, seed, generator, total, warmup)
         self.states[slot] = state
         return state
 
@@ -231,7 +233,6 @@ class PackedAdapters:
         if state.position >= len(state.rows) or not state.order:
             state.order = torch.randperm(len(state.rows), generator=state.generator).tolist()
             state.position = 0
-            state.epoch += 1
             state.losses = []
         chosen = state.order[state.position : state.position + size]
         state.position += size
@@ -251,10 +252,9 @@ class PackedAdapters:
         tokens: list[int] = []
         for i, (_, state) in enumerate(busy):
             chosen = self._next_rows(state)
-            seed = user_seed(self.options.seed, state.user.user)
             first = len(rows)
             for place, index in enumerate(chosen):
-                rows.append((state.rows[index], i, row_key(seed, state.step, place)))
+                rows.append((state.rows[index], i, row_key(state.seed, state.step, place)))
             tokens.append(sum(target_tokens(row, self.base.kind) for row, _, _ in rows[first:]))
         order = sorted(range(len(rows)), key=lambda n: len(rows[n][0][0]) + len(rows[n][0][1]))
         values = [0.0] * len(busy)
@@ -388,8 +388,8 @@ def target_tokens(row: Encoded, kind: str) -> int:
 
 def encode_rows(base: Any, pairs: Sequence[tuple[str, str]], max_length: int) -> list[Encoded]:
     """Each (source, target) as (input ids, label ids): seq2seq sources and targets truncated
-    to ``max_length``; causal rows are prompt then target then EOS in one sequence, the
-    prompt's labels ignored."""
+    to ``max_length`` (the LaMP authors' PEFT code); causal rows are prompt then target then
+    EOS in one sequence, the prompt's labels ignored (only the target and EOS in the loss)."""
     tokenizer = base.tokenizer
     if not pairs:
         return []

@@ -404,7 +404,6 @@ def _train_packed(
 ) -> None:
     """Every user trained in the pack's slots: a slot whose user is done is saved and given
     to the next user at once."""
-    import torch
 
     from lampctl.model.packing import encode_rows
 
@@ -439,7 +438,7 @@ def _train_packed(
         with quiet_libraries():
             try:
                 done = packed.step()
-            except (torch.OutOfMemoryError, RuntimeError) as exc:
+            except RuntimeError as exc:  # torch.OutOfMemoryError is one
                 if not _out_of_memory(exc):
                     raise
                 busy = sum(state is not None for state in packed.states)
