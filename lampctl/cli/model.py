@@ -183,7 +183,7 @@ def train(
             reporter=reporter, on_file=note_finished, **hyperparameters,
         )  # fmt: skip
     _show_training(state, run)
-    fail_with([r.error for r in run.failed if r.error])
+    fail_with(run.errors)
 
 
 def _show_training(state: State, run: Any) -> None:
@@ -194,15 +194,15 @@ def _show_training(state: State, run: Any) -> None:
             steps = str(r.steps) if r.status == "trained" else ""
             table.add_row(r.user_id, str(r.rows), r.status, steps, loss, f"{r.seconds:.1f}")
         console.print(table)
-        up_to_date = len(run.results) - run.trained - len(run.failed)
         failed = f", {len(run.failed)} failed" if run.failed else ""
         console.print(
-            f"{run.trained} trained, {up_to_date} up to date{failed}; adapters in {run.adapters}",
+            f"{run.trained} trained, {run.up_to_date} up to date{failed}; adapters in "
+            f"{run.adapters}",
             markup=False,
         )
 
-    errors = [r.error for r in run.failed if r.error]
-    emit(state, {"command": "peft train", **run.as_dict(), "error": first_errors(errors)}, human)
+    payload = {"command": "peft train", **run.as_dict(), "error": first_errors(run.errors)}
+    emit(state, payload, human)
 
 
 def predict(

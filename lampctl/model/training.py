@@ -172,8 +172,17 @@ class TrainRun:
         return sum(r.status == "trained" for r in self.results)
 
     @property
+    def up_to_date(self) -> int:
+        return sum(r.status == "up to date" for r in self.results)
+
+    @property
     def failed(self) -> list[TrainResult]:
         return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def errors(self) -> list[str]:
+        """Each failed user's one line."""
+        return [r.error for r in self.failed if r.error]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -183,7 +192,7 @@ class TrainRun:
             "device": self.device,
             "pack": self.pack,
             "trained": self.trained,
-            "up_to_date": sum(r.status == "up to date" for r in self.results),
+            "up_to_date": self.up_to_date,
             "failed": len(self.failed),
             "users": [r.as_dict() for r in self.results],
         }
@@ -323,11 +332,9 @@ def _longest_row(base: BaseModel, users: Sequence[UserRows], max_length: int) ->
     longest = sorted(pairs, key=lambda p: len(p[0]) + len(p[1]), reverse=True)[:16]
     longest += sorted(pairs, key=lambda p: len(p[1]), reverse=True)[:8]
     encoded = encode_rows(base, longest, max_length)
-    ids = max((e[0] for e in encoded), key=len)
-    labels = max((e[1] for e in encoded), key=len)
-    if base.kind == "causal":
+    if base.kind == "causal":  # one sequence: the longest whole
         return max(encoded, key=lambda e: len(e[0]))
-    return ids, labels
+    return max((e[0] for e in encoded), key=len), max((e[1] for e in encoded), key=len)
 
 
 def _packed_adapters(
@@ -404,7 +411,6 @@ def _train_packed(
 ) -> None:
     """Every user trained in the pack's slots: a slot whose user is done is saved and given
     to the next user at once."""
-
     from lampctl.model.packing import encode_rows
 
     options, base = packed.options, packed.base
