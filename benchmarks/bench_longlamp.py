@@ -14,7 +14,10 @@ profiles of 4-20 papers, parquet files of 2,000 rows.
    all-MiniLM-L6-v2 tokenizer; the outputs are compared string for string.
 3. evaluate: the whole ``lampctl evaluate --no-meteor`` process against the official
    ``compute_metrics`` path rebuilt (sacrebleu.corpus_bleu, and rouge_score per pair with the
-   BootstrapAggregator HF evaluate's rouge uses); the exact values are compared.
+   BootstrapAggregator HF evaluate's rouge uses); the exact values are compared. Where NLTK's
+   WordNet and punkt_tab data are installed (NLTK_DATA), once more with METEOR on both sides
+   (the official path adds evaluate's meteor.py loop: word_tokenize and single_meteor_score
+   per pair).
 
 Usage: python benchmarks/bench_longlamp.py [--rows-scale 1.0] [--max-items 20]
 """
@@ -95,8 +98,16 @@ for ref, pred in zip(references, predictions):
     for t in types:
         means[t] += score[t].fmeasure / len(predictions)
 result = aggregator.aggregate()
+meteor = None
+if sys.argv[3:] == ["meteor"]:  # evaluate's meteor.py: NLTK per pair, mean
+    from nltk import word_tokenize
+    from nltk.translate import meteor_score
+    scores = [meteor_score.single_meteor_score(word_tokenize(ref), word_tokenize(pred),
+                                               alpha=0.9, beta=3, gamma=0.5)
+              for ref, pred in zip(references, predictions)]
+    meteor = sum(scores) / len(scores)
 print(json.dumps({"seconds": time.perf_counter() - t0, "bleu": bleu, "means": means,
-                  "median_rouge1": result["rouge1"].mid.fmeasure}))
+                  "median_rouge1": result["rouge1"].mid.fmeasure, "meteor": meteor}))
 """
 
 
@@ -219,26 +230,36 @@ def main() -> None:
             {"id": g["id"], "output": text} for g, text in zip(golds["golds"], kept, strict=True)
         ]}  # fmt: skip
         (scratch / "pred.json").write_text(json.dumps(predictions))
-        started = time.perf_counter()
-        done = subprocess.run([*lampctl, "--json", "evaluate", *sel[:-2], "--data-dir",
-                               str(data), "-p", str(scratch / "pred.json"), "--no-meteor"],
-                              check=True, env=env, capture_output=True, text=True)  # fmt: skip
-        ours = time.perf_counter() - started
-        found = json.loads(done.stdout)
         script = scratch / "official_metrics.py"
         script.write_text(OFFICIAL_METRICS)
-        started = time.perf_counter()
-        reference = json.loads(subprocess.run(
-            [sys.executable, str(script), str(scratch / "pred.json"),
-             str(folder / "dev_outputs.json")], check=True, env=env, capture_output=True,
-            text=True).stdout)  # fmt: skip
-        official = time.perf_counter() - started
-        same = abs(found["bleu"] - reference["bleu"]) < 1e-9 and abs(
-            found["rouge-1"] - reference["means"]["rouge1"]) < 1e-12  # fmt: skip
-        print(
-            f"evaluate (dev, {found['count']} pairs, no meteor): lampctl {ours:.2f} s, "
-            f"official path {official:.2f} s: {official / ours:.1f}x; equal values: {same}"
-        )
+        from lampctl.scoring.generation import meteor_ready
+
+        with_meteor = [False] + ([True] if meteor_ready() is None else [])  # NLTK data there
+        for meteor in with_meteor:
+            started = time.perf_counter()
+            done = subprocess.run([*lampctl, "--json", "evaluate", *sel[:-2], "--data-dir",
+                                   str(data), "-p", str(scratch / "pred.json"),
+                                   "--meteor" if meteor else "--no-meteor"],
+                                  check=True, env=env, capture_output=True, text=True)  # fmt: skip
+            ours = time.perf_counter() - started
+            found = json.loads(done.stdout)
+            started = time.perf_counter()
+            reference = json.loads(subprocess.run(
+                [sys.executable, str(script), str(scratch / "pred.json"),
+                 str(folder / "dev_outputs.json"), *(["meteor"] if meteor else [])],
+                check=True, env=env, capture_output=True, text=True).stdout)  # fmt: skip
+            official = time.perf_counter() - started
+            same = abs(found["bleu"] - reference["bleu"]) < 1e-9 and abs(
+                found["rouge-1"] - reference["means"]["rouge1"]) < 1e-12  # fmt: skip
+            if meteor:
+                same = same and abs(found["meteor"] - reference["meteor"]) < 1e-12
+            print(
+                f"evaluate (dev, {found['count']} pairs, {'with' if meteor else 'no'} meteor): "
+                f"lampctl {ours:.2f} s, official path {official:.2f} s: {official / ours:.1f}x; "
+                f"equal values: {same}"
+            )
+        if len(with_meteor) == 1:
+            print("evaluate with meteor: skipped, NLTK's WordNet and punkt_tab data are missing")
 
 
 if __name__ == "__main__":
