@@ -21,6 +21,7 @@ from lampctl.catalog.tasks import Registry, TaskSpec
 from lampctl.emails import (  # noqa: F401 - parse_email* are this module's API too
     _parse_plain_ascii,
     parse_email,
+    parse_email_as_mailparser,
     parse_email_fully,
 )
 from lampctl.errors import AvocadoError, InputError
@@ -186,11 +187,15 @@ def index_archives(archives: list[Path], needed: set[str], reporter: Reporter) -
     return index
 
 
+READERS = {"lamp": parse_email, "mailparser": parse_email_as_mailparser}  # email_reader
+
+
 def _read_archive(
-    archive: Path, members: list[tuple[str, str]], max_bytes: int
+    archive: Path, members: list[tuple[str, str]], max_bytes: int, reader: str = "lamp"
 ) -> tuple[dict[str, tuple[str, str]], int]:
-    """Parse the listed (email id, member) pairs of one archive; returns parsed emails and
-    how many bytes were read."""
+    """Parse the listed (email id, member) pairs of one archive with the task's
+    ``email_reader``; returns parsed emails and how many bytes were read."""
+    parse = READERS[reader]
     parsed: dict[str, tuple[str, str]] = {}
     read = 0
     try:
@@ -204,7 +209,7 @@ def _read_archive(
                         "bytes (--max-email-bytes)"
                     )
                 read += len(raw)
-                parsed[email_id] = parse_email(raw)
+                parsed[email_id] = parse(raw)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise AvocadoError(f"{archive}: corrupt zip archive ({exc})") from None
     return parsed, read
@@ -296,7 +301,12 @@ def build_lamp6(
             initargs=(os.getpid(),),
         ) as pool:
             futures = [
-                (len(members), pool.submit(_read_archive, archives[n], members, max_email_bytes))
+                (
+                    len(members),
+                    pool.submit(
+                        _read_archive, archives[n], members, max_email_bytes, task.email_reader
+                    ),
+                )
                 for n, members in jobs
             ]
             for count, future in futures:
@@ -306,7 +316,7 @@ def build_lamp6(
                 reporter.advance(count)
     else:
         for n, members in jobs:
-            parsed, read = _read_archive(archives[n], members, max_email_bytes)
+            parsed, read = _read_archive(archives[n], members, max_email_bytes, task.email_reader)
             emails.update(parsed)
             bytes_read += read
             reporter.advance(len(members))

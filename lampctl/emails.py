@@ -4,7 +4,8 @@ a fast path for plain ASCII messages, else the standard library's email parser."
 from __future__ import annotations
 
 from email import policy
-from email.message import EmailMessage
+from email.header import decode_header
+from email.message import EmailMessage, Message
 from email.parser import BytesParser, Parser
 from typing import cast
 
@@ -98,3 +99,65 @@ def parse_email_fully(raw: bytes) -> tuple[str, str]:
             html.append(_part_text(cast(EmailMessage, part)))
     body = "\n".join(plain or html).strip()
     return subject, body
+
+
+# LongLaMP-1's script reads each email with the ``mailparser`` package and takes its
+# ``subject`` and ``body``; the body joins every text part with this line.
+MAIL_BOUNDARY = "\n--- mail_boundary ---\n"
+
+
+def parse_email_as_mailparser(raw: bytes) -> tuple[str, str]:
+    """(subject, body) of an RFC-822 email as the ``mailparser`` package gives them, which
+    LongLaMP's ``data/avocado/create_avocado_dataset.py`` reads (``mail.subject``,
+    ``mail.body``).
+
+    - subject: the header's chunks decoded (RFC 2047 words in their charset, undecodable bytes
+      dropped) and joined, then stripped; folding and inner spaces are kept as written;
+    - body: every part that is not an attachment (no filename, not ``Content-Disposition:
+      attachment``, not an rtf part, no Content-ID unless it is plain or html text), decoded
+      in its charset (else UTF-8, else UTF-8 with replacements), empty ones left out: the
+      text/plain parts, then the text/html parts, then any other, joined by ``MAIL_BOUNDARY``.
+      A plain single-part email's body is its text, as with ``parse_email``.
+    """
+    message = cast(Message, _LEGACY.parsebytes(raw))
+    header = message.get("subject")
+    subject = ""
+    if header:
+        try:
+            for chunk, charset in decode_header(str(header)):
+                subject += (
+                    chunk.decode(charset or "utf-8", "ignore")
+                    if isinstance(chunk, bytes)
+                    else chunk
+                )
+        except (LookupError, UnicodeError, ValueError):
+            subject = str(header)
+    texts: dict[str, list[str]] = {"plain": [], "html": [], "other": []}
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        subtype = part.get_content_subtype()
+        if (
+            part.get_filename()
+            or str(part.get_content_disposition() or "").lower() == "attachment"
+            or subtype == "rtf"
+            or (part.get("content-id") and subtype not in ("html", "plain"))
+        ):
+            continue  # what mailparser takes for an attachment
+        text = _mailparser_text(part, part.get_content_charset("utf-8"))
+        if text:
+            texts[subtype if subtype in ("plain", "html") else "other"].append(text)
+    body = MAIL_BOUNDARY.join(texts["plain"] + texts["html"] + texts["other"])
+    return subject.strip(), body
+
+
+def _mailparser_text(part: Message, charset: str) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return str(part.get_payload())
+    for codec, errors in ((charset, "strict"), ("utf-8", "strict")):
+        try:
+            return payload.decode(codec, errors)
+        except (LookupError, UnicodeError):
+            continue
+    return payload.decode("utf-8", "replace")

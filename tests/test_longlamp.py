@@ -494,6 +494,89 @@ def test_longlamp1_is_built_from_avocado_by_the_completion_rule(cli, tmp_path):
     assert "avocado build --task LongLaMP-1" in nothing
 
 
+def _odd_emails() -> dict[str, bytes]:
+    """Emails where mailparser and lampctl's LaMP-6 reader differ: folded and encoded
+    subjects, plain and html alternatives, attachments, other text parts, charsets."""
+    from email.message import EmailMessage
+
+    def message(subject: str) -> EmailMessage:
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = "a@avocado.example", "b@x.example", subject
+        return mail
+
+    alternative = message("Quarterly   numbers")
+    alternative.set_content("Hello Bob,\n\nthe numbers are in.\n")
+    alternative.add_alternative("<p>Hello Bob,</p><p>the numbers are in.</p>", subtype="html")
+    mixed = message("caf\u00e9 plans for the week")
+    mixed.set_content("Lunch at the caf\u00e9 on Friday?\n", charset="utf-8",
+                      cte="quoted-printable")  # fmt: skip
+    mixed.add_attachment(b"a,b\n1,2\n", maintype="text", subtype="csv", filename="t.csv")
+    mixed.add_attachment("BEGIN:VCALENDAR\nEND:VCALENDAR\n", subtype="calendar")
+    other = message("minutes")
+    other.set_content("the minutes follow\n")
+    other.add_related("an enriched note", subtype="enriched")
+    html = message("html only")
+    html.set_content("<div>only <b>html</b> here</div>", subtype="html", charset="latin-1",
+                     cte="base64")  # fmt: skip
+    folded = (b"From: a@avocado.example\r\nSubject: Lunch\r\n  tomorrow  at noon\r\n"
+              b"Subject-Note: x\r\n\r\n  Shall we meet at noon?\r\n\r\n")  # fmt: skip
+    encoded = (b"From: a@avocado.example\r\nSubject: =?utf-8?q?R=C3=A9sum=C3=A9?= and "
+               b"=?iso-8859-1?q?caf=E9?= notes\r\n\r\nSee the notes.\r\n")  # fmt: skip
+    return {
+        "001-000001-EM.txt": alternative.as_bytes(),
+        "001-000002-EM.txt": mixed.as_bytes(),
+        "001-000003-EM.txt": other.as_bytes(),
+        "001-000004-EM.txt": html.as_bytes(),
+        "001-000005-EM.txt": folded,
+        "001-000006-EM.txt": encoded,
+    }
+
+
+def test_longlamp1_reads_emails_as_its_scripts_mailparser_does(cli, tmp_path):
+    """The reference is the mailparser package itself, as LongLaMP's
+    create_avocado_dataset.py calls it (parse, then .subject and .body.strip())."""
+    import zipfile
+
+    import mailparser  # the test extra's
+
+    emails = _odd_emails()
+    (tmp_path / "text").mkdir()
+    with zipfile.ZipFile(tmp_path / "text" / "001.zip", "w") as zf:
+        for name, raw in emails.items():
+            zf.writestr(f"001/{name}", raw)
+    ids = sorted(emails)
+    questions = [
+        {"id": f"q{n}", "input": email, "content_length": 3,
+         "profile": [{"text": ids[(n + 1) % len(ids)], "id": f"q{n}-0"}]}
+        for n, email in enumerate(ids)
+    ]  # fmt: skip
+    folder = tmp_path / "d" / "user" / "LongLaMP_1"
+    folder.mkdir(parents=True)
+    (folder / "dev_questions_ids.json").write_text(json.dumps(questions))
+    result = cli("avocado", "build", "--avocado-dir", tmp_path / "text", "--task", "LongLaMP-1",
+                 "--data-dir", tmp_path / "d")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    database = {}
+    for name, raw in emails.items():
+        mail = mailparser.parse_from_bytes(raw)
+        database[name] = {"subject": mail.subject, "content": mail.body.strip()}
+    built = json.loads((folder / "dev_questions.json").read_text())
+    golds = json.loads((folder / "dev_outputs.json").read_text())["golds"]
+    for question, original, gold in zip(built, questions, golds, strict=True):
+        email = database[original["input"]]
+        words = email["content"].split()
+        assert question["input"] == (
+            f"Complete the text of the following email. title: {email['subject']}. "
+            f"text: {' '.join(words[:3])}"
+        )
+        assert gold["output"] == " ".join(words[3:])
+        (item,) = question["profile"]
+        other = database[original["profile"][0]["text"]]
+        assert (item["title"], item["text"]) == (other["subject"], other["content"])
+    assert "--- mail_boundary ---" in database["001-000001-EM.txt"]["content"]  # exercised
+    assert "\n" in database["001-000005-EM.txt"]["subject"]
+
+
 def test_the_budgeted_mode_is_a_registry_switch_and_a_file_of_its_own(cli, data, tiny_bert,
                                                                       tmp_path):  # fmt: skip
     sel = ("-t", "LongLaMP-4", "--split", "user", "--set", "dev", "--data-dir", data)

@@ -49,6 +49,7 @@ _TASK_KEYS = {
     "recency",
     "model_defaults",
     "avocado",
+    "email_reader",
 }
 _HUB_KEYS = {"repo", "revision", "configs", "sets", "item_fields", "columns", "user_fields"}
 _EVAL_KEYS = {"metric", "labels", "scale"}
@@ -162,6 +163,7 @@ def _parse_task(name: str, raw: Any, splits: tuple[str, ...], origin: str) -> Ta
         recency=_choice(where, raw, "recency", "date", ("date", "order"), origin),
         model_defaults=_model_defaults(where, raw.get("model_defaults"), origin),
         avocado=_choice(where, raw, "avocado", "subject", ("subject", "completion"), origin),
+        email_reader=_choice(where, raw, "email_reader", "lamp", ("lamp", "mailparser"), origin),
     )
 
 

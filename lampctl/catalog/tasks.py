@@ -152,6 +152,10 @@ class TaskSpec:
     # what ``avocado build`` makes of an email (needs_build: avocado): "subject" (LaMP-6: the
     # subject from the body) or "completion" (LongLaMP-1: the rest of the body from its start)
     avocado: str = "subject"
+    # how ``avocado build`` reads an email: "lamp" (lampctl.emails.parse_email: the text/plain
+    # parts, whitespace of the subject normalised) or "mailparser" (LongLaMP-1: as the
+    # mailparser package its script uses gives subject and body; parse_email_as_mailparser)
+    email_reader: str = "lamp"
 
     @property
     def dir_name(self) -> str:
