@@ -280,6 +280,52 @@ def test_meteor_is_nltks_meteor_score_per_question(cli, data, tmp_path, monkeypa
                                       "meteor"]  # fmt: skip
 
 
+FORKED_SCORING = """
+import json, random, sys
+from lampctl import parallel
+from lampctl.scoring import generation
+
+class NoSynonyms:
+    def synsets(self, *args, **kwargs):
+        return []
+
+generation.meteor_ready = lambda: None
+generation._wordnet = NoSynonyms
+generation._word_tokenize = str.split
+started = []
+
+class Counted(parallel.Forked):
+    def __init__(self, *args):
+        started.append(1)
+        super().__init__(*args)
+
+parallel.Forked = Counted
+rng = random.Random(0)
+words = "the a model user data paper good bad . ,".split()
+def text():
+    return " ".join(rng.choice(words) for _ in range(rng.randint(0, 30)))
+golds = [text() for _ in range(1203)]
+predictions = [text() for _ in range(1203)]
+one = generation.score_rows(predictions, golds, workers=1)
+forked_before = len(started)
+three = generation.score_rows(predictions, golds, workers=3)
+print(json.dumps({"same": bool((one == three).all()), "rows": len(three), "before": forked_before,
+                  "children": len(started), "torch": "torch" in sys.modules}))
+"""
+
+
+def test_long_lists_are_scored_in_forked_pieces_with_the_same_rows():
+    """A fresh process (fork is refused where torch is loaded, as in this one): 1,203 pairs
+    scored in one process and in three at once give the same numbers, row for row."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FORKED_SCORING], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    found = json.loads(done.stdout)
+    assert found == {"same": True, "rows": 1203, "before": 0, "children": 2, "torch": False}
+
+
 FRAMES = {  # LongLaMP's prompts.py, is_ranked=True, written out from its description
     "LongLaMP-2": (lambda i, t: f'"{t}" is the abstract for the title "{i["title"]}"',
                    ". Use the above abstracts as context to understand the style and language "

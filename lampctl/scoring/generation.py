@@ -12,7 +12,9 @@ LongLaMP repository computes through Hugging Face ``evaluate``, from the librari
   them the score is refused in one line that says how to get them (``meteor=False`` leaves it
   out and scores the rest).
 
-Predictions and golds are stripped first. The official ``evaluate_data`` silently drops a
+Each question is scored on its own, so a long list is scored in pieces by forked processes at
+once, one per usable core (the numbers are the same). Predictions and golds are stripped
+first. The official ``evaluate_data`` silently drops a
 pair whose prediction or gold is empty before stripping; here an empty prediction scores
 zero and is counted (``empty``), and ``drop_empty`` reproduces the official drop.
 """
@@ -59,44 +61,88 @@ def meteor_ready() -> str | None:
     return None
 
 
+# Questions per process below which scoring stays in this one (a forked child costs ~0.1 s).
+PARALLEL_MIN = 500
+
+
 def score_rows(
     predictions: Sequence[str],
     golds: Sequence[str],
     meteor: bool = True,
     drop_empty: bool = False,
+    workers: int | None = None,
 ) -> np.ndarray:
-    """One row of ``WIDTH`` numbers per question (see the columns above)."""
+    """One row of ``WIDTH`` numbers per question (see the columns above).
+
+    Rows are independent, so a long list is cut into ``workers`` pieces (default: one per
+    usable core, at least ``PARALLEL_MIN`` questions each) scored at once by forked children
+    that share this process's loaded tokenizers and WordNet; each row is the same numbers
+    either way."""
     if meteor:
         problem = meteor_ready()
         if problem is not None:
             raise InputError(problem)
-    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+    from lampctl.parallel import Forked, fork_is_safe, usable_cpus
 
-    from lampctl.scoring.fastrouge import fmeasures
+    if len(predictions) != len(golds):
+        raise ValueError("predictions and golds differ in length")
+    scorer = _RowScorer(meteor, drop_empty)
+    count = len(predictions)
+    if workers is None:
+        workers = min(usable_cpus(), count // PARALLEL_MIN) if fork_is_safe() else 1
+    workers = max(1, min(workers, count))
+    if workers == 1:
+        return scorer(predictions, golds)
+    cuts = [count * n // workers for n in range(workers + 1)]
+    children = [
+        Forked("scoring", scorer, predictions[a:b], golds[a:b])
+        for a, b in zip(cuts[1:-1], cuts[2:], strict=True)
+    ]
+    try:
+        first = scorer(predictions[: cuts[1]], golds[: cuts[1]])
+        return np.concatenate([first, *(child.result() for child in children)])
+    finally:
+        for child in children:
+            child.close()
 
-    tokens = Tokenizer13a()
-    meteor_of = _meteor_scorer() if meteor else None
-    rows = np.zeros((len(predictions), WIDTH))
-    for row, (raw_prediction, raw_gold) in enumerate(zip(predictions, golds, strict=True)):
-        if drop_empty and (raw_prediction == "" or raw_gold == ""):
-            continue  # the official evaluate_data's drop: the row stays, weighed 0
-        prediction, gold = str(raw_prediction).strip(), str(raw_gold).strip()
-        rows[row, : len(ROUGE)] = fmeasures(gold, prediction)  # rouge_score's, bit for bit
-        if meteor_of is not None:
-            rows[row, len(ROUGE)] = meteor_of(gold, prediction)
-        rows[row, _KEPT] = 1.0
-        rows[row, _BLEU:] = _bleu_counts(tokens(prediction).split(), tokens(gold).split())
-    return rows
+
+class _RowScorer:
+    """Scores rows; built (tokenizers, WordNet loaded) before any child is forked."""
+
+    def __init__(self, meteor: bool, drop_empty: bool) -> None:
+        from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+        self.tokens = Tokenizer13a()
+        self.meteor_of = _meteor_scorer() if meteor else None
+        self.drop_empty = drop_empty
+        if self.meteor_of is not None:
+            self.meteor_of("Warm up.", "Warming up.")  # loads punkt and WordNet here, once
+
+    def __call__(self, predictions: Sequence[str], golds: Sequence[str]) -> np.ndarray:
+        from lampctl.scoring.fastrouge import fmeasures
+
+        tokens, meteor_of = self.tokens, self.meteor_of
+        rows = np.zeros((len(predictions), WIDTH))
+        for row, (raw_prediction, raw_gold) in enumerate(zip(predictions, golds, strict=True)):
+            if self.drop_empty and (raw_prediction == "" or raw_gold == ""):
+                continue  # the official evaluate_data's drop: the row stays, weighed 0
+            prediction, gold = str(raw_prediction).strip(), str(raw_gold).strip()
+            rows[row, : len(ROUGE)] = fmeasures(gold, prediction)  # rouge_score's, bit for bit
+            if meteor_of is not None:
+                rows[row, len(ROUGE)] = meteor_of(gold, prediction)
+            rows[row, _KEPT] = 1.0
+            rows[row, _BLEU:] = _bleu_counts(tokens(prediction).split(), tokens(gold).split())
+        return rows
 
 
 def _bleu_counts(hypothesis: list[str], reference: list[str]) -> list[int]:
     """sacreBLEU's sufficient statistics for one segment with one reference: clipped matches
     and hypothesis n-grams per order, then the two lengths."""
     matches, totals = [], []
-    for n in range(1, ORDERS + 1):
-        hyp = Counter(tuple(hypothesis[i : i + n]) for i in range(len(hypothesis) - n + 1))
-        ref = Counter(tuple(reference[i : i + n]) for i in range(len(reference) - n + 1))
-        matches.append(sum(min(count, ref[gram]) for gram, count in hyp.items()))
+    for n in range(1, ORDERS + 1):  # the n-grams: tuples of n shifted copies, zipped
+        hyp = Counter(zip(*[hypothesis[i:] for i in range(n)], strict=False))
+        ref = Counter(zip(*[reference[i:] for i in range(n)], strict=False))
+        matches.append(sum((hyp & ref).values()))  # & keeps the smaller count: clipping
         totals.append(max(len(hypothesis) - n + 1, 0))
     return [*matches, *totals, len(hypothesis), len(reference)]
 
