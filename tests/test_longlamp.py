@@ -326,6 +326,23 @@ def test_long_lists_are_scored_in_forked_pieces_with_the_same_rows():
     assert found == {"same": True, "rows": 1203, "before": 0, "children": 2, "torch": False}
 
 
+def test_a_forked_scorer_opens_its_own_wordnet_files(tmp_path):
+    """NLTK's WordNet seeks the data files it holds open; a forked child shares those files'
+    offsets with its parent, so a child drops them from WordNet's map (WordNet reopens its
+    own) and keeps them open: closing one would move the shared offset."""
+    from lampctl.scoring import generation
+
+    scorer = generation._RowScorer(meteor=False, drop_empty=False)
+    handle = (tmp_path / "data.noun").open("w+")
+    scorer.files = {"n": handle}
+    scorer(["a b"], ["a c"])  # in the parent: the map stays
+    assert scorer.files == {"n": handle}
+    scorer.parent = -1  # as seen from a child
+    rows = scorer(["a b"], ["a c"])
+    assert scorer.files == {} and not handle.closed and rows.shape == (1, generation.WIDTH)
+    assert generation._INHERITED[-1] == {"n": handle}
+
+
 FRAMES = {  # LongLaMP's prompts.py, is_ranked=True, written out from its description
     "LongLaMP-2": (lambda i, t: f'"{t}" is the abstract for the title "{i["title"]}"',
                    ". Use the above abstracts as context to understand the style and language "

@@ -21,6 +21,7 @@ zero and is counted (``empty``), and ``drop_empty`` reproduces the official drop
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -89,7 +90,8 @@ def score_rows(
     scorer = _RowScorer(meteor, drop_empty)
     count = len(predictions)
     if workers is None:
-        workers = min(usable_cpus(), count // PARALLEL_MIN) if fork_is_safe() else 1
+        fits = fork_is_safe() and scorer.forkable
+        workers = min(usable_cpus(), count // PARALLEL_MIN) if fits else 1
     workers = max(1, min(workers, count))
     if workers == 1:
         return scorer(predictions, golds)
@@ -106,6 +108,9 @@ def score_rows(
             child.close()
 
 
+_INHERITED: list[object] = []  # a forked child's copies of its parent's WordNet files
+
+
 class _RowScorer:
     """Scores rows; built (tokenizers, WordNet loaded) before any child is forked."""
 
@@ -115,12 +120,34 @@ class _RowScorer:
         self.tokens = Tokenizer13a()
         self.meteor_of = _meteor_scorer() if meteor else None
         self.drop_empty = drop_empty
+        self.parent = os.getpid()
+        self.files: dict | None = None
+        self.forkable = True
         if self.meteor_of is not None:
             self.meteor_of("Warm up.", "Warming up.")  # loads punkt and WordNet here, once
+            reader = _wordnet()
+            from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+            if isinstance(reader, WordNetCorpusReader):
+                files = getattr(reader, "_data_file_map", None)
+                self.files = files if isinstance(files, dict) else None
+                self.forkable = self.files is not None
+
+    def _own_files(self) -> None:
+        """In a forked child: NLTK's WordNet reads synsets by seeking the data files it holds
+        open, and a forked child shares each open file's offset with its parent, so reads at
+        once would land at each other's offsets. The child opens its own files (WordNet
+        reopens what its map lacks); the inherited ones are kept open, since closing one would
+        move the offset it shares."""
+        if self.files:
+            _INHERITED.append(dict(self.files))
+            self.files.clear()
 
     def __call__(self, predictions: Sequence[str], golds: Sequence[str]) -> np.ndarray:
         from lampctl.scoring.fastrouge import fmeasures
 
+        if os.getpid() != self.parent:
+            self._own_files()
         tokens, meteor_of = self.tokens, self.meteor_of
         rows = np.zeros((len(predictions), WIDTH))
         for row, (raw_prediction, raw_gold) in enumerate(zip(predictions, golds, strict=True)):
