@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -144,14 +143,27 @@ def make_repo(root: Path, scale: float, max_items: int) -> int:
     return sum(p.stat().st_size for p in (root / config).glob("*.parquet"))
 
 
+MEASURED = r"""
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+child.returncode = os.waitstatus_to_exitcode(status)
+print(json.dumps({"seconds": time.perf_counter() - started, "rc": child.returncode,
+                  "peak": usage.ru_maxrss * 1024}))
+"""
+
+
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one whole process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) * 1024
+    """Wall seconds and peak RSS (bytes) of one whole process. It is started from a small
+    Python of its own: a child's peak RSS counts the moments between its fork and its exec,
+    when it is a copy of its parent, and this benchmark's process holds the generated data."""
+    done = subprocess.run([sys.executable, "-c", MEASURED, *command], env=env, check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    found = json.loads(done.stdout)
+    if found["rc"] != 0:
+        raise SystemExit(f"{command[:5]} failed")
+    return found["seconds"], found["peak"]
 
 
 def disk_baseline(files: list[Path], written: int, scratch: Path) -> float:
