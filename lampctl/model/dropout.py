@@ -29,7 +29,7 @@ def _signed(value: int) -> int:
 
 def _shift(x: torch.Tensor, bits: int) -> torch.Tensor:
     """A logical right shift of int32 values (torch's ``>>`` keeps the sign)."""
-    return (x >> bits) & ((1 << (32 - bits)) - 1)
+    return (x >> bits).bitwise_and_((1 << (32 - bits)) - 1)
 
 
 def mix(x: torch.Tensor) -> torch.Tensor:
@@ -75,8 +75,10 @@ def keyed_mask(keys: torch.Tensor, call: int, shape: Sequence[int], p: float) ->
         if dim < rank - 1:
             key = mix(key ^ coordinate)
             continue
-        key = (key ^ coordinate) * _signed(0x7FEB352D)
-        key = (key ^ _shift(key, 15)) * _signed(0x846CA68B)
+        key = key ^ coordinate  # the first full-size tensor: the rest works on it in place
+        key.mul_(_signed(0x7FEB352D))
+        key ^= _shift(key, 15)
+        key.mul_(_signed(0x846CA68B))
     # a uniform int32 is at least this with probability 1 - p
     return key >= round(p * (1 << 32)) - (1 << 31)
 
@@ -102,7 +104,7 @@ class PackRows:
         if p >= 1.0:
             return torch.zeros_like(x)
         keep = keyed_mask(self.keys, self.calls, x.shape, p)
-        return x * keep * (1.0 / (1.0 - p))
+        return x.mul(keep).mul_(1.0 / (1.0 - p))  # in place on the new product: same bits
 
     @contextlib.contextmanager
     def step(self, slots: Sequence[int], keys: Sequence[int], device: str) -> Iterator[None]:
