@@ -9,6 +9,7 @@ linear schedule and clipping. Packing is then checked against ``--pack 1``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -270,6 +271,26 @@ def test_dropout_masks_follow_the_row_not_the_padding_or_the_pack():
         big = rows.dropout(torch.ones(1, 400, 500), 0.25, True)
     assert abs(float((big == 0).float().mean()) - 0.25) < 0.01
     assert torch.equal(rows.dropout(torch.ones(2, 3), 0.25, False), torch.ones(2, 3))
+
+
+def test_the_keyed_mask_is_the_documented_hash_element_by_element():
+    """A plain loop over 32-bit unsigned ints, written from the description: a mask's bits are
+    part of what an adapter is, so they must not drift between versions."""
+    from lampctl.model.dropout import keyed_mask, mix_int, row_key
+
+    full, spread = 0xFFFFFFFF, (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1)
+    keys = [row_key(7, step, row) for step, row in ((0, 0), (0, 1), (3, 2))]
+    shape, call, p = (3, 2, 4, 6), 5, 0.3
+    threshold = round(p * (1 << 32)) - (1 << 31)  # kept when the signed hash is this or more
+    got = keyed_mask(torch.tensor(keys, dtype=torch.int32), call, shape, p)
+    for b, i, k, j in itertools.product(*(range(n) for n in shape)):
+        key = mix_int((keys[b] & full) ^ ((call * 0x632BE5AB) & full))
+        for dim, coordinate in ((1, i), (2, k)):
+            key = mix_int(key ^ ((coordinate * spread[dim - 1]) & full))
+        key = ((key ^ ((j * spread[2]) & full)) * 0x7FEB352D) & full
+        key = ((key ^ (key >> 15)) * 0x846CA68B) & full
+        signed = key - (1 << 32) if key >= 1 << 31 else key
+        assert bool(got[b, i, k, j]) == (signed >= threshold), (b, i, k, j)
 
 
 def test_pack_0_and_a_pack_larger_than_the_users(cli, tmp_path, calm_t5):
