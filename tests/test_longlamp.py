@@ -4,6 +4,7 @@ and a README configs: block, as 'hf download' leaves it), status, rank, evaluate
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -487,6 +488,16 @@ def test_the_hub_is_read_at_the_revision_through_huggingface_hub(cli, repo, tmp_
     assert options["repo_type"] == "dataset"
     assert set(options["allow_patterns"]) >= {"topic_writing_user/*", "topic_writing_temporal/*"}
     assert found["files"][0]["url"].startswith("hf://LongLaMP/LongLaMP@v1/topic_writing_")
+    commit = "0123456789abcdef" * 2 + "01234567"  # the cache names a snapshot by its commit
+    cached = tmp_path / "snapshots" / commit
+    shutil.copytree(repo, cached)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *_, **__: str(cached))
+    pinned = cli.json("download", "-t", "LongLaMP-4", "--set", "dev", "--data-dir",
+                      tmp_path / "main")  # fmt: skip
+    assert {f["url"].split("/")[3] for f in pinned["files"]} == {f"LongLaMP@{commit}"}
+    manifest = json.loads((tmp_path / "main" / "MANIFEST.json").read_text())
+    assert f"@{commit}/" in json.dumps(manifest)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
     for revision, message in (("missing", "no revision 'missing' on the hub"),
                               ("offline", "not reachable and not in the local cache")):  # fmt: skip
         line = cli.error("download", "-t", "LongLaMP-4", "--revision", revision, "--data-dir",

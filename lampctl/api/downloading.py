@@ -197,7 +197,13 @@ def _hub_plan(
 ) -> list[_HubWork]:
     """Each hub task's jobs with their parquet files found and their schemas checked: any
     problem is raised here, before a file is written."""
-    from lampctl.download.hub import check_schema, fetch_snapshot, hub_jobs, source_files
+    from lampctl.download.hub import (
+        check_schema,
+        fetch_snapshot,
+        hub_jobs,
+        resolved_revision,
+        source_files,
+    )
 
     work = []
     for task in tasks:
@@ -207,7 +213,9 @@ def _hub_plan(
         else:
             configs = sorted({job.config for job in jobs})
             where = fetch_snapshot(task.hub, configs, revision)
-            origin = f"hf://{task.hub.repo}@{revision or task.hub.revision}"
+            origin = (
+                f"hf://{task.hub.repo}@{resolved_revision(where, revision or task.hub.revision)}"
+            )
         files = [source_files(where, job.config, job.hub_split) for job in jobs]
         for job, paths in zip(jobs, files, strict=True):
             check_schema(job, paths)

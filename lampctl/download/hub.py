@@ -144,6 +144,14 @@ def fetch_snapshot(hub: HubSpec, configs: Sequence[str], revision: str | None) -
         raise InputError(f"{hub.repo}@{wanted}: {' '.join(str(exc).split())[:200]}") from None
 
 
+def resolved_revision(snapshot: Path, asked: str) -> str:
+    """The commit a hub snapshot holds: huggingface_hub's cache keeps each snapshot in a
+    folder named by its commit hash, so the files' origin names that commit even where a
+    branch (the registry's ``main``) was asked for, and ``--revision`` with it gets the same
+    files again; else the revision asked for."""
+    return snapshot.name if re.fullmatch(r"[0-9a-f]{40}", snapshot.name) else asked
+
+
 def source_files(source: Path, config: str, hub_split: str) -> list[Path]:
     """The parquet files of one config's split in a dataset repo folder: as its README's
     ``configs:`` block names them, else by the hub's conventional layouts
