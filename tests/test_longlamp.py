@@ -341,7 +341,8 @@ def test_a_forked_scorer_opens_its_own_wordnet_files(tmp_path):
     scorer.parent = -1  # as seen from a child
     rows = scorer(["a b"], ["a c"])
     assert scorer.files == {} and not handle.closed and rows.shape == (1, generation.WIDTH)
-    assert generation._INHERITED[-1] == {"n": handle}
+    assert generation._INHERITED.pop() == {"n": handle}
+    handle.close()
 
 
 FRAMES = {  # LongLaMP's prompts.py, is_ranked=True, written out from its description
