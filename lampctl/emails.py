@@ -139,7 +139,7 @@ def parse_email_as_mailparser(raw: bytes) -> tuple[str, str]:
         subtype = part.get_content_subtype()
         if (
             part.get_filename()
-            or str(part.get_content_disposition() or "").lower() == "attachment"
+            or part.get_content_disposition() == "attachment"  # lowercased by the parser
             or subtype == "rtf"
             or (part.get("content-id") and subtype not in ("html", "plain"))
         ):
@@ -155,9 +155,9 @@ def _mailparser_text(part: Message, charset: str) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return str(part.get_payload())
-    for codec, errors in ((charset, "strict"), ("utf-8", "strict")):
+    for codec in (charset, "utf-8"):
         try:
-            return payload.decode(codec, errors)
+            return payload.decode(codec)
         except (LookupError, UnicodeError):
             continue
     return payload.decode("utf-8", "replace")

@@ -213,9 +213,8 @@ def _hub_plan(
         else:
             configs = sorted({job.config for job in jobs})
             where = fetch_snapshot(task.hub, configs, revision)
-            origin = (
-                f"hf://{task.hub.repo}@{resolved_revision(where, revision or task.hub.revision)}"
-            )
+            commit = resolved_revision(where, revision or task.hub.revision)
+            origin = f"hf://{task.hub.repo}@{commit}"
         files = [source_files(where, job.config, job.hub_split) for job in jobs]
         for job, paths in zip(jobs, files, strict=True):
             check_schema(job, paths)
